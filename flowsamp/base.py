@@ -1,0 +1,87 @@
+"""Core contracts: the kernel contract (blackjax style) and small shared helpers.
+
+A kernel module ``foo`` exposes
+
+* ``init(position, log_prob_fn, ...) -> FooState``;
+* ``build_kernel(**static) -> kernel(key, state, log_prob_fn, **params) -> (FooState, FooInfo)``;
+* ``foo(log_prob_fn, **params) -> SamplingAlgorithm(init, step)`` with ``step(key, state)``.
+
+States and infos are NamedTuples; keys are the first argument and are never stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from flowsamp.types import Array, PRNGKey
+
+
+class SamplingAlgorithm(NamedTuple):
+    """A Markov kernel as a pair of pure functions.
+
+    ``init(position) -> state`` caches what the next step needs;
+    ``step(key, state) -> (state, info)`` performs one transition that leaves
+    the target invariant.
+    """
+
+    init: Callable[[Any], Any]
+    step: Callable[[PRNGKey, Any], tuple[Any, Any]]
+
+
+def as_key(key: Any) -> PRNGKey:
+    """Return ``key`` as a typed JAX key of any ``impl`` (raw uint32 keys are wrapped)."""
+    if isinstance(key, int):
+        return jax.random.key(key)
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)
+
+
+def metropolis_accept(key: PRNGKey, log_ratio: Array) -> tuple[Array, Array, Array]:
+    """NaN-safe Metropolis-Hastings test.
+
+    Returns ``(is_accepted, acceptance_rate, is_finite)`` where
+    ``acceptance_rate = min(1, exp(log_ratio))`` and a non-finite ``log_ratio``
+    (NaN or +/-inf from a non-finite proposed log-density) is a rejection with
+    acceptance rate 0.
+    """
+    is_finite = jnp.isfinite(log_ratio)
+    safe = jnp.where(is_finite, log_ratio, -jnp.inf)
+    acceptance_rate = jnp.exp(jnp.minimum(safe, 0.0))
+    log_u = jnp.log(jax.random.uniform(key, dtype=acceptance_rate.dtype))
+    is_accepted = is_finite & (log_u < safe)
+    return is_accepted, acceptance_rate, is_finite
+
+
+def select(pred: Array, on_true: Any, on_false: Any) -> Any:
+    """Tree-wise ``jnp.where(pred, on_true, on_false)`` for a scalar ``pred``."""
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def check_finite_positions(positions: Any, what: str = "initial position") -> None:
+    """Raise ``ValueError`` naming the first chain whose position is not finite.
+
+    ``positions`` has chains on its leading axis (or is one position when 1-D).
+    Only works on concrete (non-traced) arrays; it is a host-side input check.
+    """
+    import numpy as np
+
+    leaves = jax.tree.leaves(positions)
+    for leaf in leaves:
+        arr = np.asarray(leaf)
+        if not np.issubdtype(arr.dtype, np.floating):
+            continue
+        if arr.ndim <= 1:
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"non-finite {what}: {arr}")
+            continue
+        bad = ~np.all(np.isfinite(arr.reshape(arr.shape[0], -1)), axis=1)
+        if bad.any():
+            idx = int(np.argmax(bad))
+            raise ValueError(
+                f"non-finite {what} for chain {idx} (of {arr.shape[0]}; {int(bad.sum())} bad chains)"
+            )
