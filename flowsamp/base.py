@@ -85,3 +85,34 @@ def check_finite_positions(positions: Any, what: str = "initial position") -> No
             raise ValueError(
                 f"non-finite {what} for chain {idx} (of {arr.shape[0]}; {int(bad.sum())} bad chains)"
             )
+
+
+class Flow(NamedTuple):
+    """A normalizing flow q_theta as pure functions over an explicit ``params`` pytree.
+
+    * ``init(key) -> params`` (identity map at initialisation: q_theta is the base);
+    * ``sample_and_log_prob(params, key, n) -> (x, log_q)`` with shapes ``(n, dim)``, ``(n,)``;
+    * ``log_prob(params, x) -> log_q`` for ``x`` of shape ``(..., dim)``;
+    * ``forward(params, z) -> (x, log_det)``: base (latent) z to data x, log|det dx/dz|;
+    * ``inverse(params, x) -> (z, log_det)``: data x to latent z, log|det dz/dx|.
+    ``dim`` is the event dimension.
+    """
+
+    init: Callable[[PRNGKey], Any]
+    sample_and_log_prob: Callable[[Any, PRNGKey, int], tuple[Array, Array]]
+    log_prob: Callable[[Any, Array], Array]
+    forward: Callable[[Any, Array], tuple[Array, Array]]
+    inverse: Callable[[Any, Array], tuple[Array, Array]]
+    dim: int
+
+
+class Proposal(NamedTuple):
+    """A stateless independence proposal q for Metropolis-Hastings / importance sampling.
+
+    ``sample_and_log_prob(key) -> (x, log_q)`` draws one point ``x`` (shape ``(dim,)``);
+    ``log_prob(x) -> log_q`` evaluates log q at one point. Built from a flow by
+    ``fs.flows.proposal(flow, params)``; any object with these two functions works.
+    """
+
+    sample_and_log_prob: Callable[[PRNGKey], tuple[Array, Array]]
+    log_prob: Callable[[Array], Array]
