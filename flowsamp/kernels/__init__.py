@@ -9,6 +9,8 @@ from flowsamp.kernels import integrators
 from flowsamp.kernels.hmc import HMCInfo, HMCState, hmc
 from flowsamp.kernels.mala import MALAInfo, MALAState, mala
 from flowsamp.kernels.rwmh import RWMHInfo, RWMHState, rwmh
+from flowsamp.kernels.flow_imh import FlowIMHInfo, FlowIMHState, flow_imh  # noqa: E402
+from flowsamp.kernels.isir import ISIRInfo, ISIRState, isir  # noqa: E402
 
 #: Names of the kernel constructors in this package (extend when adding a kernel module).
 KERNELS = ["rwmh", "mala", "hmc"]
@@ -26,3 +28,4 @@ __all__ = [
     "mala",
     "rwmh",
 ]
+__all__ += ["FlowIMHInfo", "FlowIMHState", "flow_imh", "ISIRInfo", "ISIRState", "isir"]
