@@ -1,1 +1,5 @@
-"""flowsamp.samplers."""
+"""flowsamp.samplers: algorithms that compose kernels, flows and training."""
+
+from flowsamp.samplers.chains import Trace, sample
+
+__all__ = ["Trace", "sample"]
