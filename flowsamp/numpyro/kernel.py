@@ -1,0 +1,287 @@
+"""Any flowsamp kernel as a :class:`numpyro.infer.mcmc.MCMCKernel`.
+
+``numpyro.infer.MCMC(fs.numpyro.Kernel(model, kernel=fs.kernels.hmc, step_size=0.1), ...)``
+runs the flowsamp kernel on the model's flattened unconstrained latent vector (the same
+vector as :func:`flowsamp.numpyro.target`), with numpyro's own transforms, init strategy
+and post-processing, under every ``chain_method`` (``sequential``, ``parallel``,
+``vectorized``). During numpyro's warm-up the kernel's ``step_size`` (when it has one) is
+tuned per chain by dual averaging (numpyro's :func:`~numpyro.infer.hmc_util.dual_averaging`,
+Hoffman & Gelman 2014) towards ``target_accept_prob``; it is frozen at the averaged value
+when warm-up ends.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from numpyro.infer.hmc_util import dual_averaging
+from numpyro.infer.initialization import init_to_uniform
+from numpyro.infer.mcmc import MCMCKernel
+from numpyro.infer.util import initialize_model
+from numpyro.util import identity, is_prng_key
+
+from flowsamp.base import as_key
+from flowsamp.numpyro.target import check_model_sites
+from flowsamp.types import Array
+
+__all__ = ["Kernel", "KernelState", "DEFAULT_TARGET_ACCEPT"]
+
+#: Dual-averaging targets by kernel name (optimal-scaling results: RWMH 0.234,
+#: MALA 0.574, HMC ~0.65); other kernels default to 0.65.
+DEFAULT_TARGET_ACCEPT = {"rwmh": 0.234, "mala": 0.574, "hmc": 0.65}
+
+
+class KernelState(NamedTuple):
+    """State of :class:`Kernel` for one chain (a leading chain axis when vectorized).
+
+    ``z`` is the unconstrained latent pytree (numpyro's sample field), ``inner`` the
+    flowsamp kernel's own state on the flat vector, ``step_size`` the current step size
+    (NaN for kernels without one), ``da_state`` the dual-averaging state,
+    ``accept_prob`` / ``is_accepted`` the last transition's MH statistics,
+    ``potential_energy`` :math:`U(z) = -\\log \\pi(z)` and ``mean_accept_prob`` the running
+    mean of ``accept_prob`` (reset when sampling starts).
+    """
+
+    i: Array
+    z: Any
+    inner: Any
+    step_size: Array
+    da_state: Any
+    accept_prob: Array
+    is_accepted: Array
+    mean_accept_prob: Array
+    potential_energy: Array
+    rng_key: Any
+
+
+def _default_kernel() -> Callable:
+    from flowsamp import kernels
+
+    if not hasattr(kernels, "hmc"):
+        raise ValueError("flowsamp.kernels.hmc is not available; pass kernel= explicitly")
+    return kernels.hmc
+
+
+class Kernel(MCMCKernel):
+    """Run a flowsamp kernel inside :class:`numpyro.infer.MCMC`.
+
+    Parameters
+    ----------
+    model : callable, optional
+        A numpyro model (exactly one of ``model`` and ``potential_fn``).
+    kernel : callable
+        A flowsamp kernel constructor ``kernel(log_prob_fn, **kernel_options) ->
+        SamplingAlgorithm(init, step)`` acting on flat vectors (default
+        ``flowsamp.kernels.hmc``). Flow kernels (``flow_imh``, ``neutra``) take their
+        trained flow/proposal in ``kernel_options``; its space is the flat unconstrained
+        vector of :func:`flowsamp.numpyro.target` for the same model.
+    potential_fn : callable, optional
+        ``U(z)`` of a pytree ``z`` (then ``init_params`` must be passed to ``MCMC.run``).
+    init_strategy : callable
+        numpyro init strategy (default ``init_to_uniform``).
+    adapt_step_size : bool
+        Tune ``kernel_options["step_size"]`` during warm-up by dual averaging.
+    target_accept_prob : float, optional
+        Dual-averaging target (default from :data:`DEFAULT_TARGET_ACCEPT`).
+    **kernel_options
+        Passed to ``kernel``; ``step_size`` is the initial value when adapted.
+
+    Notes
+    -----
+    The collected state fields by default are ``z`` (post-processed into constrained
+    sites by ``MCMC.get_samples``), ``accept_prob``, ``is_accepted`` and
+    ``potential_energy``; ``mcmc.get_extra_fields()`` returns the last three, and
+    ``arviz.from_numpyro`` turns them into ``acceptance_rate``, ``is_accepted`` and ``lp``.
+    """
+
+    def __init__(
+        self,
+        model: Callable | None = None,
+        kernel: Callable | None = None,
+        *,
+        potential_fn: Callable | None = None,
+        init_strategy: Callable = init_to_uniform,
+        adapt_step_size: bool = True,
+        target_accept_prob: float | None = None,
+        **kernel_options: Any,
+    ) -> None:
+        if (model is None) == (potential_fn is None):
+            raise ValueError("pass exactly one of `model` and `potential_fn`")
+        if model is not None and not callable(model):
+            raise TypeError(f"model must be callable, got {type(model).__name__}")
+        self._model = model
+        self._potential_fn = potential_fn
+        self._kernel = _default_kernel() if kernel is None else kernel
+        if not callable(self._kernel):
+            raise TypeError(f"kernel must be a flowsamp kernel constructor, got {self._kernel!r}")
+        self._options = dict(kernel_options)
+        self._init_strategy = init_strategy
+        self._adapt = bool(adapt_step_size) and "step_size" in self._options
+        if target_accept_prob is None:
+            name = getattr(self._kernel, "__name__", "")
+            target_accept_prob = DEFAULT_TARGET_ACCEPT.get(name, 0.65)
+        if not 0.0 < float(target_accept_prob) < 1.0:
+            raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
+        self._target_accept = float(target_accept_prob)
+        self._num_warmup = 0
+        self._potential_fn_gen = None
+        self._postprocess_fn_gen = None
+        self._unravel = None
+        self._batched = False
+
+    # -- numpyro's MCMCKernel interface -------------------------------------------------
+    @property
+    def model(self) -> Callable | None:
+        return self._model
+
+    @property
+    def sample_field(self) -> str:
+        return "z"
+
+    @property
+    def default_fields(self) -> tuple[str, ...]:
+        return ("z", "accept_prob", "is_accepted", "potential_energy")
+
+    def get_diagnostics_str(self, state: KernelState) -> str:
+        return "step size {:.2e}. acc. prob={:.2f}".format(
+            float(jnp.mean(state.step_size)), float(jnp.mean(state.mean_accept_prob))
+        )
+
+    def postprocess_fn(self, model_args: tuple, model_kwargs: dict | None) -> Callable:
+        if self._postprocess_fn_gen is None:
+            return identity
+        return self._postprocess_fn_gen(*model_args, **(model_kwargs or {}))
+
+    def wrap_model(self, wrapper: Callable) -> "Kernel":
+        new = copy.copy(self)
+        new._model = wrapper(self._model)
+        new._potential_fn_gen = new._postprocess_fn_gen = new._unravel = None
+        return new
+
+    # -- building blocks ----------------------------------------------------------------
+    def _potential(self, model_args: tuple, model_kwargs: dict | None) -> Callable:
+        if self._model is None:
+            return self._potential_fn
+        return self._potential_fn_gen(*model_args, **(model_kwargs or {}))
+
+    def _algorithm(self, potential: Callable, step_size: Array | None) -> Any:
+        unravel = self._unravel
+
+        def log_prob(x: Array) -> Array:
+            return -potential(unravel(x))
+
+        options = dict(self._options)
+        if step_size is not None:
+            options["step_size"] = step_size
+        return self._kernel(log_prob, **options)
+
+    def _init_one(self, rng_key: Any, flat: Array, potential: Callable) -> KernelState:
+        dtype = flat.dtype
+        if "step_size" in self._options:
+            step_size = jnp.asarray(self._options["step_size"], dtype)
+        else:
+            step_size = jnp.asarray(jnp.nan, dtype)
+        da_init, _ = dual_averaging()
+        da_state = da_init(jnp.log(10.0 * step_size))
+        alg = self._algorithm(potential, step_size if self._adapt else None)
+        inner = alg.init(flat)
+        z = self._unravel(flat)
+        zero = jnp.zeros((), dtype)
+        return KernelState(
+            jnp.array(0),
+            z,
+            inner,
+            step_size,
+            da_state,
+            zero,
+            jnp.array(False),
+            zero,
+            jnp.asarray(potential(z), dtype),
+            rng_key,
+        )
+
+    def init(
+        self,
+        rng_key: Any,
+        num_warmup: int,
+        init_params: Any,
+        model_args: tuple,
+        model_kwargs: dict | None,
+    ) -> KernelState:
+        self._num_warmup = int(num_warmup)
+        self._batched = not is_prng_key(rng_key)
+        model_kwargs = {} if model_kwargs is None else model_kwargs
+        rng_key, key_init = (
+            jax.vmap(jax.random.split, out_axes=1)(rng_key) if self._batched else jax.random.split(rng_key)
+        )
+        if self._model is not None:
+            check_model_sites(self._model, model_args, model_kwargs)
+            info = initialize_model(
+                key_init,
+                self._model,
+                init_strategy=self._init_strategy,
+                dynamic_args=True,
+                model_args=model_args,
+                model_kwargs=model_kwargs,
+            )
+            self._potential_fn_gen = info.potential_fn
+            self._postprocess_fn_gen = info.postprocess_fn
+            if init_params is None:
+                init_params = info.param_info.z
+        elif init_params is None:
+            raise ValueError("init_params must be passed to MCMC.run when using potential_fn")
+        one = jax.tree.map(lambda a: a[0], init_params) if self._batched else init_params
+        self._unravel = ravel_pytree(one)[1]
+        potential = self._potential(model_args, model_kwargs)
+        ravel = lambda p: ravel_pytree(p)[0]  # noqa: E731
+        if self._batched:
+            flat = jax.vmap(ravel)(init_params)
+            return jax.vmap(lambda k, x: self._init_one(k, x, potential))(rng_key, flat)
+        return self._init_one(rng_key, ravel(init_params), potential)
+
+    def _sample_one(self, state: KernelState, potential: Callable) -> KernelState:
+        rng_key, key_step = jax.random.split(state.rng_key)
+        alg = self._algorithm(potential, state.step_size if self._adapt else None)
+        inner, info = alg.step(as_key(key_step), state.inner)
+        accept_prob = jnp.asarray(info.acceptance_rate, state.accept_prob.dtype)
+        step_size, da_state = state.step_size, state.da_state
+        in_warmup = state.i < self._num_warmup
+        if self._adapt:
+            _, da_update = dual_averaging()
+            new_da = da_update(self._target_accept - accept_prob, da_state)
+            last = state.i == self._num_warmup - 1
+            log_step = jnp.where(last, new_da[1], new_da[0])
+            step_size = jnp.where(in_warmup, jnp.exp(log_step).astype(step_size.dtype), step_size)
+            da_state = jax.tree.map(lambda a, b: jnp.where(in_warmup, a, b), new_da, da_state)
+        itr = state.i + 1
+        n = jnp.where(in_warmup, itr, itr - self._num_warmup)
+        mean_accept = state.mean_accept_prob + (accept_prob - state.mean_accept_prob) / n
+        position = inner.position
+        log_prob = getattr(inner, "log_prob", None)
+        potential_energy = -log_prob if log_prob is not None else potential(self._unravel(position))
+        return KernelState(
+            itr,
+            self._unravel(position),
+            inner,
+            step_size,
+            da_state,
+            accept_prob,
+            jnp.asarray(info.is_accepted),
+            mean_accept,
+            jnp.asarray(potential_energy, state.potential_energy.dtype),
+            rng_key,
+        )
+
+    def sample(self, state: KernelState, model_args: tuple, model_kwargs: dict | None) -> KernelState:
+        potential = self._potential(model_args, model_kwargs)
+        if self._batched:
+            return jax.vmap(lambda s: self._sample_one(s, potential))(state)
+        return self._sample_one(state, potential)
+
+    def __getstate__(self) -> dict:
+        return self.__dict__.copy()
