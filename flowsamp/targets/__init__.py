@@ -1,1 +1,23 @@
-"""flowsamp.targets."""
+"""flowsamp.targets: what to sample (log-densities with exact references where known)."""
+
+from flowsamp.targets.base import Target
+from flowsamp.targets.gaussian import Gaussian, gaussian
+from flowsamp.targets.gaussian_mixture import (
+    GaussianMixture,
+    four_mode_mixture,
+    gaussian_mixture,
+    tutorial_mixture,
+)
+from flowsamp.targets.many_well import ManyWell, many_well
+
+__all__ = [
+    "Target",
+    "Gaussian",
+    "gaussian",
+    "GaussianMixture",
+    "gaussian_mixture",
+    "four_mode_mixture",
+    "tutorial_mixture",
+    "ManyWell",
+    "many_well",
+]
