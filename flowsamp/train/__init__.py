@@ -1,1 +1,18 @@
-"""flowsamp.train."""
+"""flowsamp.train: losses for normalizing flows and ``fit`` (optax in a jitted scan).
+
+A loss is ``loss_fn(params, key, step=0) -> (scalar, aux dict)``; ``fit`` passes the step
+counter so that schedules (annealing) are pure functions of it.
+"""
+
+from flowsamp.train.fit import FitHistory, fit
+from flowsamp.train.losses import annealed_reverse_kl, combined, ess_fraction, forward_kl, reverse_kl
+
+__all__ = [
+    "FitHistory",
+    "annealed_reverse_kl",
+    "combined",
+    "ess_fraction",
+    "fit",
+    "forward_kl",
+    "reverse_kl",
+]
