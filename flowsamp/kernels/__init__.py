@@ -2,7 +2,8 @@
 
 Each kernel module ``foo`` has ``init(position, log_prob_fn)``, ``build_kernel()`` and a
 constructor ``foo(log_prob_fn, **params) -> SamplingAlgorithm(init, step)``.
-``KERNELS`` lists the constructors' names; the conformance test covers every entry.
+Every constructor listed in ``__all__`` (a function whose module has ``init`` and
+``build_kernel``) is covered by the conformance test ``tests/test_api_protocols.py``.
 """
 
 from flowsamp.kernels import integrators
@@ -12,11 +13,7 @@ from flowsamp.kernels.rwmh import RWMHInfo, RWMHState, rwmh
 from flowsamp.kernels.flow_imh import FlowIMHInfo, FlowIMHState, flow_imh  # noqa: E402
 from flowsamp.kernels.isir import ISIRInfo, ISIRState, isir  # noqa: E402
 
-#: Names of the kernel constructors in this package (extend when adding a kernel module).
-KERNELS = ["rwmh", "mala", "hmc"]
-
 __all__ = [
-    "KERNELS",
     "HMCInfo",
     "HMCState",
     "MALAInfo",
@@ -29,3 +26,11 @@ __all__ = [
     "rwmh",
 ]
 __all__ += ["FlowIMHInfo", "FlowIMHState", "flow_imh", "ISIRInfo", "ISIRState", "isir"]
+from flowsamp.kernels.adaptation import (  # noqa: E402
+    AdaptationResult,
+    dual_averaging,
+    dual_averaging_adaptation,
+    find_step_size,
+)
+
+__all__ += ["AdaptationResult", "dual_averaging", "dual_averaging_adaptation", "find_step_size"]
