@@ -1,5 +1,6 @@
 """flowsamp.samplers: algorithms that compose kernels, flows and training."""
 
 from flowsamp.samplers.chains import Trace, sample
+from flowsamp.samplers.importance import ISResult, importance_sampling
 
-__all__ = ["Trace", "sample"]
+__all__ = ["ISResult", "Trace", "importance_sampling", "sample"]
