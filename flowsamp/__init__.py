@@ -5,16 +5,23 @@ fast; exact Monte Carlo (importance sampling, Metropolis-Hastings, SMC, Wang-Lan
 their bias.
 """
 
-from flowsamp import estimators, flows, kernels, samplers, targets, train
-from flowsamp.base import SamplingAlgorithm
+from flowsamp import estimators, flows, io, kernels, numpyro, samplers, targets, train
+from flowsamp.base import Flow, Proposal, SamplingAlgorithm
+from flowsamp.samplers import Trace, sample
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Flow",
+    "Proposal",
     "SamplingAlgorithm",
+    "Trace",
     "estimators",
     "flows",
+    "io",
     "kernels",
+    "numpyro",
+    "sample",
     "samplers",
     "targets",
     "train",

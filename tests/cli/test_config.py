@@ -1,0 +1,53 @@
+"""Job configs: defaults, TOML parsing, and errors that name the bad field."""
+
+import pytest
+
+from flowsamp.cli.config import ConfigError, JobConfig, from_dict, load
+
+
+def test_defaults_are_the_embedded_job():
+    cfg = from_dict({})
+    assert cfg == JobConfig()
+    assert cfg.target.name == "muller_brown" and cfg.target.options == {"beta": 0.1}
+
+
+def test_toml_round_trip(tmp_path):
+    path = tmp_path / "job.toml"
+    path.write_text(
+        '[target]\nname = "gaussian"\nmean = [0.0, 1.0]\ncov = [[1.0, 0.0], [0.0, 2.0]]\n'
+        '[sampler]\nkernel = "hmc"\nstep_size = 0.3\n[run]\nchains = 8\nsteps = 100\nseed = 3\n'
+    )
+    cfg = load(path)
+    assert cfg.target.name == "gaussian"
+    assert cfg.target.options == {"mean": [0.0, 1.0], "cov": [[1.0, 0.0], [0.0, 2.0]]}
+    assert cfg.sampler.kernel == "hmc" and cfg.sampler.step_size == 0.3
+    assert (cfg.run.chains, cfg.run.steps, cfg.run.seed) == (8, 100, 3)
+
+
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"run": {"chains": -3}}, "run.chains"),
+        ({"run": {"chains": 2.5}}, "run.chains"),
+        ({"run": {"steps": 0}}, "run.steps"),
+        ({"run": {"stpes": 10}}, "run.stpes"),
+        ({"sampler": {"kernel": "nuts"}}, "sampler.kernel"),
+        ({"sampler": {"step_size": -1.0}}, "sampler.step_size"),
+        ({"sampler": {"target_acceptance": 1.5}}, "sampler.target_acceptance"),
+        ({"output": {"plot": "yes"}}, "output.plot"),
+        ({"target": {"name": 3}}, "target.name"),
+        ({"chains": 3}, "[chains]"),
+    ],
+)
+def test_bad_field_is_named(data, field):
+    with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        from_dict(data)
+
+
+def test_bad_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[run\nchains = 3")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load(bad)
