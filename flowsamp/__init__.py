@@ -7,17 +7,19 @@ their bias.
 
 from flowsamp import estimators, flows, io, kernels, numpyro, samplers, targets, train
 from flowsamp.base import Flow, Proposal, SamplingAlgorithm
-from flowsamp.samplers import Trace, sample
+from flowsamp.samplers import ISResult, Trace, importance_sampling, sample
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Flow",
+    "ISResult",
     "Proposal",
     "SamplingAlgorithm",
     "Trace",
     "estimators",
     "flows",
+    "importance_sampling",
     "io",
     "kernels",
     "numpyro",
