@@ -21,3 +21,7 @@ __all__ = [
     "ManyWell",
     "many_well",
 ]
+from flowsamp.targets.ising import Ising, ising  # noqa: E402
+from flowsamp.targets.potts import Potts, potts  # noqa: E402
+
+__all__ += ["Ising", "ising", "Potts", "potts"]
