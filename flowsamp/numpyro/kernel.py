@@ -23,7 +23,7 @@ from numpyro.infer.hmc_util import dual_averaging
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import initialize_model
-from numpyro.util import identity, is_prng_key
+from numpyro.util import identity, is_prng_key, not_jax_tracer
 
 from flowsamp.base import as_key
 from flowsamp.numpyro.target import check_model_sites
@@ -85,11 +85,25 @@ class Kernel(MCMCKernel):
     init_strategy : callable
         numpyro init strategy (default ``init_to_uniform``).
     adapt_step_size : bool
-        Tune ``kernel_options["step_size"]`` during warm-up by dual averaging.
+        Tune ``kernel_options["step_size"]`` (or ``"scale"``, rwmh's name) during warm-up
+        by dual averaging.
     target_accept_prob : float, optional
         Dual-averaging target (default from :data:`DEFAULT_TARGET_ACCEPT`).
     **kernel_options
         Passed to ``kernel``; ``step_size`` is the initial value when adapted.
+
+    Adaptive global-local flow MCMC
+    -------------------------------
+    With ``kernel=flowsamp.samplers.adaptive_flow_mcmc`` and ``flow=`` (a flowsamp Flow of
+    the latent dimension) the flow is trained when numpyro initialises the chains, i.e. in
+    its warm-up: the sampler's training phase (local steps + forward-KL fits + flow moves)
+    runs on all ``vectorized`` chains together (a ``sequential`` chain trains with
+    ``num_training_chains`` chains, default 64; ``parallel`` is refused). Options other than
+    ``flow``, ``params`` and ``num_training_chains`` go to the sampler (``local``,
+    ``num_local_steps``, ``max_training_loops``, ...). Every numpyro iteration then applies
+    one flow independent-MH move and one local move with the trained flow and step size
+    (:func:`flowsamp.numpyro.global_local.global_local`); ``accept_prob`` is the flow
+    move's. The training output is kept as ``kernel.flow_training_output``.
 
     Notes
     -----
@@ -121,7 +135,19 @@ class Kernel(MCMCKernel):
             raise TypeError(f"kernel must be a flowsamp kernel constructor, got {self._kernel!r}")
         self._options = dict(kernel_options)
         self._init_strategy = init_strategy
-        self._adapt = bool(adapt_step_size) and "step_size" in self._options
+        self._sampling_kernel = self._kernel
+        self._flow_training = None
+        if getattr(self._kernel, "__name__", "") == "adaptive_flow_mcmc":
+            if "flow" not in self._options:
+                raise ValueError("kernel=adaptive_flow_mcmc needs flow= (a flowsamp Flow over the latent vector)")
+            if model is None:
+                raise ValueError("kernel=adaptive_flow_mcmc needs a model (not potential_fn)")
+            self._flow_training = self._options
+            self._options = {}
+            adapt_step_size = False  # the sampler adapts its own step size while training
+        # the tuned scale is called step_size (mala, hmc) or scale (rwmh)
+        self._step_name = next((k for k in ("step_size", "scale") if k in self._options), None)
+        self._adapt = bool(adapt_step_size) and self._step_name is not None
         if target_accept_prob is None:
             name = getattr(self._kernel, "__name__", "")
             target_accept_prob = DEFAULT_TARGET_ACCEPT.get(name, 0.65)
@@ -177,13 +203,13 @@ class Kernel(MCMCKernel):
 
         options = dict(self._options)
         if step_size is not None:
-            options["step_size"] = step_size
-        return self._kernel(log_prob, **options)
+            options[self._step_name] = step_size
+        return self._sampling_kernel(log_prob, **options)
 
     def _init_one(self, rng_key: Any, flat: Array, potential: Callable) -> KernelState:
         dtype = flat.dtype
-        if "step_size" in self._options:
-            step_size = jnp.asarray(self._options["step_size"], dtype)
+        if self._step_name is not None:
+            step_size = jnp.asarray(self._options[self._step_name], dtype)
         else:
             step_size = jnp.asarray(jnp.nan, dtype)
         da_init, _ = dual_averaging()
@@ -239,10 +265,54 @@ class Kernel(MCMCKernel):
         self._unravel = ravel_pytree(one)[1]
         potential = self._potential(model_args, model_kwargs)
         ravel = lambda p: ravel_pytree(p)[0]  # noqa: E731
+        flat = jax.vmap(ravel)(init_params) if self._batched else ravel(init_params)
+        if self._flow_training is not None:
+            flat = self._train_flow(key_init, flat, potential, model_args, model_kwargs)
         if self._batched:
-            flat = jax.vmap(ravel)(init_params)
             return jax.vmap(lambda k, x: self._init_one(k, x, potential))(rng_key, flat)
-        return self._init_one(rng_key, ravel(init_params), potential)
+        return self._init_one(rng_key, flat, potential)
+
+    def _train_flow(self, key: Any, flat: Array, potential: Callable, model_args: tuple, model_kwargs: dict) -> Array:
+        """Train the flow of the adaptive global-local sampler (numpyro's warm-up).
+
+        Vectorized chains train together (their positions seed the sampler's chains);
+        a single chain trains with ``num_training_chains`` chains from the init strategy
+        and starts from the first. Returns the trained chains' positions.
+        """
+        from flowsamp.numpyro.global_local import global_local
+
+        if not (not_jax_tracer(flat) and not_jax_tracer(key)):
+            raise ValueError(
+                "kernel=adaptive_flow_mcmc trains its flow on the host and cannot run under "
+                "chain_method='parallel'; use chain_method='vectorized' (recommended) or 'sequential'"
+            )
+        opts = dict(self._flow_training)
+        flow = opts.pop("flow")
+        params = opts.pop("params", None)
+        num_training_chains = opts.pop("num_training_chains", 64)
+        unravel = self._unravel
+        log_prob = lambda x: -potential(unravel(x))  # noqa: E731
+        key = key[0] if self._batched else key
+        key_chains, key_train = jax.random.split(key)
+        if self._batched:
+            positions = flat
+        else:
+            keys = jax.random.split(key_chains, int(num_training_chains))
+            info = initialize_model(keys, self._model, init_strategy=self._init_strategy,
+                                    model_args=model_args, model_kwargs=model_kwargs)
+            positions = jax.vmap(lambda z: ravel_pytree(z)[0])(info.param_info.z)
+            positions = positions.at[0].set(flat)
+        out = self._kernel(key_train, log_prob, flow, positions, params=params, num_production_loops=0, **opts)
+        self.flow_training_output = out
+        step_size = float(jnp.exp(out.state.log_step_size))
+        local = opts.get("local", "mala")
+        steps = opts.get("num_integration_steps", 8)
+
+        def sampling_kernel(lp: Callable, **_: Any) -> Any:
+            return global_local(lp, flow, out.params, step_size, local=local, num_integration_steps=steps)
+
+        self._sampling_kernel = sampling_kernel
+        return out.state.position if self._batched else out.state.position[0]
 
     def _sample_one(self, state: KernelState, potential: Callable) -> KernelState:
         rng_key, key_step = jax.random.split(state.rng_key)

@@ -1,0 +1,96 @@
+"""The frozen global-local step of adaptive flow MCMC, as a flowsamp kernel for numpyro.
+
+After :func:`flowsamp.samplers.adaptive_flow_mcmc` has trained a flow :math:`q_\\theta`
+(inside :class:`flowsamp.numpyro.Kernel`'s warm-up), each numpyro iteration applies one
+independent-MH move proposed by the flow and then one local MALA/HMC move:
+
+.. math::
+
+    x \\xrightarrow{\\text{flow IMH}} x' \\xrightarrow{\\text{local}} x'', \\qquad
+    \\alpha_{\\text{glob}} = \\min\\Big(1, \\frac{p(x^*) q_\\theta(x)}{p(x) q_\\theta(x^*)}\\Big),
+
+both of which leave :math:`p` invariant, so their composition does. The flow parameters and
+the local step size are state fields (trained values, frozen during sampling).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+
+from flowsamp.base import Flow, SamplingAlgorithm
+from flowsamp.flows import proposal as make_proposal
+from flowsamp.kernels import flow_imh as flow_imh_module
+from flowsamp.kernels import hmc, mala
+from flowsamp.types import Array, LogProbFn, PRNGKey
+
+__all__ = ["GlobalLocalState", "GlobalLocalInfo", "global_local"]
+
+
+class GlobalLocalState(NamedTuple):
+    """``position``, ``log_prob`` :math:`\\log p(x)`, the flow ``params`` and ``step_size``."""
+
+    position: Array
+    log_prob: Array
+    params: Any
+    step_size: Array
+
+
+class GlobalLocalInfo(NamedTuple):
+    """``is_accepted`` / ``acceptance_rate`` of the global (flow) move, and of the local one."""
+
+    is_accepted: Array
+    acceptance_rate: Array
+    local_is_accepted: Array
+    local_acceptance_rate: Array
+
+
+def global_local(
+    log_prob_fn: LogProbFn,
+    flow: Flow,
+    params: Any,
+    step_size: Any,
+    local: str = "mala",
+    num_integration_steps: int = 8,
+) -> SamplingAlgorithm:
+    """One flow independent-MH move followed by one local move (MALA or HMC).
+
+    Returns
+    -------
+    SamplingAlgorithm
+        ``init(position) -> GlobalLocalState`` (with ``params`` and ``step_size`` stored) and
+        ``step(key, state) -> (GlobalLocalState, GlobalLocalInfo)`` using the state's params
+        and step size.
+    """
+    if local not in ("mala", "hmc"):
+        raise ValueError(f"local must be 'mala' or 'hmc', got {local!r}")
+
+    def init(position: Array) -> GlobalLocalState:
+        position = jnp.asarray(position)
+        return GlobalLocalState(
+            position, log_prob_fn(position), params, jnp.asarray(step_size, position.dtype)
+        )
+
+    def step(key: PRNGKey, state: GlobalLocalState) -> tuple[GlobalLocalState, GlobalLocalInfo]:
+        import jax
+
+        key_glob, key_loc = jax.random.split(key)
+        prop = make_proposal(flow, state.params)
+        imh = flow_imh_module.flow_imh(log_prob_fn, prop)
+        imh_state = flow_imh_module.FlowIMHState(
+            state.position, state.log_prob, jnp.asarray(prop.log_prob(state.position), state.log_prob.dtype)
+        )
+        imh_state, imh_info = imh.step(key_glob, imh_state)
+        if local == "mala":
+            loc = mala(log_prob_fn, state.step_size)
+        else:
+            loc = hmc(log_prob_fn, state.step_size, num_integration_steps)
+        loc_state, loc_info = loc.step(key_loc, loc.init(imh_state.position))
+        new = GlobalLocalState(loc_state.position, loc_state.log_prob, state.params, state.step_size)
+        info = GlobalLocalInfo(
+            imh_info.is_accepted, imh_info.acceptance_rate, loc_info.is_accepted, loc_info.acceptance_rate
+        )
+        return new, info
+
+    return SamplingAlgorithm(init, step)
