@@ -34,3 +34,9 @@ from flowsamp.kernels.adaptation import (  # noqa: E402
 )
 
 __all__ += ["AdaptationResult", "dual_averaging", "dual_averaging_adaptation", "find_step_size"]
+from flowsamp.kernels._spins import SpinInfo, SpinState  # noqa: E402
+from flowsamp.kernels.gibbs import SimultaneousGibbsWarning, gibbs  # noqa: E402
+from flowsamp.kernels.spin_metropolis import spin_metropolis  # noqa: E402
+from flowsamp.kernels.wolff import wolff  # noqa: E402
+
+__all__ += ["SpinInfo", "SpinState", "SimultaneousGibbsWarning", "gibbs", "spin_metropolis", "wolff"]
