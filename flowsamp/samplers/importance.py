@@ -17,10 +17,14 @@ import numpy as np
 from flowsamp.base import Flow, Proposal, as_key
 from flowsamp.estimators import ess as _ess
 from flowsamp.estimators import expectation as _expectation
-from flowsamp.estimators import log_evidence, mode_weights, pareto_k
+from flowsamp.estimators import log_evidence, pareto_k
+from flowsamp.estimators import mode_weights as _mode_weights
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = ["ISResult", "importance_sampling"]
+
+_expectation_jit = jax.jit(_expectation)
+_mode_weights_jit = jax.jit(_mode_weights, static_argnums=1)
 
 
 class ISResult(NamedTuple):
@@ -93,7 +97,7 @@ class ISResult(NamedTuple):
                 )
             values = jax.vmap(f)(self.samples)
         leaves, tree = jax.tree.flatten(values)
-        out = [_expectation(v, self.log_weights) for v in leaves]
+        out = [_expectation_jit(jnp.asarray(v), self.log_weights) for v in leaves]
         return (jax.tree.unflatten(tree, [m for m, _ in out]),
                 jax.tree.unflatten(tree, [s for _, s in out]))
 
@@ -109,7 +113,7 @@ class ISResult(NamedTuple):
             labels = mode_of(self.samples)
         else:
             labels = mode_of
-        return mode_weights(jnp.asarray(labels), num_modes, self.log_weights)
+        return _mode_weights_jit(jnp.asarray(labels), num_modes, self.log_weights)
 
 
 def _draw(source: Any, params: Any, key: PRNGKey, n: int) -> tuple[Array, Array]:
@@ -139,6 +143,22 @@ def _impl(params, key, *, source, log_prob, num_samples, batch_size, keep_sample
         out = jax.lax.map(one_batch, jax.random.split(key, num_batches))
         out = jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), out)
     return jax.tree.map(lambda a: a[:num_samples], out)
+
+
+@jax.jit
+def _summaries(log_w: Array) -> dict[str, Array]:
+    """All scalar estimates from the log-weights in one compiled program."""
+    log_Z, log_Z_se = log_evidence(log_w)
+    n = jnp.asarray(log_w.shape[0], log_w.dtype)
+    return {
+        "log_Z": log_Z,
+        "log_Z_se": log_Z_se,
+        "ess": _ess(log_w),
+        "pareto_k": pareto_k(log_w),
+        "elbo": jnp.mean(log_w),
+        "elbo_se": jnp.std(log_w) / jnp.sqrt(n),
+        "num_nonfinite": jnp.sum(jnp.isnan(log_w)),
+    }
 
 
 _run = jax.jit(
@@ -226,19 +246,17 @@ def importance_sampling(
     log_w = out["log_p"] - log_q
     if log_w.ndim != 1 or log_w.shape[0] != num_samples:
         raise ValueError(f"importance_sampling: log-weights of shape {log_w.shape}, expected ({num_samples},)")
-    log_Z, log_Z_se = log_evidence(log_w)
-    elbo = jnp.mean(log_w)
-    elbo_se = jnp.std(log_w) / jnp.sqrt(jnp.asarray(num_samples, log_w.dtype))
+    summary = _summaries(log_w)
     return ISResult(
-        log_Z=log_Z,
-        log_Z_se=log_Z_se,
-        ess=_ess(log_w),
-        pareto_k=pareto_k(log_w),
-        elbo=elbo,
-        elbo_se=elbo_se,
+        log_Z=summary["log_Z"],
+        log_Z_se=summary["log_Z_se"],
+        ess=summary["ess"],
+        pareto_k=summary["pareto_k"],
+        elbo=summary["elbo"],
+        elbo_se=summary["elbo_se"],
         log_weights=log_w,
         log_q=log_q,
         samples=out.get("x"),
         observables=out.get("obs"),
-        num_nonfinite=int(jnp.sum(jnp.isnan(log_w))),
+        num_nonfinite=int(summary["num_nonfinite"]),
     )
