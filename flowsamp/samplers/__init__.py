@@ -2,5 +2,7 @@
 
 from flowsamp.samplers.chains import Trace, sample
 from flowsamp.samplers.importance import ISResult, importance_sampling
+from flowsamp.samplers.adaptive_flow_mcmc import AdaptiveFlowOutput, AdaptiveFlowState, adaptive_flow_mcmc  # noqa: E402
 
 __all__ = ["ISResult", "Trace", "importance_sampling", "sample"]
+__all__ += ["AdaptiveFlowOutput", "AdaptiveFlowState", "adaptive_flow_mcmc"]
