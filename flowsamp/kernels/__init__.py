@@ -12,6 +12,7 @@ from flowsamp.kernels.mala import MALAInfo, MALAState, mala
 from flowsamp.kernels.rwmh import RWMHInfo, RWMHState, rwmh
 from flowsamp.kernels.flow_imh import FlowIMHInfo, FlowIMHState, flow_imh  # noqa: E402
 from flowsamp.kernels.isir import ISIRInfo, ISIRState, isir  # noqa: E402
+from flowsamp.kernels.neutra import NeuTraInfo, NeuTraState, neutra  # noqa: E402
 
 __all__ = [
     "HMCInfo",
@@ -25,7 +26,7 @@ __all__ = [
     "mala",
     "rwmh",
 ]
-__all__ += ["FlowIMHInfo", "FlowIMHState", "flow_imh", "ISIRInfo", "ISIRState", "isir"]
+__all__ += ["FlowIMHInfo", "FlowIMHState", "flow_imh", "ISIRInfo", "ISIRState", "isir", "NeuTraInfo", "NeuTraState", "neutra"]
 from flowsamp.kernels.adaptation import (  # noqa: E402
     AdaptationResult,
     dual_averaging,

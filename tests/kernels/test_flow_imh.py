@@ -130,3 +130,18 @@ def test_float64():
         s = alg.init(jnp.array([0.1, 0.2], dtype=jnp.float64))
         s, info = jax.jit(alg.step)(jax.random.key(0), s)
         assert s.position.dtype == jnp.float64 and s.log_q.dtype == jnp.float64
+
+
+def test_invariance_with_a_poor_flow_proposal():
+    """A real flow (fs.flows.proposal) with random untrained weights: still exact."""
+    import flowsamp as fs
+
+    flow = fs.flows.realnvp(2, num_layers=2, hidden=(8,))
+    leaves, tree = jax.tree.flatten(flow.init(jax.random.key(0)))
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    params = jax.tree.unflatten(tree, [l + 0.5 * jax.random.normal(k, l.shape, l.dtype) for l, k in zip(leaves, keys)])
+    key_x, key_run = jax.random.split(jax.random.key(12))
+    x0 = exact_samples(key_x, NUM_CHAINS)
+    states, acc = run_chains(flow_imh(target_log_prob, fs.flows.proposal(flow, params)), key_run, x0, 10)
+    assert float(acc.mean()) > 0.02
+    assert_moments(states.position)
