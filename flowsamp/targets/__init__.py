@@ -9,6 +9,7 @@ from flowsamp.targets.gaussian_mixture import (
     tutorial_mixture,
 )
 from flowsamp.targets.many_well import ManyWell, many_well
+from flowsamp.targets.muller_brown import MullerBrown, muller_brown, muller_brown_potential
 
 __all__ = [
     "Target",
@@ -20,6 +21,9 @@ __all__ = [
     "tutorial_mixture",
     "ManyWell",
     "many_well",
+    "MullerBrown",
+    "muller_brown",
+    "muller_brown_potential",
 ]
 from flowsamp.targets.ising import Ising, ising  # noqa: E402
 from flowsamp.targets.potts import Potts, potts  # noqa: E402

@@ -19,6 +19,7 @@ Constants are stored as numpy float64 and cast to the dtype of ``x`` inside
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -49,8 +50,18 @@ class Target:
         raise NotImplementedError
 
     def sample(self, key: PRNGKey, n: int) -> Array:
-        """Exact draws; this target has none."""
-        raise NotImplementedError(f"{type(self).__name__} has no exact sampler")
+        """``n`` exact independent draws, shape ``(n, dim)``, in the default float dtype.
+
+        Compiled once per ``(target, n)``; raises ``NotImplementedError`` where the
+        target has no exact sampler.
+        """
+        if type(self)._sample is Target._sample:
+            raise NotImplementedError(f"{type(self).__name__} has no exact sampler")
+        return _jit_sample(self, as_key(key), check_n(n))
+
+    def _sample(self, key: PRNGKey, n: int) -> Array:
+        """Subclasses implement exact sampling here (traced under ``jit``)."""
+        raise NotImplementedError
 
     def mode_of(self, x: Array) -> Array:
         """Integer mode label per point; this target defines no modes."""
@@ -58,6 +69,11 @@ class Target:
 
     def __repr__(self) -> str:  # arrays make the dataclass repr unreadable
         return f"{type(self).__name__}(dim={self.dim}, log_Z={self.log_Z})"
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _jit_sample(target: Target, key: PRNGKey, n: int) -> Array:
+    return target._sample(key, n)
 
 
 def float_dtype() -> Any:

@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowsamp.base import as_key
-from flowsamp.targets.base import Target, as_points, check_n, float_dtype
+from flowsamp.targets.base import Target, as_points, float_dtype
 from flowsamp.types import Array, PRNGKey
 
 __all__ = ["Gaussian", "gaussian", "check_covariance"]
@@ -53,10 +52,9 @@ class Gaussian(Target):
         z = r @ jnp.asarray(self.chol_inv, x.dtype).T  # z = L^{-1} (x - mu)
         return -0.5 * jnp.sum(z * z, axis=-1)
 
-    def sample(self, key: PRNGKey, n: int) -> Array:
-        n = check_n(n)
+    def _sample(self, key: PRNGKey, n: int) -> Array:
         dt = float_dtype()
-        eps = jax.random.normal(as_key(key), (n, self.dim), dtype=dt)
+        eps = jax.random.normal(key, (n, self.dim), dtype=dt)
         return jnp.asarray(self.mean, dt) + eps @ jnp.asarray(self.chol, dt).T
 
     def mode_of(self, x: Array) -> Array:

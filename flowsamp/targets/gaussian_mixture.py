@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowsamp.base import as_key
-from flowsamp.targets.base import Target, as_points, check_n, float_dtype
+from flowsamp.targets.base import Target, as_points, float_dtype
 from flowsamp.targets.gaussian import check_covariance
 from flowsamp.types import Array, PRNGKey
 
@@ -46,10 +45,9 @@ class GaussianMixture(Target):
     def mode_of(self, x: Array) -> Array:
         return jnp.argmax(self.component_log_probs(x), axis=-1).astype(jnp.int32)
 
-    def sample(self, key: PRNGKey, n: int) -> Array:
-        n = check_n(n)
+    def _sample(self, key: PRNGKey, n: int) -> Array:
         dt = float_dtype()
-        kc, kz = jax.random.split(as_key(key))
+        kc, kz = jax.random.split(key)
         comp = jax.random.categorical(kc, jnp.log(jnp.asarray(self.weights, dt)), shape=(n,))
         eps = jax.random.normal(kz, (n, self.dim), dtype=dt)
         L = jnp.asarray(self.chol, dt)[comp]

@@ -11,8 +11,7 @@ import numpy as np
 from scipy import integrate
 from scipy.special import logsumexp
 
-from flowsamp.base import as_key
-from flowsamp.targets.base import Target, as_points, check_n, float_dtype, rejection_sample
+from flowsamp.targets.base import Target, as_points, float_dtype, rejection_sample
 from flowsamp.types import Array, PRNGKey
 
 __all__ = ["ManyWell", "many_well"]
@@ -115,11 +114,10 @@ class ManyWell(Target):
         comp = jnp.asarray(self.env_log_w, dt) - 0.5 * ((y[..., None] - m) / s) ** 2 - jnp.log(s * np.sqrt(2 * np.pi))
         return jax.nn.logsumexp(comp, axis=-1)
 
-    def sample(self, key: PRNGKey, n: int) -> Array:
+    def _sample(self, key: PRNGKey, n: int) -> Array:
         """Exact draws: x1 by rejection from a Gaussian-mixture envelope, x2 ~ N(0, 1)."""
-        n = check_n(n)
         dt = float_dtype()
-        k1, k2 = jax.random.split(as_key(key))
+        k1, k2 = jax.random.split(key)
         m = n * self.num_wells
 
         def propose(key, size):

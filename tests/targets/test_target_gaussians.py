@@ -130,7 +130,7 @@ def test_tutorial_mixture_quadrant_mass():
     g = np.linspace(0.0, 4.0, 801)
     X, Y = np.meshgrid(g, g, indexing="ij")
     with jax.enable_x64(True):
-        dens = np.exp(np.asarray(t.log_prob(jnp.stack([X.ravel(), Y.ravel()], -1))))
+        dens = np.exp(np.asarray(jax.jit(t.log_prob)(jnp.stack([X.ravel(), Y.ravel()], -1))))
     q = np.trapezoid(np.trapezoid(dens.reshape(X.shape), g, axis=1), g)
     assert q == pytest.approx(exact, abs=1e-6)
 
