@@ -1,1 +1,32 @@
-"""flowsamp.flows."""
+"""flowsamp.flows: normalizing flows as NamedTuples of pure functions over a params pytree.
+
+Every constructor returns a :class:`flowsamp.base.Flow` whose params are plain dicts/lists
+of arrays ``{"base": ..., "layers": [...]}`` (msgpack-serialisable with flax.serialization)
+and which is exactly its base distribution at initialisation.
+"""
+
+from flowsamp.flows.bases import (
+    Base,
+    diagonal_gaussian,
+    informed_gaussian,
+    phi4_1d_precision,
+    standard_normal,
+)
+from flowsamp.flows.layers import Layer, compose, global_affine
+from flowsamp.flows.proposal import proposal
+from flowsamp.flows.realnvp import realnvp
+from flowsamp.flows.rq_spline import rq_spline
+
+__all__ = [
+    "Base",
+    "Layer",
+    "compose",
+    "diagonal_gaussian",
+    "global_affine",
+    "informed_gaussian",
+    "phi4_1d_precision",
+    "proposal",
+    "realnvp",
+    "rq_spline",
+    "standard_normal",
+]
