@@ -10,6 +10,15 @@ from flowsamp.targets.gaussian_mixture import (
 )
 from flowsamp.targets.many_well import ManyWell, many_well
 from flowsamp.targets.muller_brown import MullerBrown, muller_brown, muller_brown_potential
+from flowsamp.targets.phi4_1d import Phi4Chain, phi4_1d
+from flowsamp.targets.phi4_2d import (
+    Phi4Lattice,
+    free_field_log_Z,
+    magnetization,
+    phi4_2d,
+    susceptibility,
+    two_point_function,
+)
 
 __all__ = [
     "Target",
@@ -24,6 +33,14 @@ __all__ = [
     "MullerBrown",
     "muller_brown",
     "muller_brown_potential",
+    "Phi4Chain",
+    "phi4_1d",
+    "Phi4Lattice",
+    "phi4_2d",
+    "free_field_log_Z",
+    "magnetization",
+    "two_point_function",
+    "susceptibility",
 ]
 from flowsamp.targets.ising import Ising, ising  # noqa: E402
 from flowsamp.targets.potts import Potts, potts  # noqa: E402
