@@ -1,0 +1,151 @@
+r"""Multicanonical sampling: weight iteration and production run (Berg & Neuhaus 1992).
+
+Walkers sample :math:`p_{\rm mu}(s) \propto 1/\hat g(E(s))` with fixed weights
+(single-spin moves accepted with :math:`\min(1, \hat g(E)/\hat g(E'))`, the Wang-Landau
+sweep with ln f = 0).  Each iteration replaces the weights by those that would have made
+the previous histogram flat,
+
+.. math::
+
+    \ln \hat g_{n+1}(E) = \ln \hat g_n(E) + \ln H_n(E) \quad (H_n(E) > 0),
+
+levels not yet visited keep their weight (so the walk is pushed towards them).  The
+production run records the histogram :math:`H(E)` at fixed weights; then
+
+.. math::
+
+    \ln g(E) = \ln \hat g(E) + \ln H(E) + \text{const},
+
+from which :mod:`flowsamp.estimators.canonical` reweights to any beta.  Start from flat
+weights or from a (short) Wang-Landau estimate (``initial_log_g``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowsamp.base import as_key
+from flowsamp.samplers.flat_histogram import compensated, energy_bins, normalize_log_g
+from flowsamp.samplers.wang_landau import WangLandauState, build_sweeps, make_windows
+from flowsamp.types import PRNGKey
+
+__all__ = ["MulticanonicalResult", "multicanonical"]
+
+
+class MulticanonicalResult(NamedTuple):
+    """Output of :func:`multicanonical`.
+
+    ``energies`` (K,); ``log_g`` (K,) the production estimate ln g(E) (ln g(E_0) = ln q;
+    ``-inf`` where the production run never visited); ``histogram`` (K,) production
+    counts summed over walkers; ``walker_histograms`` (W, K) the same per walker
+    (independent replicas: their spread gives standard errors); ``weights_log_g`` (K,) the fixed ln g-hat of the
+    production run; ``flatness`` (num_iterations + 1,) min H / mean H of every iteration
+    (the last entry is the production run).
+    """
+
+    energies: np.ndarray
+    log_g: np.ndarray
+    histogram: np.ndarray
+    walker_histograms: np.ndarray
+    weights_log_g: np.ndarray
+    flatness: np.ndarray
+
+
+def multicanonical(
+    key: PRNGKey,
+    target: Any,
+    num_walkers: int = 16,
+    *,
+    initial_log_g: np.ndarray | None = None,
+    num_iterations: int = 5,
+    sweeps_per_iteration: int = 1000,
+    num_production_sweeps: int = 10_000,
+    chunk: int = 500,
+) -> MulticanonicalResult:
+    """Multicanonical weight iteration and production run on a lattice spin target.
+
+    Parameters
+    ----------
+    key : PRNGKey
+    target
+        Lattice spin target with ``energy_levels``.
+    num_walkers : int
+        Independent walkers (``vmap``) sharing the weights; their histograms add up.
+    initial_log_g : array, optional
+        Starting ln g-hat over ``target.energy_levels`` (e.g. ``wang_landau(...).log_g``);
+        default flat (canonical at beta = 0).
+    num_iterations, sweeps_per_iteration : int
+        Weight iterations and sweeps per walker in each.
+    num_production_sweeps : int
+        Sweeps per walker of the production run at fixed weights.
+    chunk : int
+        Sweeps per jitted call (the iteration lengths are rounded up to multiples).
+
+    Returns
+    -------
+    MulticanonicalResult
+        Production histogram and ln g(E) = ln g-hat(E) + ln H(E), normalised to ln q.
+    """
+    for name, v in (("num_walkers", num_walkers), ("sweeps_per_iteration", sweeps_per_iteration),
+                    ("num_production_sweeps", num_production_sweeps), ("chunk", chunk)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if not isinstance(num_iterations, (int, np.integer)) or num_iterations < 0:
+        raise ValueError(f"num_iterations must be an int >= 0, got {num_iterations!r}")
+    key = as_key(key)
+    bins = energy_bins(target.energy_levels)
+    k = bins.levels.size
+    if initial_log_g is None:
+        log_g_hat = np.zeros(k)
+    else:
+        log_g_hat = np.asarray(initial_log_g, np.float64)
+        if log_g_hat.shape != (k,) or not np.all(np.isfinite(log_g_hat)):
+            raise ValueError(f"initial_log_g must be finite with shape ({k},)")
+    # one histogram row per walker (rows of ln g-hat are identical copies of the weights)
+    windows = np.repeat(make_windows(k, 1, 0.0), num_walkers, axis=0)
+    run = build_sweeps(target, bins, np.arange(num_walkers), windows, chunk)
+    fdt = jnp.result_type(float)
+    state = WangLandauState(
+        positions=jnp.broadcast_to(target.ground_state(), (num_walkers, target.L, target.L)),
+        level=jnp.zeros(num_walkers, jnp.int32),
+        log_g=compensated(jnp.zeros((num_walkers, k), fdt)),
+        histogram=jnp.zeros((num_walkers, k), jnp.int32),
+        log_f=jnp.zeros(num_walkers, fdt),
+        num_updates=compensated(jnp.zeros(num_walkers, fdt)),
+        one_over_t=jnp.zeros(num_walkers, bool),
+        active=jnp.zeros(num_walkers, bool),  # weights frozen: no ln g updates
+    )
+
+    def sample_histogram(key, state, log_g_hat, sweeps):
+        shifted = log_g_hat - log_g_hat.max()  # keep the float32 weights small
+        rows = jnp.broadcast_to(jnp.asarray(shifted, fdt), (num_walkers, k))
+        state = state._replace(log_g=compensated(rows), histogram=jnp.zeros((num_walkers, k), jnp.int32))
+        for _ in range(-(-sweeps // chunk)):
+            key, sub = jax.random.split(key)
+            state = run(sub, state)
+        return state, np.asarray(state.histogram, np.float64)
+
+    flat = []
+    for _ in range(num_iterations):
+        key, sub = jax.random.split(key)
+        state, hist = sample_histogram(sub, state, log_g_hat, sweeps_per_iteration)
+        hist = hist.sum(axis=0)
+        flat.append(hist.min() / hist.mean())
+        visited = hist > 0
+        log_g_hat = log_g_hat + np.where(visited, np.log(np.maximum(hist, 1.0)), 0.0)
+        log_g_hat = log_g_hat - log_g_hat[visited].min()
+    key, sub = jax.random.split(key)
+    state, walker_hist = sample_histogram(sub, state, log_g_hat, num_production_sweeps)
+    hist = walker_hist.sum(axis=0)
+    flat.append(hist.min() / hist.mean())
+    with np.errstate(divide="ignore"):
+        log_g = log_g_hat + np.log(hist)
+    ground = math.log(target.num_states)
+    if np.isfinite(log_g[0]):
+        log_g = normalize_log_g(log_g, ground)
+    return MulticanonicalResult(bins.levels, log_g, hist, walker_hist, log_g_hat, np.asarray(flat))

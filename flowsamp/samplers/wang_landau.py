@@ -1,0 +1,414 @@
+r"""Wang-Landau sampling of the density of states g(E) of a lattice spin target.
+
+Walkers (a leading ``vmap`` axis) make single-spin moves accepted with
+
+.. math::
+
+    \alpha = \min\left(1, \frac{g(E)}{g(E')}\right),
+
+and after every trial the current level gets :math:`\ln g(E) \mathrel{+}= \ln f`,
+:math:`H(E) \mathrel{+}= 1`.  Walkers are grouped: all walkers of a group share one
+ln g (``share="shared"``: their updates add up) or each walker owns one
+(``share="walker"``); each group covers an energy window (``num_windows`` overlapping
+windows, stitched at the end).  A walker outside its window is driven towards it
+(moves that do not increase the distance are accepted, nothing is recorded).
+
+Schedules of ln f (host loop between jitted chunks of ``check_every`` sweeps):
+
+* ``"halving"`` (Wang & Landau, PRL 86, 2050 (2001)): ln f -> ln f / 2 whenever H is flat
+  (:math:`\min H \ge c\,\overline H`, default c = 0.8), until ln f < ``log_f_final``.  The
+  error of ln g saturates.
+* ``"1/t"`` (Belardinelli & Pereyra, PRE 75, 046701 (2007)): halve ln f whenever every
+  level of the window has been visited (default c = 0), until ln f < 1/t; from then on
+  ln f = 1/t continuously, with :math:`t = n_{\rm upd} / N_E` the number of ln g updates
+  applied to the group so far divided by its number of levels N_E (Monte Carlo time per
+  level; a single walker doing one trial per step has t = trials / N_E, their
+  convention).  The error decays as :math:`t^{-1/2}`.
+
+ln g is a :class:`~flowsamp.samplers.flat_histogram.Compensated` float pair (folded after
+every sweep), so tiny late increments are kept in float32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowsamp.base import as_key
+from flowsamp.samplers.flat_histogram import (
+    Compensated,
+    compensated,
+    compensated_fold,
+    compensated_value,
+    energy_bins,
+    is_flat,
+    level_index,
+    normalize_log_g,
+    wl_log_acceptance,
+)
+from flowsamp.types import Array, PRNGKey
+
+__all__ = ["WangLandauState", "WangLandauResult", "wang_landau", "build_sweeps", "stitch_windows",
+           "make_windows"]
+
+SCHEDULES = ("1/t", "halving")
+SHARES = ("shared", "walker")
+
+
+class WangLandauState(NamedTuple):
+    """Everything the next sweep needs (save it to resume a run).
+
+    ``positions`` (W, L, L) spins; ``level`` (W,) current level index; ``log_g`` (G, K)
+    compensated ln g per group; ``histogram`` (G, K) visits since the last ln f change;
+    ``log_f`` (G,) modification factor of the classic stage; ``num_updates`` (G,) ln g
+    updates applied so far (compensated: float32 cannot count past 2**24); ``one_over_t`` (G,) whether the group is in the 1/t stage;
+    ``active`` (G,) whether the group still updates ln g.
+    """
+
+    positions: Array
+    level: Array
+    log_g: Compensated
+    histogram: Array
+    log_f: Array
+    num_updates: Array
+    one_over_t: Array
+    active: Array
+
+
+class WangLandauResult(NamedTuple):
+    """Output of :func:`wang_landau`.
+
+    ``energies`` (K,) the levels; ``log_g`` (K,) ln g(E) (float64) normalised so that
+    ln g(E_0) is the ln of the ground-state degeneracy (ln q); ``histogram`` (G, K) of the
+    last stage; ``num_sweeps`` sweeps per walker; ``times`` (sweeps per walker),
+    ``errors`` (mean |ln g - ln g_exact| over levels, or NaN without a reference) and
+    ``log_f`` (mean effective ln f over groups) at every check; ``converged``; ``windows``
+    (G, 2) inclusive level ranges; ``state`` the final :class:`WangLandauState`.
+    """
+
+    energies: np.ndarray
+    log_g: np.ndarray
+    histogram: np.ndarray
+    num_sweeps: int
+    times: np.ndarray
+    errors: np.ndarray
+    log_f: np.ndarray
+    converged: bool
+    windows: np.ndarray
+    state: WangLandauState
+
+
+def make_windows(num_levels: int, num_windows: int, overlap: float) -> np.ndarray:
+    """``num_windows`` inclusive level-index ranges covering 0..K-1, neighbours overlapping."""
+    if num_windows == 1:
+        return np.array([[0, num_levels - 1]])
+    width = num_levels / (num_windows - (num_windows - 1) * overlap)
+    out = []
+    for w in range(num_windows):
+        lo = int(round(w * width * (1 - overlap)))
+        hi = min(num_levels - 1, int(round(lo + width)) - 1)
+        out.append([lo, hi])
+    out[-1][1] = num_levels - 1
+    if any(b[0] >= a[1] for a, b in zip(out, out[1:])):
+        raise ValueError(f"{num_windows} windows over {num_levels} levels do not overlap")
+    return np.array(out)
+
+
+def build_sweeps(target: Any, bins, group: np.ndarray, windows: np.ndarray, num_sweeps: int):
+    """Return jitted ``run(key, state) -> state`` doing ``num_sweeps`` WL sweeps per walker.
+
+    A sweep is N = L**2 single-spin trials per walker; ``group`` (W,) maps walkers to
+    rows of ln g; ``windows`` (G, 2) are the groups' inclusive level ranges.
+    """
+    L, n, q = target.L, target.num_sites, target.num_states
+    group = jnp.asarray(group, jnp.int32)
+    lo = jnp.asarray(windows[:, 0], jnp.int32)[group]
+    hi = jnp.asarray(windows[:, 1], jnp.int32)[group]
+    sizes = jnp.asarray(windows[:, 1] - windows[:, 0] + 1)
+    # E depends on the spins only through equal bonds: a single-site change old -> new
+    # moves E by -J a [#(nb == new) - #(nb == old)], i.e. by -a / (step / J) grid cells.
+    step_j = bins.step / target.J
+    cells_per_count = -target.bond_a / step_j
+    if abs(cells_per_count * 2 - round(cells_per_count * 2)) > 1e-9:
+        raise ValueError("energy grid incompatible with single-spin moves")
+    table = jnp.asarray(bins.table)
+    grid_of_level = jnp.asarray(np.rint((bins.levels - bins.e_min) / bins.step).astype(np.int32))
+    idx = np.arange(n)
+    r, c = idx // L, idx % L
+    nbr = jnp.asarray(np.stack([((r - 1) % L) * L + c, ((r + 1) % L) * L + c,
+                                r * L + (c - 1) % L, r * L + (c + 1) % L], axis=1), jnp.int32)
+
+    def dist(level):
+        return jnp.maximum(jnp.maximum(lo - level, level - hi), 0)
+
+    def sweep(state: WangLandauState, key: PRNGKey) -> tuple[WangLandauState, None]:
+        num_walkers = state.positions.shape[0]
+        k1, k2, k3 = jax.random.split(key, 3)
+        sites = jax.random.randint(k1, (n, num_walkers), 0, n)
+        offsets = jax.random.randint(k2, (n, num_walkers), 1, q)
+        log_u = jnp.log(jax.random.uniform(k3, (n, num_walkers), dtype=state.log_f.dtype))
+        walkers = jnp.arange(num_walkers)
+
+        def body(carry, xs):
+            s, level, log_g, hist, n_upd = carry
+            site, off, lu = xs
+            t_upd = n_before + n_upd.astype(n_before.dtype)
+            log_f = jnp.where(state.one_over_t, sizes / jnp.maximum(t_upd, 1.0), state.log_f)
+            log_f = jnp.where(state.active, log_f, 0.0).astype(log_g.lo.dtype)
+            nb = s[walkers[:, None], nbr[site]]  # (W, 4) state indices
+            old = s[walkers, site]
+            new = (old + off) % q
+            dc = jnp.sum(nb == new[:, None], axis=1) - jnp.sum(nb == old[:, None], axis=1)
+            new_grid = grid_of_level[level] + jnp.rint(dc * cells_per_count).astype(jnp.int32)
+            new_level = table[jnp.clip(new_grid, 0, table.size - 1)]
+            safe_new = jnp.maximum(new_level, 0)
+            value = compensated_value(log_g)
+            log_alpha = jnp.where(
+                dist(level) == 0,
+                jnp.where(dist(safe_new) == 0,
+                          wl_log_acceptance(value[group, level], value[group, safe_new]), -jnp.inf),
+                jnp.where(dist(safe_new) <= dist(level), 0.0, -jnp.inf),  # walk into the window
+            )
+            log_alpha = jnp.where((new_level >= 0) & ~jnp.isnan(log_alpha), log_alpha, -jnp.inf)
+            acc = lu < log_alpha
+            s = s.at[walkers, site].set(jnp.where(acc, new, old))
+            level = jnp.where(acc, safe_new, level)
+            record = dist(level) == 0
+            log_g = Compensated(
+                log_g.hi, log_g.lo.at[group, level].add(jnp.where(record, log_f[group], 0.0))
+            )
+            hist = hist.at[group, level].add(record.astype(hist.dtype))
+            n_upd = n_upd.at[group].add(record.astype(n_upd.dtype))
+            return (s, level, log_g, hist, n_upd), None
+
+        flat = target.state_index(state.positions).reshape(num_walkers, n)
+        n_before = compensated_value(state.num_updates)
+        n_upd0 = jnp.zeros(n_before.shape, jnp.int32)  # updates in this sweep (exact)
+        carry = (flat, state.level, state.log_g, state.histogram, n_upd0)
+        (s, level, log_g, hist, n_upd), _ = jax.lax.scan(body, carry, (sites, offsets, log_u))
+        positions = target.spin_value(s.reshape(state.positions.shape), state.positions.dtype)
+        new_state = state._replace(
+            positions=positions, level=level, log_g=compensated_fold(log_g), histogram=hist,
+            num_updates=compensated_fold(
+                Compensated(state.num_updates.hi, state.num_updates.lo + n_upd.astype(n_before.dtype))
+            ),
+        )
+        return new_state, None
+
+    @jax.jit
+    def run(key: PRNGKey, state: WangLandauState) -> WangLandauState:
+        state, _ = jax.lax.scan(sweep, state, jax.random.split(key, num_sweeps))
+        return state
+
+    return run
+
+
+def stitch_windows(log_g: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """Join per-window ln g (G, K) into one (K,) curve, matching means over each overlap."""
+    out = np.full(log_g.shape[1], np.nan)
+    lo, hi = windows[0]
+    out[lo : hi + 1] = log_g[0, lo : hi + 1]
+    for g in range(1, windows.shape[0]):
+        lo, hi = windows[g]
+        prev_hi = windows[g - 1][1]
+        ov = slice(lo, prev_hi + 1)
+        shift = np.mean(out[ov] - log_g[g, ov])
+        cur = log_g[g, lo : hi + 1] + shift
+        merged = cur.copy()
+        k = prev_hi + 1 - lo
+        merged[:k] = 0.5 * (out[ov] + cur[:k])
+        out[lo : hi + 1] = merged
+    return out
+
+
+def _combine(log_g: np.ndarray, windows: np.ndarray, window_of_group: np.ndarray) -> np.ndarray:
+    """Average groups of the same window (after removing their mean), then stitch."""
+    num_windows = int(window_of_group.max()) + 1
+    per_window = np.zeros((num_windows, log_g.shape[1]))
+    wins = np.zeros((num_windows, 2), int)
+    for w in range(num_windows):
+        rows = np.where(window_of_group == w)[0]
+        lo, hi = windows[rows[0]]
+        wins[w] = (lo, hi)
+        seg = log_g[rows, lo : hi + 1]
+        per_window[w, lo : hi + 1] = np.mean(seg - seg.mean(axis=1, keepdims=True), axis=0)
+    return stitch_windows(per_window, wins)
+
+
+def wang_landau(
+    key: PRNGKey,
+    target: Any,
+    num_walkers: int = 16,
+    schedule: str = "1/t",
+    *,
+    flatness: float | None = None,
+    log_f_initial: float = 1.0,
+    log_f_final: float = 1e-6,
+    check_every: int = 100,
+    max_sweeps: int = 100_000,
+    num_windows: int = 1,
+    window_overlap: float = 0.5,
+    share: str = "shared",
+    exact_log_g: Any = "auto",
+    initial_state: WangLandauState | None = None,
+) -> WangLandauResult:
+    """Estimate ln g(E) of a lattice spin target by Wang-Landau sampling.
+
+    Parameters
+    ----------
+    key : PRNGKey
+    target
+        Lattice spin target (``fs.targets.ising`` / ``potts``) with ``energy_levels``.
+    num_walkers : int
+        Walkers run in parallel (``vmap``); they share ln g within a group.
+    schedule : {"1/t", "halving"}
+        ln f schedule (module docstring).
+    flatness : float, optional
+        c in :math:`\\min H \\ge c\\,\\overline H`; default 0.8 for "halving", 0 (every level
+        visited) for "1/t".
+    log_f_initial, log_f_final : float
+        First ln f, and the value below which a group stops (1/t: when 1/t < log_f_final).
+    check_every : int
+        Sweeps per walker between host-side checks (flatness, schedule, error curve).
+    max_sweeps : int
+        Budget in sweeps per walker.
+    num_windows, window_overlap : int, float
+        Overlapping energy windows (fraction of a window shared with the next).
+    share : {"shared", "walker"}
+        One ln g per window shared by its walkers, or one per walker (averaged at the end).
+    exact_log_g
+        ``(energies, log_g)`` reference for the error curve, ``None``, or ``"auto"``
+        (``target.exact_log_dos()`` when ``q**L <= 256``).
+    initial_state : WangLandauState, optional
+        Resume from a previous ``result.state`` (same walkers, windows and share).
+
+    Returns
+    -------
+    WangLandauResult
+        ``energies`` and ``log_g`` (same length; ln g(E_0) = ln q), histograms, the error
+        curve over Monte Carlo time, and the final state.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+    if share not in SHARES:
+        raise ValueError(f"unknown share {share!r}; choose one of {SHARES}")
+    for name, v in (("num_walkers", num_walkers), ("check_every", check_every),
+                    ("max_sweeps", max_sweeps), ("num_windows", num_windows)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if flatness is None:
+        flatness = 0.8 if schedule == "halving" else 0.0
+    if not 0.0 <= flatness < 1.0:
+        raise ValueError(f"flatness must be in [0, 1), got {flatness}")
+    if not (log_f_initial > 0 and log_f_final > 0):
+        raise ValueError("log_f_initial and log_f_final must be > 0")
+    key = as_key(key)
+    bins = energy_bins(target.energy_levels)
+    num_levels = bins.levels.size
+    win = make_windows(num_levels, num_windows, window_overlap)
+    if share == "shared":
+        if num_walkers % num_windows:
+            raise ValueError(f"num_walkers ({num_walkers}) must be a multiple of num_windows")
+        group = np.arange(num_walkers) % num_windows
+        windows, window_of_group = win, np.arange(num_windows)
+    else:
+        group = np.arange(num_walkers)
+        window_of_group = np.arange(num_walkers) % num_windows
+        windows = win[window_of_group]
+    num_groups = windows.shape[0]
+    ref = None
+    if isinstance(exact_log_g, str):
+        if exact_log_g != "auto":
+            raise ValueError(f"exact_log_g must be 'auto', None or (energies, log_g), got {exact_log_g!r}")
+        if hasattr(target, "exact_log_dos") and target.num_states**target.L <= 256:
+            ref = target.exact_log_dos()
+    elif exact_log_g is not None:
+        ref = tuple(np.asarray(a, np.float64) for a in exact_log_g)
+        if not np.allclose(ref[0], bins.levels):
+            raise ValueError("exact_log_g energies differ from target.energy_levels")
+    log_g0 = math.log(target.num_states)
+
+    fdt = jnp.result_type(float)
+    if initial_state is None:
+        start = jnp.broadcast_to(target.ground_state(), (num_walkers, target.L, target.L))
+        state = WangLandauState(
+            positions=start,
+            level=jnp.zeros(num_walkers, jnp.int32),
+            log_g=compensated(jnp.zeros((num_groups, num_levels), fdt)),
+            histogram=jnp.zeros((num_groups, num_levels), jnp.int32),
+            log_f=jnp.full(num_groups, log_f_initial, fdt),
+            num_updates=compensated(jnp.zeros(num_groups, fdt)),
+            one_over_t=jnp.zeros(num_groups, bool),
+            active=jnp.ones(num_groups, bool),
+        )
+    else:
+        state = initial_state
+    run = build_sweeps(target, bins, group, windows, check_every)
+    masks = np.zeros((num_groups, num_levels), bool)
+    for g, (lo, hi) in enumerate(windows):
+        masks[g, lo : hi + 1] = True
+    sizes = windows[:, 1] - windows[:, 0] + 1
+
+    times, errors, log_fs = [], [], []
+    sweeps = 0
+    while sweeps < max_sweeps:
+        key, sub = jax.random.split(key)
+        state = run(sub, state)
+        sweeps += check_every
+        hist = np.array(state.histogram)
+        log_f = np.asarray(state.log_f, np.float64).copy()
+        one_t = np.asarray(state.one_over_t).copy()
+        active = np.asarray(state.active).copy()
+        n_upd = np.asarray(state.num_updates.hi, np.float64) + np.asarray(state.num_updates.lo, np.float64)
+        inv_t = sizes / np.maximum(n_upd, 1.0)
+        for g in range(num_groups):
+            if not active[g]:
+                continue
+            if one_t[g]:
+                active[g] = inv_t[g] >= log_f_final
+                continue
+            if is_flat(hist[g], masks[g], flatness):
+                log_f[g] *= 0.5
+                hist[g] = 0
+                if schedule == "1/t" and log_f[g] < inv_t[g]:
+                    one_t[g] = True
+                elif log_f[g] < log_f_final:
+                    active[g] = False
+        state = state._replace(histogram=jnp.asarray(hist), log_f=jnp.asarray(log_f, fdt),
+                               one_over_t=jnp.asarray(one_t), active=jnp.asarray(active))
+        eff = np.where(one_t, inv_t, log_f)
+        times.append(sweeps)
+        log_fs.append(float(np.mean(eff)))
+        errors.append(_error(state, windows, window_of_group, ref, log_g0) if ref is not None else np.nan)
+        if not active.any():
+            break
+
+    lg = _estimate(state, windows, window_of_group, log_g0)
+    return WangLandauResult(
+        energies=bins.levels,
+        log_g=lg,
+        histogram=np.asarray(state.histogram),
+        num_sweeps=sweeps,
+        times=np.asarray(times),
+        errors=np.asarray(errors),
+        log_f=np.asarray(log_fs),
+        converged=not bool(np.asarray(state.active).any()),
+        windows=windows,
+        state=state,
+    )
+
+
+def _estimate(state, windows, window_of_group, log_g0) -> np.ndarray:
+    c = state.log_g
+    lg = np.asarray(c.hi, np.float64) + np.asarray(c.lo, np.float64)
+    return normalize_log_g(_combine(lg, windows, window_of_group), log_g0)
+
+
+def _error(state, windows, window_of_group, ref, log_g0) -> float:
+    """Mean over levels of |ln g - ln g_exact| with ln g(E_0) fixed to ln q."""
+    est = _estimate(state, windows, window_of_group, log_g0)
+    return float(np.mean(np.abs(est - ref[1])))
