@@ -18,3 +18,11 @@ __all__ = [
     "pareto_k",
     "rhat",
 ]
+from flowsamp.estimators.canonical import (  # noqa: E402
+    CanonicalAverages,
+    canonical_averages,
+    canonical_distribution,
+    equal_height_beta,
+)
+
+__all__ += ["CanonicalAverages", "canonical_averages", "canonical_distribution", "equal_height_beta"]

@@ -6,3 +6,9 @@ from flowsamp.samplers.adaptive_flow_mcmc import AdaptiveFlowOutput, AdaptiveFlo
 
 __all__ = ["ISResult", "Trace", "importance_sampling", "sample"]
 __all__ += ["AdaptiveFlowOutput", "AdaptiveFlowState", "adaptive_flow_mcmc"]
+from flowsamp.samplers.wang_landau import WangLandauResult, WangLandauState, wang_landau  # noqa: E402
+
+__all__ += ["WangLandauResult", "WangLandauState", "wang_landau"]
+from flowsamp.samplers.multicanonical import MulticanonicalResult, multicanonical  # noqa: E402
+
+__all__ += ["MulticanonicalResult", "multicanonical"]
