@@ -37,7 +37,7 @@ def run_flowmc(key, log_prob, dim: int, initial_positions, schedule: FlowMCSched
         return log_prob(x)
 
     k_bundle, k_sampler = jax.random.split(key)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     bundle = RQSpline_MALA_Bundle(
         k_bundle,
         n_chains,
@@ -70,6 +70,7 @@ def run_flowmc(key, log_prob, dim: int, initial_positions, schedule: FlowMCSched
     glob_idx = np.setdiff1d(np.arange(positions.shape[1]), loc_idx)
     info = {
         "wall_s": wall,
+        "cpu_s": time.process_time() - c0,
         "local_acceptance": float(np.nanmean(local_acc[:, loc_idx])),
         "global_acceptance": float(np.nanmean(global_acc[:, glob_idx])),
     }

@@ -1,0 +1,168 @@
+"""flowsamp's adaptive global-local sampler vs flowMC (RQSpline + MALA), in one run.
+
+For flowMC's own kind of targets -- 2-D and 10-D mixtures of four unit Gaussians at
+(±5, ±5) / (±4, ±4, 0, ...) with weights 0.1/0.2/0.3/0.4, and the 1-D phi^4 field
+(N = 64, a = 0.1, beta = 20, b = 0) when ``fs.targets.phi4_1d`` exists -- both samplers
+get the same number of chains and the same starting points; the script prints, for each,
+wall time (compilation included), CPU time, total minimum ESS (numpyro's bulk ESS over
+all production samples, minimum over coordinates), minimum ESS per second of wall time,
+and the maximum absolute mode-weight error, plus the flowsamp/flowMC ratio; it writes the
+table as JSON.
+
+Usage::
+
+    python benchmarks/vs_flowmc.py [--targets mix2,mix10,phi4] [--chains 100]
+        [--skip-flowmc] [--json benchmarks/results/vs_flowmc.json]
+
+flowMC is the optional ``bench`` extra (``pip install flowmc``); it is imported, never
+copied. Time on a shared machine drifts: compare the two only inside one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import flowsamp as fs  # noqa: E402
+from _flowmc_runner import FlowMCSchedule, run_flowmc  # noqa: E402
+
+#: flowsamp's schedule per target (chains are set on the command line).
+FLOWSAMP_SCHEDULES = {
+    "mix2": dict(num_local_steps=20, num_global_steps=50, max_training_loops=20, min_training_loops=4,
+                 num_production_loops=100, num_epochs=10, buffer_loops=3, buffer_points_per_chain=20),
+    "mix10": dict(num_local_steps=20, num_global_steps=50, max_training_loops=25, min_training_loops=4,
+                  num_production_loops=100, num_epochs=10, buffer_loops=3, buffer_points_per_chain=20),
+    "phi4": dict(num_local_steps=20, num_global_steps=50, max_training_loops=30, min_training_loops=4,
+                 num_production_loops=100, num_epochs=10, buffer_loops=3, buffer_points_per_chain=20),
+}
+FLOW_KW = dict(num_layers=4, hidden=(32, 32), num_bins=8)
+
+
+def make_target(name: str):
+    """Return ``(target, mode_labels_fn, exact_weights, initial_positions_fn)``."""
+    if name in ("mix2", "mix10"):
+        dim = 2 if name == "mix2" else 10
+        t = fs.targets.four_mode_mixture(dim)
+
+        def x0(key, chains):  # spread over the plane of the modes, standard normal elsewhere
+            z = jax.random.normal(key, (chains, dim))
+            return z.at[:, :2].multiply(4.0)
+
+        return t, t.mode_of, np.asarray(t.mode_weights), x0
+    if name == "phi4":
+        if not hasattr(fs.targets, "phi4_1d"):
+            raise LookupError("fs.targets.phi4_1d is not available")
+        t = fs.targets.phi4_1d(N=64, a=0.1, beta=20.0, b=0.0)
+
+        def x0(key, chains):  # half the chains near each of the +/- modes
+            prof = np.sin(np.pi * (np.arange(64) + 1) / 65.0)
+            sign = np.where(np.arange(chains) % 2 == 0, 1.0, -1.0)
+            return jnp.asarray(sign[:, None] * prof[None, :], dtype=jnp.float32) + 0.01 * jax.random.normal(key, (chains, 64))
+
+        return t, t.mode_of, np.array([0.5, 0.5]), x0
+    raise ValueError(f"unknown target {name!r}")
+
+
+def summarize(positions, mode_of, weights, wall, cpu):
+    positions = np.asarray(positions)
+    ess = fs.estimators.mcmc_ess(positions)
+    labels = np.asarray(mode_of(jnp.asarray(positions)))
+    w, se = fs.estimators.mode_weights(jnp.asarray(labels), len(weights))
+    w, se = np.asarray(w), np.asarray(se)
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "num_samples": int(positions.shape[0] * positions.shape[1]),
+        "min_ess": float(np.min(ess)),
+        "min_ess_per_s": float(np.min(ess) / wall),
+        "mode_weights": w.tolist(),
+        "mode_weights_se": se.tolist(),
+        "mode_weight_max_err": float(np.max(np.abs(w - weights))),
+    }
+
+
+def run_flowsamp(key, target, x0, name):
+    flow = fs.flows.rq_spline(target.dim, **FLOW_KW)
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = fs.samplers.adaptive_flow_mcmc(key, target.log_prob, flow, x0, **FLOWSAMP_SCHEDULES[name])
+    pos = np.asarray(out.positions)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    extra = {
+        "training_loops": out.num_training_loops,
+        "local_acceptance": out.local_acceptance,
+        "global_acceptance": out.global_acceptance,
+        "first_loop_s": float(out.history["wall_s"][0]),
+        "training_s": float(out.history["wall_s"][out.num_training_loops - 1]),
+    }
+    return pos, wall, cpu, extra
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--targets", default="mix2,mix10,phi4")
+    ap.add_argument("--chains", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-flowmc", action="store_true")
+    ap.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "vs_flowmc.json"))
+    args = ap.parse_args(argv)
+    sched = FlowMCSchedule()
+    results = {"machine": {"cpus": os.cpu_count(), "jax": jax.__version__, "devices": str(jax.devices())},
+               "flowmc_schedule": sched.__dict__, "flowsamp_schedules": FLOWSAMP_SCHEDULES, "chains": args.chains,
+               "targets": {}}
+    for name in args.targets.split(","):
+        try:
+            target, mode_of, weights, x0_fn = make_target(name)
+        except LookupError as e:
+            print(f"[{name}] skipped: {e}")
+            results["targets"][name] = {"skipped": str(e)}
+            continue
+        key = jax.random.key(args.seed)
+        k0, k1, k2 = jax.random.split(key, 3)
+        x0 = x0_fn(k0, args.chains)
+        row = {}
+        pos, wall, cpu, extra = run_flowsamp(k1, target, x0, name)
+        row["flowsamp"] = {**summarize(pos, mode_of, weights, wall, cpu), **extra}
+        print(f"[{name}] flowsamp: {json.dumps(row['flowsamp'])}", flush=True)
+        if not args.skip_flowmc:
+            try:
+                pos, info = run_flowmc(k2, target.log_prob, target.dim, x0, sched)
+                c = info.pop("cpu_s", float("nan"))
+                row["flowmc"] = {**summarize(pos, mode_of, weights, info.pop("wall_s"), c), **info}
+                row["ratio_min_ess_per_s"] = row["flowsamp"]["min_ess_per_s"] / row["flowmc"]["min_ess_per_s"]
+                print(f"[{name}] flowMC:   {json.dumps(row['flowmc'])}", flush=True)
+            except ImportError as e:
+                row["flowmc"] = {"skipped": f"flowMC not installed ({e}); pip install flowmc"}
+        results["targets"][name] = row
+    print_table(results)
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as fh:
+        json.dump(results, fh, indent=2)
+    print(f"wrote {args.json}")
+    return results
+
+
+def print_table(results: dict) -> None:
+    hdr = f"{'target':7s} {'sampler':9s} {'wall s':>8s} {'cpu s':>8s} {'min ESS':>9s} {'ESS/s':>8s} {'max|dw|':>8s}"
+    print(hdr)
+    print("-" * len(hdr))
+    for name, row in results["targets"].items():
+        for who in ("flowsamp", "flowmc"):
+            r = row.get(who)
+            if not r or "skipped" in r:
+                continue
+            print(f"{name:7s} {who:9s} {r['wall_s']:8.1f} {r['cpu_s']:8.1f} {r['min_ess']:9.0f} {r['min_ess_per_s']:8.1f} {r['mode_weight_max_err']:8.4f}")
+        if "ratio_min_ess_per_s" in row:
+            print(f"{name:7s} ratio (flowsamp / flowMC min-ESS per second): {row['ratio_min_ess_per_s']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
