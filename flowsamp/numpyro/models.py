@@ -30,6 +30,8 @@ __all__ = [
     "kepler_eccentric_anomaly",
     "rv_curve",
     "radial_velocity",
+    "rv_log_marginal_likelihood",
+    "radial_velocity_marginal",
 ]
 
 # Rubin (1981), J. Educ. Stat. 6, 377; Gelman et al., Bayesian Data Analysis, Table 5.2.
@@ -141,3 +143,47 @@ def period_mode_of(P: Array) -> Array:
     """Index of the :data:`PERIOD_MODE_EDGES` interval that contains each period ``P`` [d]."""
     edges = jnp.asarray(PERIOD_MODE_EDGES[1:-1], dtype=jnp.result_type(float))
     return jnp.searchsorted(edges, jnp.asarray(P), side="right")
+
+
+def rv_log_marginal_likelihood(
+    t: Array, y: Array, sigma: Array, P: Array, e: Array, omega: Array, M0: Array
+) -> Array:
+    """:math:`\ln p(y \mid P, e, \omega, M_0)` with :math:`(v_0, K)` integrated out.
+
+    Given the non-linear parameters the model is linear-Gaussian, :math:`y = A\beta + \varepsilon`
+    with :math:`A = [1, g]`, :math:`g = \cos(\omega + f) + e\cos\omega`,
+    :math:`\beta = (v_0, K) \sim N(0, \Lambda)`, :math:`\Lambda = \mathrm{diag}(100^2, \sigma_K^2)`,
+    so :math:`p(y \mid \cdot) = N(y; 0, \Sigma + A\Lambda A^\top)`, evaluated with the 2x2
+    matrix :math:`S = \Lambda^{-1} + A^\top\Sigma^{-1}A` (Woodbury). Parameters broadcast
+    over leading axes; ``t, y, sigma`` are the last axis.
+    """
+    s2 = sigma**2
+    g = rv_curve(t, P[..., None], e[..., None], omega[..., None], M0[..., None], 1.0, 0.0)
+    var_v0 = _SIGMA_V0**2
+    var_K = (_SIGMA_K0 * (P / 365.25) ** (-1.0 / 3.0)) ** 2 / (1.0 - e**2)
+    s00 = 1.0 / var_v0 + jnp.sum(1.0 / s2)
+    s01 = jnp.sum(g / s2, axis=-1)
+    s11 = 1.0 / var_K + jnp.sum(g * g / s2, axis=-1)
+    b0 = jnp.sum(y / s2)
+    b1 = jnp.sum(g * y / s2, axis=-1)
+    det = s00 * s11 - s01**2
+    quad = (s11 * b0**2 - 2.0 * s01 * b0 * b1 + s00 * b1**2) / det
+    logdet = jnp.sum(jnp.log(s2)) + jnp.log(var_v0) + jnp.log(var_K) + jnp.log(det)
+    n = y.shape[-1]
+    return -0.5 * (n * math.log(2.0 * math.pi) + logdet + jnp.sum(y * y / s2) - quad)
+
+
+def radial_velocity_marginal(t: Array = RV_T, sigma: Array = RV_SIGMA, y: Array = RV_Y) -> None:
+    """:func:`radial_velocity` with :math:`(v_0, K)` marginalised analytically (The Joker's trick).
+
+    Latent sites ``ln_P``, ``e``, ``omega_xy``, ``M0_xy`` (6 unconstrained dimensions) with the
+    same priors; the likelihood is :func:`rv_log_marginal_likelihood` added as a factor. The
+    posterior of :math:`(P, e, \omega, M_0)` is exactly that of :func:`radial_velocity`.
+    """
+    ln_P = numpyro.sample("ln_P", dist.Uniform(math.log(RV_P_MIN), math.log(RV_P_MAX)))
+    P = numpyro.deterministic("P", jnp.exp(ln_P))
+    e = numpyro.sample("e", dist.Beta(_E_ALPHA, _E_BETA))
+    omega = _uniform_angle("omega")
+    M0 = _uniform_angle("M0")
+    t, y, sigma = (jnp.asarray(a) for a in (t, y, sigma))
+    numpyro.factor("marginal_likelihood", rv_log_marginal_likelihood(t, y, sigma, P, e, omega, M0))

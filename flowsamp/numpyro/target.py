@@ -28,18 +28,30 @@ from flowsamp.types import Array, PRNGKey
 __all__ = ["NumpyroTarget", "target", "check_model_sites"]
 
 
-def check_model_sites(model: Callable, model_args: tuple = (), model_kwargs: dict | None = None) -> dict:
-    """Trace ``model`` once and reject latent sites that a continuous sampler cannot handle.
+def check_model_sites(model: Callable, model_args: tuple = (), model_kwargs: dict | None = None) -> None:
+    """Trace ``model`` once (abstractly) and reject latent sites a continuous sampler cannot handle.
 
-    Returns the model trace (an ordered dict of sites). Raises ``ValueError`` naming the
+    Raises ``ValueError`` naming the
     site for: a discrete latent sample site (marginalise it out, e.g. with
     ``numpyro.contrib.funsor`` enumeration, before using a flowsamp kernel), a latent
     ``Delta`` site, a latent site whose support has no bijection to the reals (e.g. a
     sphere), and a subsampled ``plate`` (the potential would be a stochastic estimate).
     """
     model_kwargs = {} if model_kwargs is None else model_kwargs
-    with handlers.trace() as tr, handlers.seed(rng_seed=0):
-        model(*model_args, **model_kwargs)
+    sites: dict = {}
+
+    def run(key: PRNGKey) -> int:
+        with handlers.trace() as tr, handlers.seed(rng_seed=key):
+            model(*model_args, **model_kwargs)
+        sites.update(tr)
+        return 0
+
+    # an abstract run (no compilation, no arithmetic): only site types and supports are read
+    jax.eval_shape(run, jax.random.key(0))
+    _check_sites(sites)
+
+
+def _check_sites(tr: dict) -> None:
     for name, site in tr.items():
         kind = site["type"]
         if kind == "plate":
@@ -71,7 +83,6 @@ def check_model_sites(model: Callable, model_args: tuple = (), model_kwargs: dic
                 "flowsamp.numpyro cannot sample it (reparametrise it, e.g. "
                 "numpyro.infer.reparam)"
             ) from None
-    return tr
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,33 @@ def _map_leading(fn: Callable, x: Array, dim: int) -> Any:
     return jax.tree.map(lambda a: a.reshape(batch + a.shape[1:]), out)
 
 
+def _initialize(model: Callable, init_strategy: Callable, model_args: tuple, model_kwargs: dict) -> tuple:
+    """``(prototype z, potential_fn, postprocess_fn)`` from ``initialize_model``.
+
+    ``initialize_model`` run eagerly compiles every primitive of the model separately; here
+    it runs once under ``jax.jit`` (one compilation) and its potential and post-processing
+    functions are kept. If those close over a traced value (models with ``param`` sites or
+    value-dependent supports) they are rebuilt by the eager call instead.
+    """
+    captured: dict = {}
+
+    def init(key: PRNGKey) -> Any:
+        info = initialize_model(key, model, init_strategy=init_strategy, model_args=model_args,
+                                model_kwargs=model_kwargs)
+        captured["fns"] = (info.potential_fn, info.postprocess_fn)
+        return info.param_info.z
+
+    try:
+        prototype = jax.jit(init)(jax.random.key(0))
+        potential_fn, postprocess_fn = captured["fns"]
+        jax.eval_shape(lambda z: (potential_fn(z), postprocess_fn(z)), prototype)
+        return prototype, potential_fn, postprocess_fn
+    except jax.errors.UnexpectedTracerError:
+        info = initialize_model(jax.random.key(0), model, init_strategy=init_strategy,
+                                model_args=model_args, model_kwargs=model_kwargs)
+        return info.param_info.z, info.potential_fn, info.postprocess_fn
+
+
 def target(
     model: Callable,
     *model_args: Any,
@@ -168,34 +206,28 @@ def target(
         the reals, or a plate is subsampled (see :func:`check_model_sites`).
     """
     check_model_sites(model, model_args, model_kwargs)
-    info = initialize_model(
-        jax.random.key(0),
-        model,
-        init_strategy=init_strategy,
-        model_args=model_args,
-        model_kwargs=model_kwargs,
-    )
-    prototype = info.param_info.z
+    prototype, potential_fn, postprocess_dict = _initialize(model, init_strategy, model_args, model_kwargs)
     flat0, unravel = ravel_pytree(prototype)
     dim = int(flat0.shape[0])
-    potential_fn = info.potential_fn
-    postprocess_dict = info.postprocess_fn
     site_shapes = {k: tuple(np.shape(v)) for k, v in prototype.items()}
 
     def log_prob_one(x: Array) -> Array:
         return -potential_fn(unravel(x))
 
+    # jitted once here (inlined when the caller jits): eager calls stay cheap
+    @jax.jit
     def log_prob(x: Array) -> Array:
         return _map_leading(log_prob_one, x, dim)
 
+    @jax.jit
     def postprocess(x: Array) -> dict:
         return _map_leading(lambda v: postprocess_dict(unravel(v)), x, dim)
 
     def ravel(params: dict) -> Array:
         return ravel_pytree(params)[0]
 
-    def init_positions(key: PRNGKey, n: int) -> Array:
-        keys = jax.random.split(as_key(key), int(n))
+    @jax.jit
+    def _init_batch(keys: PRNGKey) -> Array:
         batch = initialize_model(
             keys,
             model,
@@ -204,6 +236,9 @@ def target(
             model_kwargs=model_kwargs,
         )
         return jax.vmap(lambda z: ravel_pytree(z)[0])(batch.param_info.z)
+
+    def init_positions(key: PRNGKey, n: int) -> Array:
+        return _init_batch(jax.random.split(as_key(key), int(n)))
 
     return NumpyroTarget(
         log_prob=log_prob,
