@@ -1,6 +1,8 @@
 """flowsamp.targets: what to sample (log-densities with exact references where known)."""
 
 from flowsamp.targets.base import Target
+from flowsamp.targets.dual_moon import DualMoon, dual_moon
+from flowsamp.targets.funnel import Funnel, funnel
 from flowsamp.targets.gaussian import Gaussian, gaussian
 from flowsamp.targets.gaussian_mixture import (
     GaussianMixture,
@@ -11,6 +13,7 @@ from flowsamp.targets.gaussian_mixture import (
 from flowsamp.targets.many_well import ManyWell, many_well
 from flowsamp.targets.muller_brown import MullerBrown, muller_brown, muller_brown_potential
 from flowsamp.targets.phi4_1d import Phi4Chain, phi4_1d
+from flowsamp.targets.rosenbrock import Rosenbrock, rosenbrock
 from flowsamp.targets.phi4_2d import (
     Phi4Lattice,
     free_field_log_Z,
@@ -41,6 +44,12 @@ __all__ = [
     "magnetization",
     "two_point_function",
     "susceptibility",
+    "Funnel",
+    "funnel",
+    "Rosenbrock",
+    "rosenbrock",
+    "DualMoon",
+    "dual_moon",
 ]
 from flowsamp.targets.ising import Ising, ising  # noqa: E402
 from flowsamp.targets.potts import Potts, potts  # noqa: E402
