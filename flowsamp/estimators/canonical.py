@@ -33,6 +33,7 @@ __all__ = [
     "canonical_averages",
     "canonical_distribution",
     "equal_height_beta",
+    "smoothed_distribution",
 ]
 
 
@@ -94,36 +95,69 @@ def canonical_averages(energies: Array, log_g: Array, beta: float | Array) -> Ca
 
 
 def equal_height_beta(
-    energies: Array, log_g: Array, beta_lo: float, beta_hi: float, split: float | None = None
+    energies: Array,
+    log_g: Array,
+    beta_lo: float,
+    beta_hi: float,
+    split: float | None = None,
+    smooth: int = 1,
+    criterion: str = "height",
 ) -> float:
-    r"""Inverse temperature at which the two peaks of :math:`P_\beta(E)` have equal height.
+    r"""Inverse temperature at which the two peaks of :math:`P_\beta(E)` balance.
 
-    The ordered peak is the maximum of :math:`\ln P_\beta` below ``split``, the disordered
-    one above it (default: the energy of the minimum of :math:`P_\beta` between the two
-    peaks at the midpoint beta).  The root of the log height ratio is bracketed by
-    ``[beta_lo, beta_hi]`` (``ValueError`` otherwise) and found by Brent's method in
-    float64.  This is the finite-size transition point :math:`\beta_c(L)`.
+    ``criterion="height"``: equal maxima of :math:`P_\beta` below and above ``split``
+    (after a moving average over ``smooth`` neighbouring levels, which removes the comb of
+    discrete low-lying excitations on small lattices); ``"weight"``: equal probability
+    below and above ``split``.  ``split`` defaults to the energy of the minimum of the
+    (smoothed) :math:`P_\beta` between its two peaks at the midpoint beta.  The root is
+    bracketed by ``[beta_lo, beta_hi]`` (``ValueError`` otherwise) and found by Brent's
+    method in float64.  Either criterion defines a finite-size transition point
+    :math:`\beta_c(L)`.
     """
+    if criterion not in ("height", "weight"):
+        raise ValueError(f"unknown criterion {criterion!r}; choose 'height' or 'weight'")
+    if isinstance(smooth, bool) or not isinstance(smooth, (int, np.integer)) or smooth < 1:
+        raise ValueError(f"smooth must be a positive int, got {smooth!r}")
     e = np.asarray(energies, np.float64)
     lg = np.asarray(log_g, np.float64)
     lg = np.where(np.isfinite(lg), lg, -np.inf)
+    kernel = np.ones(smooth) / smooth
+
+    def log_p(beta):
+        x = lg - beta * e
+        x = x - np.max(x)
+        p = np.convolve(np.exp(x), kernel, mode="same")
+        with np.errstate(divide="ignore"):
+            return np.log(p / p.sum())
+
     if split is None:
-        mid = 0.5 * (beta_lo + beta_hi)
-        logp = lg - mid * e
+        logp = log_p(0.5 * (beta_lo + beta_hi))
         i1, i2 = _two_peaks(logp)
         split = e[i1 + int(np.argmin(logp[i1 : i2 + 1]))]
+    low = e < split
 
     def gap(beta):
-        logp = lg - beta * e
-        return np.max(logp[e < split]) - np.max(logp[e >= split])
+        lp = log_p(beta)
+        if criterion == "height":
+            return np.max(lp[low]) - np.max(lp[~low])
+        return np.logaddexp.reduce(lp[low]) - np.logaddexp.reduce(lp[~low])
 
     g_lo, g_hi = gap(beta_lo), gap(beta_hi)
     if np.sign(g_lo) == np.sign(g_hi):
-        raise ValueError(f"equal peak heights not bracketed by beta in [{beta_lo}, {beta_hi}]")
+        raise ValueError(f"balanced peaks not bracketed by beta in [{beta_lo}, {beta_hi}]")
     return float(brentq(gap, beta_lo, beta_hi, xtol=1e-12))
 
 
-def _two_peaks(logp: np.ndarray, dip: float = 1.0) -> tuple[int, int]:
+def smoothed_distribution(energies: Array, log_g: Array, beta: float, smooth: int = 1) -> np.ndarray:
+    """:math:`P_\beta(E)` (float64, sums to 1) after a moving average over ``smooth`` levels."""
+    e = np.asarray(energies, np.float64)
+    lg = np.asarray(log_g, np.float64)
+    x = np.where(np.isfinite(lg), lg, -np.inf) - beta * e
+    p = np.convolve(np.exp(x - np.max(x)), np.ones(smooth) / smooth, mode="same")
+    return p / p.sum()
+
+
+def _two_peaks(logp: np.ndarray, dip: float = 0.05) -> tuple[int, int]:
     """The highest local maximum of ``logp`` and the highest one separated from it by a dip
     of at least ``dip`` (in ln P) below the lower of the two; indices ascending."""
     x = np.where(np.isfinite(logp), logp, -np.inf)

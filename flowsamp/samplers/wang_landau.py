@@ -32,6 +32,7 @@ every sweep), so tiny late increments are kept in float32.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, NamedTuple
 
 import jax
@@ -86,7 +87,8 @@ class WangLandauResult(NamedTuple):
     ln g(E_0) is the ln of the ground-state degeneracy (ln q); ``histogram`` (G, K) of the
     last stage; ``num_sweeps`` sweeps per walker; ``times`` (sweeps per walker),
     ``errors`` (mean |ln g - ln g_exact| over levels, or NaN without a reference) and
-    ``log_f`` (mean effective ln f over groups) at every check; ``converged``; ``windows``
+    ``log_f`` (mean effective ln f over groups) and ``elapsed`` (wall seconds since the
+    call began, compilation included) at every check; ``converged``; ``windows``
     (G, 2) inclusive level ranges; ``state`` the final :class:`WangLandauState`.
     """
 
@@ -97,6 +99,7 @@ class WangLandauResult(NamedTuple):
     times: np.ndarray
     errors: np.ndarray
     log_f: np.ndarray
+    elapsed: np.ndarray
     converged: bool
     windows: np.ndarray
     state: WangLandauState
@@ -255,6 +258,7 @@ def wang_landau(
     share: str = "shared",
     exact_log_g: Any = "auto",
     initial_state: WangLandauState | None = None,
+    stop_error: float | None = None,
 ) -> WangLandauResult:
     """Estimate ln g(E) of a lattice spin target by Wang-Landau sampling.
 
@@ -285,6 +289,9 @@ def wang_landau(
         (``target.exact_log_dos()`` when ``q**L <= 256``).
     initial_state : WangLandauState, optional
         Resume from a previous ``result.state`` (same walkers, windows and share).
+    stop_error : float, optional
+        Stop at the first check whose error against ``exact_log_g`` is at most this
+        (time-to-result benchmarks).
 
     Returns
     -------
@@ -353,7 +360,8 @@ def wang_landau(
         masks[g, lo : hi + 1] = True
     sizes = windows[:, 1] - windows[:, 0] + 1
 
-    times, errors, log_fs = [], [], []
+    times, errors, log_fs, elapsed = [], [], [], []
+    t_start = time.perf_counter()
     sweeps = 0
     while sweeps < max_sweeps:
         key, sub = jax.random.split(key)
@@ -384,7 +392,8 @@ def wang_landau(
         times.append(sweeps)
         log_fs.append(float(np.mean(eff)))
         errors.append(_error(state, windows, window_of_group, ref, log_g0) if ref is not None else np.nan)
-        if not active.any():
+        elapsed.append(time.perf_counter() - t_start)
+        if not active.any() or (stop_error is not None and errors[-1] <= stop_error):
             break
 
     lg = _estimate(state, windows, window_of_group, log_g0)
@@ -396,6 +405,7 @@ def wang_landau(
         times=np.asarray(times),
         errors=np.asarray(errors),
         log_f=np.asarray(log_fs),
+        elapsed=np.asarray(elapsed),
         converged=not bool(np.asarray(state.active).any()),
         windows=windows,
         state=state,

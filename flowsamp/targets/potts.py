@@ -75,9 +75,9 @@ class Potts(SpinTarget):
         return potts_beta_c(self.q, self.J)
 
     def _reachable_unequal_counts_formula(self) -> np.ndarray:
-        if self.L % 2 or self.L < 6:
+        if self.L % 2 or self.L < 4:
             raise NotImplementedError(f"energy levels of L = {self.L} are not tabulated")
-        # even L >= 6, q >= 3: every u in 0..2N except 1, 2, 3, 5 (a domain wall on the
+        # even L >= 4, q >= 3: every u in 0..2N except 1, 2, 3, 5 (a domain wall on the
         # dual lattice has no dangling ends: the smallest are 4 (one site), 6 (a domino),
         # 7 (a domino of two colours)); all u up to 2N (a proper colouring) are reachable.
         u = np.arange(2 * self.num_sites + 1)

@@ -1,0 +1,147 @@
+"""Spin-flip throughput and Wang-Landau time to result on the 2-D Ising model.
+
+1. Spin flips (single-site trials) per second for L = 8, 16, 32, steady state (second
+   call of a compiled program), for: the Wang-Landau sweep (``WALKERS`` walkers sharing ln g),
+   random-site Metropolis and checkerboard Metropolis (``WALKERS`` vmapped chains), and
+   checkerboard heat bath.  "Per core" divides by the CPU cores this process may use.
+2. Time to result at L = 8: wall time, compilation included, until the mean
+   |ln g(E) - ln g_exact(E)| (ln g(E_0) = ln 2) reaches 0.02, for the 1/t schedule, and the
+   error reached by classic halving WL in the same number of sweeps; log-log slopes of both
+   error curves over the second half of the run.
+
+    python benchmarks/wang_landau.py [--walkers 64] [--max-sweeps 200000]
+
+Writes ``benchmarks/results/wang_landau.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import flowsamp as fs
+from flowsamp.samplers.flat_histogram import energy_bins
+from flowsamp.samplers.wang_landau import build_sweeps, make_windows
+
+
+def _steady(fn, *args):
+    """Seconds of the second call (the first compiles)."""
+    jax.block_until_ready(fn(*args))
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - t0
+
+
+def throughput(L: int, walkers: int, sweeps: int) -> dict:
+    t = fs.targets.ising(L, 0.44)
+    n = L * L
+    flips = sweeps * n * walkers
+    out = {"L": L, "walkers": walkers, "sweeps": sweeps}
+    bins = energy_bins(t.energy_levels)
+    run = build_sweeps(t, bins, np.zeros(walkers, int), make_windows(len(bins.levels), 1, 0.5), sweeps)
+    r0 = fs.samplers.wang_landau(jax.random.key(0), t, num_walkers=walkers, check_every=1,
+                                 max_sweeps=1, exact_log_g=None)
+    out["wang_landau"] = flips / _steady(run, jax.random.key(1), r0.state)
+    x0 = t.random_state(jax.random.key(2), (walkers,))
+    for name, kernel in (
+        ("metropolis_random", fs.kernels.spin_metropolis(t, scan="random")),
+        ("metropolis_checkerboard", fs.kernels.spin_metropolis(t, scan="checkerboard")),
+        ("gibbs_checkerboard", fs.kernels.gibbs(t, order="checkerboard")),
+    ):
+        @jax.jit
+        def chains(keys, x0, kernel=kernel):
+            def one(k, x):
+                st = kernel.init(x)
+                st, _ = jax.lax.scan(lambda s, kk: (kernel.step(kk, s)[0], None), st,
+                                     jax.random.split(k, sweeps))
+                return st.position
+            return jax.vmap(one)(keys, x0)
+
+        out[name] = flips / _steady(chains, jax.random.split(jax.random.key(3), walkers), x0)
+    return out
+
+
+def time_to_result(walkers: int, max_sweeps: int, check_every: int) -> dict:
+    t = fs.targets.ising(8, 0.44)
+    exact = t.exact_log_dos()
+    res = {}
+    runs = {}
+    for schedule in ("1/t", "halving"):
+        r = fs.samplers.wang_landau(jax.random.key(0), t, num_walkers=walkers, schedule=schedule,
+                                    check_every=check_every, max_sweeps=max_sweeps,
+                                    exact_log_g=exact, log_f_final=1e-9)
+        runs[schedule] = r
+        late = r.times >= r.times[-1] / 2
+        slope = float(np.polyfit(np.log(r.times[late]), np.log(r.errors[late]), 1)[0])
+        hit = np.nonzero(r.errors <= 0.02)[0]
+        res[schedule] = {
+            "sweeps": int(r.num_sweeps),
+            "wall_s": float(r.elapsed[-1]),
+            "final_error": float(r.errors[-1]),
+            "min_error": float(r.errors.min()),
+            "slope_second_half": slope,
+            "first_error_le_0.02_sweeps": int(r.times[hit[0]]) if hit.size else None,
+            "first_error_le_0.02_wall_s": float(r.elapsed[hit[0]]) if hit.size else None,
+            "stays_le_0.02_from_sweeps": _stays_below(r, 0.02),
+        }
+        stay = res[schedule]["stays_le_0.02_from_sweeps"]
+        res[schedule]["stays_le_0.02_from_wall_s"] = (
+            float(r.elapsed[np.searchsorted(r.times, stay)]) if stay is not None else None
+        )
+    res["curves"] = {k: {"times": v.times.tolist(), "errors": v.errors.tolist(),
+                         "log_f": v.log_f.tolist()} for k, v in runs.items()}
+    return res
+
+
+def _stays_below(r, level):
+    above = np.nonzero(r.errors > level)[0]
+    if above.size == 0:
+        return int(r.times[0])
+    if above[-1] == len(r.errors) - 1:
+        return None
+    return int(r.times[above[-1] + 1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--walkers", type=int, default=64)
+    parser.add_argument("--throughput-sweeps", type=int, default=50)
+    parser.add_argument("--max-sweeps", type=int, default=100_000)
+    parser.add_argument("--check-every", type=int, default=100)
+    args = parser.parse_args()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    rows = [throughput(L, args.walkers, args.throughput_sweeps) for L in (8, 16, 32)]
+    print(f"spin flips per second ({args.walkers} walkers/chains, {cores} cores, backend {jax.default_backend()})")
+    names = ["wang_landau", "metropolis_random", "metropolis_checkerboard", "gibbs_checkerboard"]
+    print(f"{'L':>4} " + " ".join(f"{n:>24}" for n in names))
+    for r in rows:
+        print(f"{r['L']:>4} " + " ".join(f"{r[n]:>16.3g} ({r[n] / cores:>5.2g}/c)" for n in names))
+    ttr = time_to_result(args.walkers, args.max_sweeps, args.check_every)
+    print("\nIsing L = 8, mean |d ln g| (ln g(E0) = ln 2)")
+    print(f"{'schedule':>9} {'sweeps':>8} {'wall s':>8} {'final':>8} {'min':>8} {'slope':>7} "
+          f"{'<=0.02 at (sweeps, s)':>22} {'stays <=0.02 from (sweeps, s)':>30}")
+    for k in ("1/t", "halving"):
+        v = ttr[k]
+        print(f"{k:>9} {v['sweeps']:>8} {v['wall_s']:>8.1f} {v['final_error']:>8.4f} {v['min_error']:>8.4f} "
+              f"{v['slope_second_half']:>7.2f} {str((v['first_error_le_0.02_sweeps'], _r(v['first_error_le_0.02_wall_s']))):>22} "
+              f"{str((v['stays_le_0.02_from_sweeps'], _r(v['stays_le_0.02_from_wall_s']))):>30}")
+    out = Path(__file__).parent / "results" / "wang_landau.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"cores": cores, "backend": jax.default_backend(), "walkers": args.walkers,
+                               "throughput": rows, "time_to_result": ttr}, indent=2))
+    print(f"\nwrote {out}")
+
+
+def _r(x):
+    return None if x is None else round(x, 1)
+
+
+if __name__ == "__main__":
+    main()
