@@ -68,7 +68,21 @@ def _diagnostics(log_w: Array) -> dict[str, Array]:
     return {"ess": ess_fraction(log_w), "log_w_mean": jnp.mean(log_w)}
 
 
-def reverse_kl(flow: Flow, log_prob: LogProbFn, batch_size: int = 256) -> LossFn:
+def _sample_and_log_q(flow: Flow, params: Any, key: PRNGKey, n: int, path_gradient: bool):
+    """Draw x = T_theta(z) with reparameterised gradients and return (x, log q_theta(x)).
+
+    With ``path_gradient`` log q is re-evaluated at x with stopped parameters, which drops
+    the score term :math:`\nabla_\theta \log q_\theta(x)|_x` (zero mean, but noisy).
+    """
+    x, log_q = flow.sample_and_log_prob(params, key, n)
+    if path_gradient:
+        log_q = flow.log_prob(jax.lax.stop_gradient(params), x)
+    return x, log_q
+
+
+def reverse_kl(
+    flow: Flow, log_prob: LogProbFn, batch_size: int = 256, *, path_gradient: bool = False
+) -> LossFn:
     r"""Reverse Kullback-Leibler loss ("training by energy"), reparameterised gradients.
 
     .. math::
@@ -86,6 +100,12 @@ def reverse_kl(flow: Flow, log_prob: LogProbFn, batch_size: int = 256) -> LossFn
         Unnormalised target log-density ``log_prob(x)`` on one point of shape ``(dim,)``.
     batch_size
         Number B of flow samples per loss evaluation.
+    path_gradient
+        Use the path-gradient ("sticking the landing") estimator: log q_theta is evaluated
+        at the sampled points with stopped parameters, so only the path derivative through
+        :math:`x = T_\theta(z)` remains. Same expected gradient, and its variance vanishes as
+        :math:`q_\theta \to p/Z`: it reaches higher ESS late in training, at the cost of one
+        extra inverse pass (Roeder et al. arXiv:1703.09194; Vaitl et al. arXiv:2207.08219).
 
     Returns
     -------
@@ -95,11 +115,12 @@ def reverse_kl(flow: Flow, log_prob: LogProbFn, batch_size: int = 256) -> LossFn
     """
     _check_flow(flow, "reverse_kl")
     batch_size = _check_batch(batch_size, "reverse_kl")
+    path_gradient = bool(path_gradient)
     log_prob_v = jax.vmap(log_prob)
 
     def loss_fn(params: Any, key: PRNGKey, step: Array | int = 0) -> tuple[Array, dict]:
         del step
-        x, log_q = flow.sample_and_log_prob(params, key, batch_size)
+        x, log_q = _sample_and_log_q(flow, params, key, batch_size, path_gradient)
         log_w = log_prob_v(x) - log_q
         return -jnp.mean(log_w), _diagnostics(log_w)
 
@@ -111,6 +132,8 @@ def annealed_reverse_kl(
     log_prob: LogProbFn,
     batch_size: int = 256,
     beta_schedule: Schedule | float = 1.0,
+    *,
+    path_gradient: bool = False,
 ) -> LossFn:
     r"""Reverse KL to the tempered target :math:`p_\beta \propto p^{\beta}`, β rising to 1.
 
@@ -125,7 +148,7 @@ def annealed_reverse_kl(
 
     Parameters
     ----------
-    flow, log_prob, batch_size
+    flow, log_prob, batch_size, path_gradient
         As in :func:`reverse_kl`.
     beta_schedule
         ``beta_schedule(step) -> beta`` (any optax schedule) or a constant float.
@@ -139,6 +162,7 @@ def annealed_reverse_kl(
     """
     _check_flow(flow, "annealed_reverse_kl")
     batch_size = _check_batch(batch_size, "annealed_reverse_kl")
+    path_gradient = bool(path_gradient)
     if not callable(beta_schedule):
         beta0 = float(beta_schedule)
         if not beta0 > 0.0:
@@ -147,7 +171,7 @@ def annealed_reverse_kl(
     log_prob_v = jax.vmap(log_prob)
 
     def loss_fn(params: Any, key: PRNGKey, step: Array | int = 0) -> tuple[Array, dict]:
-        x, log_q = flow.sample_and_log_prob(params, key, batch_size)
+        x, log_q = _sample_and_log_q(flow, params, key, batch_size, path_gradient)
         log_p = log_prob_v(x)
         beta = jnp.asarray(beta_schedule(step), dtype=log_q.dtype)
         log_w_beta = beta * log_p - log_q

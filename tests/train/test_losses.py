@@ -31,6 +31,20 @@ def test_reverse_kl_exact_at_target(flow2, gauss):
     assert np.isclose(aux["log_w_mean"], gauss.log_Z, rtol=1e-5)
 
 
+def test_path_gradient_vanishes_at_target(flow2, gauss):
+    # same value; the plain reparameterised gradient at q = p/Z is the (noisy, zero-mean)
+    # score term, the path gradient is exactly zero sample by sample
+    exact = gauss.exact_params()
+    plain = reverse_kl(flow2, gauss.log_prob, batch_size=64)
+    path = reverse_kl(flow2, gauss.log_prob, batch_size=64, path_gradient=True)
+    assert np.isclose(plain(exact, KEY)[0], path(exact, KEY)[0], rtol=1e-6)
+    g_plain = jax.grad(lambda p: plain(p, KEY)[0])(exact)
+    g_path = jax.grad(lambda p: path(p, KEY)[0])(exact)
+    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g_plain)) > 1e-3
+    for g in jax.tree.leaves(g_path):
+        assert np.allclose(g, 0.0, atol=1e-5)
+
+
 def test_reverse_kl_is_kl_plus_const(flow2, gauss):
     # For Gaussians KL(q||p) is closed form: E_q[log q - log p~] = KL - ... + (-log Z)
     params = {"shift": jnp.array([0.0, 0.0]), "log_scale": jnp.array([0.3, -0.2])}
