@@ -250,7 +250,7 @@ def wang_landau(
     *,
     flatness: float | None = None,
     log_f_initial: float = 1.0,
-    log_f_final: float = 1e-6,
+    log_f_final: float = 1e-8,
     check_every: int = 100,
     max_sweeps: int = 100_000,
     num_windows: int = 1,
