@@ -13,6 +13,7 @@ from flowsamp.targets.gaussian_mixture import (
 from flowsamp.targets.many_well import ManyWell, many_well
 from flowsamp.targets.muller_brown import MullerBrown, muller_brown, muller_brown_potential
 from flowsamp.targets.phi4_1d import Phi4Chain, phi4_1d
+from flowsamp.targets.radial_velocity import RadialVelocity, radial_velocity
 from flowsamp.targets.rosenbrock import Rosenbrock, rosenbrock
 from flowsamp.targets.phi4_2d import (
     Phi4Lattice,
@@ -50,6 +51,8 @@ __all__ = [
     "rosenbrock",
     "DualMoon",
     "dual_moon",
+    "RadialVelocity",
+    "radial_velocity",
 ]
 from flowsamp.targets.ising import Ising, ising  # noqa: E402
 from flowsamp.targets.potts import Potts, potts  # noqa: E402
