@@ -15,14 +15,18 @@ the local step size are state fields (trained values, frozen during sampling).
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from flowsamp.base import Flow, SamplingAlgorithm
 from flowsamp.flows import proposal as make_proposal
-from flowsamp.kernels import flow_imh as flow_imh_module
 from flowsamp.kernels import hmc, mala
+
+# the package re-exports the constructor under the module's name: fetch the module itself
+flow_imh_module = importlib.import_module("flowsamp.kernels.flow_imh")
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = ["GlobalLocalState", "GlobalLocalInfo", "global_local"]
@@ -73,8 +77,6 @@ def global_local(
         )
 
     def step(key: PRNGKey, state: GlobalLocalState) -> tuple[GlobalLocalState, GlobalLocalInfo]:
-        import jax
-
         key_glob, key_loc = jax.random.split(key)
         prop = make_proposal(flow, state.params)
         imh = flow_imh_module.flow_imh(log_prob_fn, prop)

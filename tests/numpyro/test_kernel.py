@@ -42,7 +42,7 @@ def assert_agrees(stats, ref):
 
 @pytest.fixture(scope="module")
 def nuts_reference():
-    mcmc = MCMC(NUTS(eight_schools), num_warmup=1000, num_samples=5000, num_chains=4,
+    mcmc = MCMC(NUTS(eight_schools), num_warmup=500, num_samples=2000, num_chains=4,
                 chain_method="vectorized", progress_bar=False)
     mcmc.run(jax.random.key(2024), *ARGS, **KWARGS)
     return mean_and_mcse(mcmc.get_samples(group_by_chain=True))
@@ -51,7 +51,7 @@ def nuts_reference():
 @pytest.fixture(scope="module")
 def vectorized_run():
     mcmc = MCMC(Kernel(eight_schools, kernel=fs.kernels.hmc, **HMC_OPTIONS), num_warmup=500,
-                num_samples=4000, num_chains=4, chain_method="vectorized", progress_bar=False)
+                num_samples=2000, num_chains=4, chain_method="vectorized", progress_bar=False)
     mcmc.run(jax.random.key(1), *ARGS, **KWARGS)
     return mcmc
 
@@ -64,10 +64,10 @@ def test_vectorized_hmc_matches_nuts(vectorized_run, nuts_reference):
 
 def test_samples_are_constrained_and_extra_fields(vectorized_run):
     samples = vectorized_run.get_samples()
-    assert samples["theta"].shape == (16000, 8) and float(samples["tau"].min()) > 0.0
+    assert samples["theta"].shape == (8000, 8) and float(samples["tau"].min()) > 0.0
     extra = vectorized_run.get_extra_fields(group_by_chain=True)
     assert set(extra) >= {"accept_prob", "is_accepted", "potential_energy"}
-    assert extra["accept_prob"].shape == (4, 4000)
+    assert extra["accept_prob"].shape == (4, 2000)
     # dual averaging towards 0.65 (HMC's default target): the sampling-phase mean is near it
     assert 0.45 < float(extra["accept_prob"].mean()) < 0.9
     state = vectorized_run.last_state
@@ -75,8 +75,8 @@ def test_samples_are_constrained_and_extra_fields(vectorized_run):
 
 
 def test_sequential_mala_matches_nuts(nuts_reference):
-    mcmc = MCMC(Kernel(eight_schools, kernel=fs.kernels.mala, step_size=0.2), num_warmup=1000,
-                num_samples=6000, num_chains=2, chain_method="sequential", progress_bar=False)
+    mcmc = MCMC(Kernel(eight_schools, kernel=fs.kernels.mala, step_size=0.2), num_warmup=500,
+                num_samples=3000, num_chains=2, chain_method="sequential", progress_bar=False)
     mcmc.run(jax.random.key(7), *ARGS, **KWARGS)
     assert_agrees(mean_and_mcse(mcmc.get_samples(group_by_chain=True)), nuts_reference)
 
@@ -109,7 +109,7 @@ _PARALLEL_SCRIPT = textwrap.dedent(
     from flowsamp.numpyro.models import EIGHT_SCHOOLS_SIGMA, EIGHT_SCHOOLS_Y, eight_schools
     assert jax.local_device_count() == 4, jax.devices()
     mcmc = MCMC(Kernel(eight_schools, kernel=fs.kernels.hmc, step_size=0.3, num_integration_steps=8),
-                num_warmup=500, num_samples=4000, num_chains=4, chain_method="parallel",
+                num_warmup=300, num_samples=2000, num_chains=4, chain_method="parallel",
                 progress_bar=False)
     mcmc.run(jax.random.key(3), EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y)
     s = mcmc.get_samples(group_by_chain=True)
@@ -124,5 +124,5 @@ def test_parallel_on_four_cpu_devices(nuts_reference):
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     samples = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert np.shape(samples["mu"]) == (4, 4000)
+    assert np.shape(samples["mu"]) == (4, 2000)
     assert_agrees(mean_and_mcse(samples), nuts_reference)
