@@ -22,7 +22,8 @@ class AdaptiveFlowConfig:
     The buffer holds ``buffer_points_per_chain`` evenly spaced local samples per chain from
     each of the last ``buffer_loops`` loops. Training runs at least ``min_training_loops``
     and at most ``max_training_loops`` loops; with ``early_stop`` it stops once the last
-    ``patience`` loops raised the best global acceptance by less than ``plateau_tol``.
+    ``patience`` loops raised the best global acceptance by less than ``plateau_tol``
+    while it is at least ``min_global_acceptance`` (a flow that is still useless keeps training).
     Production runs ``num_production_loops`` loops with everything frozen and keeps every
     ``thinning``-th step. ``optimizer`` defaults to ``optax.adam(learning_rate)``.
     ``symmetries``: volume-preserving involutions of the support (see the module docs).
@@ -46,6 +47,7 @@ class AdaptiveFlowConfig:
     early_stop: bool = True
     plateau_tol: float = 0.02
     patience: int = 2
+    min_global_acceptance: float = 0.1
     symmetries: tuple[Callable, ...] = ()
 
 
@@ -74,7 +76,7 @@ def make_config(**options: Any) -> AdaptiveFlowConfig:
     for name in ("learning_rate", "step_size"):
         if name in options and not float(options[name]) > 0:
             raise ValueError(f"{name} must be positive, got {options[name]!r}")
-    for name in ("adapt_rate", "plateau_tol"):
+    for name in ("adapt_rate", "plateau_tol", "min_global_acceptance"):
         if name in options and not float(options[name]) >= 0:
             raise ValueError(f"{name} must be >= 0, got {options[name]!r}")
     if options.get("local", "mala") not in ("mala", "hmc"):

@@ -199,13 +199,13 @@ def _build_programs(cfg: AdaptiveFlowConfig, log_prob: LogProbFn, flow: Flow):
 
 def _plateaued(global_acc: list[float], cfg: AdaptiveFlowConfig) -> bool:
     """Training stops when the last ``patience`` loops improved the best earlier global
-    acceptance by less than ``plateau_tol`` (absolute)."""
+    acceptance by less than ``plateau_tol`` (absolute) and it is at least ``min_global_acceptance``."""
     t = len(global_acc)
     if not cfg.early_stop or t < max(cfg.min_training_loops, cfg.patience + 1):
         return False
     recent = max(global_acc[-cfg.patience :])
     before = max(global_acc[: -cfg.patience])
-    return recent < before + cfg.plateau_tol
+    return recent >= cfg.min_global_acceptance and recent < before + cfg.plateau_tol
 
 
 def _place(state: AdaptiveFlowState, devices) -> AdaptiveFlowState:
@@ -279,7 +279,7 @@ def adaptive_flow_mcmc(
         ``min_training_loops``, ``num_production_loops``, ``num_epochs``, ``learning_rate``,
         ``optimizer``, ``buffer_loops``, ``buffer_points_per_chain``, ``local`` (``"mala"`` |
         ``"hmc"``), ``step_size``, ``num_integration_steps``, ``adapt_rate``, ``thinning``,
-        ``early_stop``, ``plateau_tol``, ``patience``, ``symmetries``.
+        ``early_stop``, ``plateau_tol``, ``patience``, ``min_global_acceptance``, ``symmetries``.
 
     Returns
     -------
