@@ -29,8 +29,8 @@ def test_phi4_1d_transfer_matches_dblquad():
     N, a, b, beta = 2, 0.5, 0.3, 1.0
     t = fs.targets.phi4_1d(N, a, b, beta)
     f = lambda y, x: np.exp(-beta * _u_1d(np.array([x, y]), N, a, b))  # noqa: E731
-    z = integrate.dblquad(f, -6, 6, -6, 6, epsabs=0, epsrel=1e-11)[0]
-    z_pos = integrate.dblquad(f, -6, 6, 0, 6, epsabs=0, epsrel=1e-11)[0]  # middle site x[1] > 0
+    z = integrate.dblquad(f, -5, 5, -5, 5, epsabs=0, epsrel=1e-10)[0]
+    z_pos = integrate.dblquad(f, -5, 5, 0, 5, epsabs=0, epsrel=1e-10)[0]  # middle site x[1] > 0
     assert t.log_Z == pytest.approx(np.log(z), abs=1e-8)
     # the sign indicator is a step at 0: the trapezoid rule's half-weight there is O(h^2) ~ 1e-6
     assert t.mode_weights[1] == pytest.approx(z_pos / z, abs=1e-5)
