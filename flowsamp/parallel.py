@@ -18,10 +18,14 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-__all__ = ["CHAIN_AXIS", "chain_mesh", "check_divisible", "shard_chains"]
+__all__ = ["CHAIN_AXIS", "CHAINS", "REPLICATED", "chain_mesh", "check_divisible", "shard_chains"]
 
 #: Name of the mesh axis the chains are split over.
 CHAIN_AXIS = "chain"
+#: Partition spec of an argument whose leading axis is the chain axis (split over devices).
+CHAINS = PartitionSpec(CHAIN_AXIS)
+#: Partition spec of an argument every device receives whole (e.g. shared kernel parameters).
+REPLICATED = PartitionSpec()
 
 
 def chain_mesh(devices: Sequence[jax.Device] | Mesh) -> Mesh:
@@ -56,13 +60,18 @@ def check_divisible(num_chains: int, mesh: Mesh) -> None:
         )
 
 
-def shard_chains(fn: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
+def shard_chains(
+    fn: Callable[..., Any], mesh: Mesh, in_specs: tuple[PartitionSpec, ...] | None = None
+) -> Callable[..., Any]:
     """Return ``fn`` run blockwise over the ``"chain"`` axis of ``mesh`` with ``shard_map``.
 
-    Every argument and every output of ``fn`` is a pytree whose leaves have the chain
-    axis first; each device receives ``num_chains / num_devices`` consecutive chains.
+    By default every argument and every output of ``fn`` is a pytree whose leaves have the
+    chain axis first; each device receives ``num_chains / num_devices`` consecutive chains.
+    ``in_specs`` (one of :data:`CHAINS` / :data:`REPLICATED` per argument) marks arguments
+    that every device receives whole; outputs always have the chain axis first.
     Chains are independent, so ``fn`` needs no collectives; the varying-manual-axes check
     is off so that a scan may start from constants (zero counters) and carry per-chain values.
     """
-    spec = PartitionSpec(CHAIN_AXIS)
-    return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+    return jax.shard_map(
+        fn, mesh=mesh, in_specs=CHAINS if in_specs is None else in_specs, out_specs=CHAINS, check_vma=False
+    )

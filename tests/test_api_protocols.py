@@ -54,9 +54,8 @@ def wide_gaussian_proposal(dim=3, std=1.5):
 
 
 def _neutra(lp):
-    flow = fs.flows.realnvp(3, num_layers=2, hidden=(8,))
-    params = flow.init(jax.random.key(0))
-    return fs.kernels.neutra(lp, flow, params, fs.kernels.hmc, step_size=0.2, num_integration_steps=3)
+    flow = fs.flows.realnvp(3, num_layers=2, hidden=(4,))
+    return fs.kernels.neutra(lp, flow, flow.init(jax.random.key(0)), fs.kernels.mala, step_size=0.2)
 
 
 ISING = fs.targets.ising(4, 0.44)

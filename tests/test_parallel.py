@@ -33,14 +33,16 @@ SCRIPT = textwrap.dedent(
         ("mala", well, fs.kernels.mala(well.log_prob, 0.02)),
         ("hmc", well, fs.kernels.hmc(well.log_prob, 0.05, 4)),
         ("mala_matmul", gauss, fs.kernels.mala(gauss.log_prob, 0.3)),
+        ("hmc_params", well, lambda p: fs.kernels.hmc(well.log_prob, p["step_size"], 4)),
     ]
     wanted = sys.argv[1].split(",")
     for name, target, kernel in cases:
         if name not in wanted:
             continue
         x0 = target.sample(jax.random.key(0), 8)
-        one = fs.sample(jax.random.key(3), kernel, x0, 50, thin=5)
-        many = fs.sample(jax.random.key(3), kernel, x0, 50, thin=5, devices=jax.devices())
+        kw = {"params": {"step_size": 0.05}} if name.endswith("_params") else {}
+        one = fs.sample(jax.random.key(3), kernel, x0, 50, thin=5, **kw)
+        many = fs.sample(jax.random.key(3), kernel, x0, 50, thin=5, devices=jax.devices(), **kw)
         pairs = list(zip(fields(one), fields(many)))
         out[name] = {
             "equal": all(np.array_equal(a, b) for a, b in pairs),
@@ -85,12 +87,12 @@ def check_bitwise(res):
 
 
 def test_four_devices_equal_single_device():
-    """One subprocess (4 fake CPU devices): HMC bitwise, a matmul target up to rounding,
-    and chains that do not divide over the devices raise."""
-    out = run_on_four_devices(["hmc", "mala_matmul"])
+    """One subprocess (4 fake CPU devices): HMC with replicated params bitwise, a matmul
+    target up to rounding, and chains that do not divide over the devices raise."""
+    out = run_on_four_devices(["hmc_params", "mala_matmul"])
     print(out)
     # Kernels and driver are bitwise identical when the log-density is elementwise.
-    check_bitwise(out["hmc"])
+    check_bitwise(out["hmc_params"])
     # A matmul in the log-density is compiled per batch size (8 chains on one device vs 2 per
     # device) and XLA CPU may round it differently: the accept/reject decisions must be
     # identical and the floats equal up to float32 rounding (1e-5 relative, ~100 ulp).
@@ -103,10 +105,10 @@ def test_four_devices_equal_single_device():
 
 @pytest.mark.slow
 def test_four_devices_more_kernels_and_summary_mode():
-    out = run_on_four_devices(["rwmh", "mala", "summary"])
+    out = run_on_four_devices(["rwmh", "mala", "hmc", "summary"])
     print(out)
-    check_bitwise(out["rwmh"])
-    check_bitwise(out["mala"])
+    for name in ("rwmh", "mala", "hmc"):
+        check_bitwise(out[name])
     assert out["summary_equal"]
 
 

@@ -10,7 +10,7 @@ start, so the numbers equal the single-device run.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -137,18 +137,29 @@ def _run_chain(kernel: SamplingAlgorithm, num_steps: int, thin: int, keep: str, 
     return state, counts, welford.mean, variance, out
 
 
-def _run_impl(keys, states, *, kernel, num_steps, thin, keep, mesh):
-    def run_block(keys, states):
-        fn = lambda k, s: _run_chain(kernel, num_steps, thin, keep, k, s)
+def _algorithm(kernel: Any, params: Any, has_params: bool) -> SamplingAlgorithm:
+    return kernel(params) if has_params else kernel
+
+
+def _run_impl(keys, states, params, *, kernel, has_params, num_steps, thin, keep, mesh):
+    def run_block(keys, states, params):
+        alg = _algorithm(kernel, params, has_params)
+        fn = lambda k, s: _run_chain(alg, num_steps, thin, keep, k, s)  # noqa: E731
         return jax.vmap(fn)(keys, states)
 
     if mesh is not None:
-        run_block = parallel.shard_chains(run_block, mesh)
-    return run_block(keys, states)
+        specs = (parallel.CHAINS, parallel.CHAINS, parallel.REPLICATED)
+        run_block = parallel.shard_chains(run_block, mesh, in_specs=specs)
+    return run_block(keys, states, params)
 
 
-_run = jax.jit(_run_impl, static_argnames=("kernel", "num_steps", "thin", "keep", "mesh"))
-_init = jax.jit(lambda positions, *, kernel: jax.vmap(kernel.init)(positions), static_argnames="kernel")
+def _init_impl(positions, params, *, kernel, has_params):
+    return jax.vmap(_algorithm(kernel, params, has_params).init)(positions)
+
+
+_STATIC = ("kernel", "has_params", "num_steps", "thin", "keep", "mesh")
+_run = jax.jit(_run_impl, static_argnames=_STATIC)
+_init = jax.jit(_init_impl, static_argnames=("kernel", "has_params"))
 
 
 def _is_state(x: Any) -> bool:
@@ -188,10 +199,11 @@ def _check_initial_log_prob(states: Any) -> None:
 
 def sample(
     key: Any,
-    kernel: SamplingAlgorithm,
+    kernel: SamplingAlgorithm | Callable[[Any], SamplingAlgorithm],
     initial_positions: Any,
     num_steps: int,
     *,
+    params: Any = None,
     thin: int = 1,
     keep: str = "all",
     devices: Sequence[jax.Device] | None = None,
@@ -204,14 +216,19 @@ def sample(
         A JAX key of any ``impl`` (``jax.random.key(0, impl="rbg")`` works) or an int.
         Chain ``c`` uses ``jax.random.split(key, num_chains)[c]``.
     kernel
-        A ``SamplingAlgorithm(init, step)``, e.g. ``fs.kernels.mala(log_prob, 0.1)``. The
-        compiled run is cached per kernel object and shapes: reuse the object to avoid
-        recompiling.
+        A ``SamplingAlgorithm(init, step)``, e.g. ``fs.kernels.mala(log_prob, 0.1)``, or with
+        ``params`` a function ``params -> SamplingAlgorithm``. The compiled run is cached per
+        kernel object, shapes and options: reuse the object to avoid recompiling.
     initial_positions
         Starting points with the chain axis first, shape ``(chains, dim)`` (or a pytree of
         such arrays), or a batched kernel state such as ``trace.final_state`` to continue a run.
     num_steps
         Number of transitions per chain; a multiple of ``thin``.
+    params
+        A pytree of arrays handed to ``kernel(params)`` inside the compiled program (shared by
+        all chains), e.g. ``kernel=lambda p: fs.kernels.mala(log_prob, p)`` with
+        ``params=0.1``, or flow parameters of a flow proposal: new values (an adapted step
+        size, a retrained flow) reuse the compiled program instead of re-tracing.
     thin
         Keep every ``thin``-th state (the statistics count every step).
     keep
@@ -234,8 +251,13 @@ def sample(
         For a non-finite initial position or initial log-density (naming the chain), chains
         that do not divide over the devices, or bad options.
     """
-    if not isinstance(kernel, SamplingAlgorithm):
+    has_params = params is not None
+    if has_params and (isinstance(kernel, SamplingAlgorithm) or not callable(kernel)):
+        raise TypeError("with params=, kernel must be a function params -> SamplingAlgorithm")
+    if not has_params and not isinstance(kernel, SamplingAlgorithm):
         raise TypeError(f"kernel must be a SamplingAlgorithm (init, step), got {type(kernel).__name__}")
+    if has_params:
+        params = jax.tree.map(jnp.asarray, params)
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
     if not isinstance(thin, (int, np.integer)) or thin < 1:
@@ -254,7 +276,7 @@ def sample(
         positions = jax.tree.map(jnp.asarray, initial_positions)
         num_chains = _num_chains(positions)
         check_finite_positions(positions)
-        states = _init(positions, kernel=kernel)
+        states = _init(positions, params, kernel=kernel, has_params=has_params)
     _check_initial_log_prob(states)
 
     mesh = None
@@ -264,7 +286,15 @@ def sample(
 
     keys = jax.random.split(key, num_chains)
     state, counts, mean, variance, out = _run(
-        keys, states, kernel=kernel, num_steps=int(num_steps), thin=int(thin), keep=keep, mesh=mesh
+        keys,
+        states,
+        params,
+        kernel=kernel,
+        has_params=has_params,
+        num_steps=int(num_steps),
+        thin=int(thin),
+        keep=keep,
+        mesh=mesh,
     )
     positions, info = out if keep == "all" else (None, None)
     return Trace(

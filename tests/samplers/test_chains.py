@@ -147,3 +147,19 @@ def test_bad_inputs_raise():
         fs.sample(0, KERNEL.step, X0, 10)
     with pytest.raises(ValueError, match="num_steps"):
         fs.sample(0, KERNEL, X0, 0)
+
+
+def test_params_reuse_the_compiled_program(full):
+    """kernel=params -> SamplingAlgorithm with params= traced: new values do not re-trace."""
+    factory = lambda step_size: fs.kernels.mala(counted_log_prob, step_size)  # noqa: E731
+    a = fs.sample(jax.random.key(0), factory, X0, NUM_STEPS, params=0.5)
+    n = TRACES["n"]
+    b = fs.sample(jax.random.key(0), factory, X0, NUM_STEPS, params=0.2)
+    assert TRACES["n"] == n, "new params re-traced the run"
+    assert not np.array_equal(a.positions, b.positions)
+    # same step size as the closed-over KERNEL: same accept/reject decisions, same numbers
+    # up to float32 rounding (a traced step size is not constant-folded)
+    np.testing.assert_array_equal(a.info.is_accepted, full.info.is_accepted)
+    np.testing.assert_allclose(a.positions, full.positions, rtol=1e-5, atol=1e-6)
+    with pytest.raises(TypeError, match="params"):
+        fs.sample(0, KERNEL, X0, 10, params=0.5)
