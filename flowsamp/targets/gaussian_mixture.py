@@ -50,8 +50,9 @@ class GaussianMixture(Target):
         kc, kz = jax.random.split(key)
         comp = jax.random.categorical(kc, jnp.log(jnp.asarray(self.weights, dt)), shape=(n,))
         eps = jax.random.normal(kz, (n, self.dim), dtype=dt)
-        L = jnp.asarray(self.chol, dt)[comp]
-        return jnp.asarray(self.means, dt)[comp] + jnp.einsum("nij,nj->ni", L, eps)
+        # every component's affine map on the same noise, then pick one: O(n K d) memory
+        y = jnp.asarray(self.means, dt) + jnp.einsum("kij,nj->nki", jnp.asarray(self.chol, dt), eps)
+        return jnp.take_along_axis(y, comp[:, None, None], axis=1)[:, 0]
 
 
 def _expand_covs(covs, K: int, d: int) -> np.ndarray:
