@@ -13,6 +13,7 @@ from flowsamp.flows.bases import (
     standard_normal,
 )
 from flowsamp.flows.layers import Layer, compose, global_affine
+from flowsamp.flows.maf import maf
 from flowsamp.flows.proposal import proposal
 from flowsamp.flows.realnvp import realnvp
 from flowsamp.flows.rq_spline import rq_spline
@@ -24,6 +25,7 @@ __all__ = [
     "diagonal_gaussian",
     "global_affine",
     "informed_gaussian",
+    "maf",
     "phi4_1d_precision",
     "proposal",
     "realnvp",

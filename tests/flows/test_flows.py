@@ -1,4 +1,4 @@
-"""rq_spline and realnvp: round trip, log-det vs jacfwd, log_prob(sample) = log_q, identity init."""
+"""rq_spline, realnvp and maf: round trip, log-det vs jacfwd, log_prob(sample) = log_q, identity init."""
 
 from __future__ import annotations
 
@@ -20,16 +20,20 @@ TOL = 1e-4
 def _make(kind, dim):
     if kind == "rq_spline":
         # bound 3 puts part of the test points (|z| up to ~6) on the identity tails
-        return fs.flows.rq_spline(dim, num_layers=3, hidden=HIDDEN, num_bins=5, bound=3.0)
+        return fs.flows.rq_spline(dim, num_layers=2, hidden=HIDDEN, num_bins=5, bound=3.0)
     if kind == "realnvp":
         return fs.flows.realnvp(dim, num_layers=3, hidden=HIDDEN, affine=True)
+    if kind == "maf":
+        return fs.flows.maf(dim, num_layers=2, hidden=HIDDEN)
+    if kind == "maf_spline":
+        return fs.flows.maf(dim, num_layers=2, hidden=HIDDEN, transform="rq_spline", num_bins=4, bound=3.0)
     if kind == "realnvp_checkerboard":
         return fs.flows.realnvp(dim, num_layers=3, hidden=HIDDEN, mask="checkerboard")
     raise ValueError(kind)
 
 
-KINDS = ("rq_spline", "realnvp", "realnvp_checkerboard")
-CASES = [(k, d) for k in KINDS[:2] for d in DIMS] + [("realnvp_checkerboard", 7)]
+KINDS = ("rq_spline", "realnvp", "maf", "maf_spline", "realnvp_checkerboard")
+CASES = [(k, d) for k in KINDS[:3] for d in DIMS] + [("maf_spline", 5), ("realnvp_checkerboard", 7)]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda p: f"{p[0]}-{p[1]}")
@@ -85,7 +89,7 @@ def test_identity_at_init_dim1():
     assert float(jnp.max(jnp.abs(ld))) < 64 * eps
 
 
-@pytest.mark.parametrize("kind", KINDS[:2])
+@pytest.mark.parametrize("kind", KINDS[:3])
 def test_float64(kind, x64):
     flow = _make(kind, 5)
     params = perturb(flow.init(jax.random.key(0)), jax.random.key(1))
@@ -137,3 +141,30 @@ def test_bad_arguments_raise():
     flow = fs.flows.rq_spline(3, hidden=(4,))
     with pytest.raises(ValueError, match="shape"):
         flow.log_prob(flow.init(jax.random.key(0)), jnp.zeros((2, 4)))
+
+
+def test_maf_is_autoregressive():
+    flow = fs.flows.maf(4, num_layers=1, hidden=(8, 8))
+    params = perturb(flow.init(jax.random.key(0)), jax.random.key(1), 0.3)
+    jac = jax.jacfwd(lambda u: flow.inverse(params, u)[0])(jnp.array([0.3, -1.0, 2.0, 0.5]))
+    assert float(jnp.max(jnp.abs(jnp.triu(jac, 1)))) == 0.0  # z_i depends on x_{<=i} only
+    assert float(jnp.min(jnp.abs(jnp.tril(jac, -1))[jnp.tril_indices(4, -1)])) > 0.0
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0])
+def test_lean_spline_equals_distrax(scale):
+    from flowsamp.flows.transforms import rational_quadratic
+
+    lean = rational_quadratic(6, -3.0, 3.0)
+    ref = rational_quadratic(6, -3.0, 3.0, implementation="distrax")
+    raw = scale * jax.random.normal(jax.random.key(0), (400, 1, 17))
+    x = jnp.linspace(-5.0, 5.0, 400)[:, None]  # crosses both identity tails
+    eps = float(jnp.finfo(x.dtype).eps)
+    for fn in ("forward", "inverse"):
+        y, ld = getattr(lean, fn)(raw, x)
+        y_ref, ld_ref = getattr(ref, fn)(raw, x)
+        # same map up to rounding: a few ulps of the range and of the log-slope
+        np.testing.assert_allclose(y, y_ref, atol=64 * eps * 3.0)
+        np.testing.assert_allclose(ld, ld_ref, atol=64 * eps * (1.0 + float(jnp.max(jnp.abs(ld_ref)))))
+    outside = jnp.abs(x[:, 0]) >= 3.0
+    np.testing.assert_array_equal(lean.forward(raw, x)[0][outside], x[outside])
