@@ -146,10 +146,10 @@ def rejection_sample(key: PRNGKey, n: int, propose, log_accept, batch: int | Non
         y = propose(kp, m)
         log_u = jnp.log(jax.random.uniform(ku, (m,), dtype=y.dtype))
         acc = log_u < log_accept(y)
-        idx = filled + jnp.cumsum(acc) - 1
+        idx = filled + jnp.cumsum(acc, dtype=jnp.int32) - 1
         idx = jnp.where(acc & (idx < n), idx, n)  # out of range -> dropped
         buf = buf.at[idx].set(y, mode="drop")
-        filled = jnp.minimum(n, filled + jnp.sum(acc))
+        filled = jnp.minimum(n, filled + jnp.sum(acc, dtype=jnp.int32))
         return key, buf, filled
 
     _, buf, _ = jax.lax.while_loop(cond, body, (key, buf, jnp.asarray(0, jnp.int32)))

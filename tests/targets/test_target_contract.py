@@ -56,3 +56,22 @@ def test_contract(name):
         return
     assert s.shape == (5, t.dim) and s.dtype == jnp.float32 and np.all(np.isfinite(s))
     np.testing.assert_array_equal(s, t.sample(jax.random.key(0), 5))  # same key, same draws
+
+
+X64_SAMPLERS = {
+    "many_well": lambda: fs.targets.many_well(4),
+    "rosenbrock": lambda: fs.targets.rosenbrock(2),
+    "phi4_2d_free": lambda: fs.targets.phi4_2d(L=4, m2=1.0, lam=0.0),
+    "mixture": lambda: fs.targets.four_mode_mixture(3),
+    "funnel": lambda: fs.targets.funnel(3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(X64_SAMPLERS))
+def test_exact_samplers_and_log_prob_in_float64(name):
+    t = X64_SAMPLERS[name]()
+    with jax.enable_x64(True):
+        s = t.sample(jax.random.key(1), 64)
+        assert s.dtype == jnp.float64 and np.all(np.isfinite(s))
+        lp = jax.vmap(t.log_prob)(s)
+        assert lp.dtype == jnp.float64 and np.all(np.isfinite(lp))
