@@ -66,7 +66,8 @@ class DualMoon(Target):
 
 
 def dual_moon(dim: int = 2) -> DualMoon:
-    """flowMC's dual-moon target in ``dim >= 2`` dimensions (flowMC's examples use 5).
+    """flowMC's dual-moon target in ``dim >= 2`` dimensions (the ring acts on the norm of x, the two
+    bimodal factors on x_0 and x_1).
 
     Returns
     -------

@@ -21,7 +21,7 @@ _b = np.array([0.0, 0.0, 11.0, 0.6])
 _c = np.array([-10.0, -10.0, -6.5, 0.7])
 _X0 = np.array([1.0, 0.0, -0.5, -1.0])
 _Y0 = np.array([0.0, 0.5, 1.5, 1.0])
-# starting guesses for the minima A, B, C (labels 0, 1, 2); refined by BFGS at import-free call time
+# starting guesses for the minima A, B, C (labels 0, 1, 2); refined by BFGS on first use
 _MINIMA_GUESS = np.array([[-0.56, 1.44], [0.62, 0.03], [-0.05, 0.47]])
 
 # gradient flow used for basin labels: x <- x - s grad V, s = eta / max(1, eta |grad V| / dmax)

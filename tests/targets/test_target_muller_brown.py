@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import flowsamp as fs
+
 mb_mod = importlib.import_module("flowsamp.targets.muller_brown")
 
 
