@@ -47,7 +47,6 @@ from flowsamp.samplers.flat_histogram import (
     compensated_value,
     energy_bins,
     is_flat,
-    level_index,
     normalize_log_g,
     wl_log_acceptance,
 )

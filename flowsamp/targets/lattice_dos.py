@@ -21,7 +21,6 @@ This is an exact enumeration in disguise; it plays the role of Beale's polynomia
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
