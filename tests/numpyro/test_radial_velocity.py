@@ -25,8 +25,10 @@ from flowsamp.numpyro.models import (
     RV_Y,
     period_mode_of,
     radial_velocity,
+    radial_velocity_marginal,
     rv_curve,
 )
+from flowsamp.numpyro import target
 
 REF_MASSES = np.array([0.42729, 0.47728, 0.09543])
 REF_SE = np.array([0.00353, 0.00362, 0.00164])
@@ -54,6 +56,31 @@ def test_marginal_likelihood_matches_dense_gaussian(x64):
         C = np.diag(RV_SIGMA**2) + A @ np.diag([100.0**2, var_K]) @ A.T
         want = multivariate_normal(np.zeros(5), C).logpdf(RV_Y)
         np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def test_marginal_model_is_full_model_integrated_over_v0_and_K(x64):
+    """log p_marg(theta) = log of the integral over (v0, K) of p_full, by Gauss-Hermite quadrature."""
+    full, marg = target(radial_velocity), target(radial_velocity_marginal)
+    assert (full.dim, marg.dim) == (8, 6)
+    x = jnp.array([0.3, -0.5, 0.8, -0.2, 0.1, 0.9], jnp.float64)
+    c = marg.postprocess(x)
+    g = np.asarray(rv_curve(jnp.asarray(RV_T), c["P"], c["e"], c["omega"], c["M0"], 1.0, 0.0))
+    var_K = (30.0 * (float(c["P"]) / 365.25) ** (-1 / 3)) ** 2 / (1 - float(c["e"]) ** 2)
+    A = np.stack([np.ones(5), g], 1)
+    prec = A.T @ np.diag(RV_SIGMA**-2.0) @ A + np.diag([100.0**-2, 1.0 / var_K])
+    mean = np.linalg.solve(prec, A.T @ (RV_Y / RV_SIGMA**2))
+    L = np.linalg.cholesky(np.linalg.inv(prec))
+    # (v0, K) = mean + L u;  integral = det L * sum_ij w_i w_j p(mean + L u_ij) exp(|u_ij|^2 / 2)
+    nodes, weights = np.polynomial.hermite_e.hermegauss(12)
+    terms = []
+    for u, wu in zip(nodes, weights):
+        for v, wv in zip(nodes, weights):
+            v0, K = mean + L @ np.array([u, v])
+            z = dict(marg.unravel(x), K=jnp.asarray(K), v0=jnp.asarray(v0))
+            lp = float(full.log_prob(full.ravel(z)))
+            terms.append(np.log(wu * wv) + lp + 0.5 * (u * u + v * v))
+    log_int = np.logaddexp.reduce(terms) + np.log(np.linalg.det(L))
+    np.testing.assert_allclose(log_int, float(marg.log_prob(x)), rtol=0, atol=1e-6)
 
 
 def test_period_mode_of():
