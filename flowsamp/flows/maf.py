@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from flowsamp.base import Flow
 from flowsamp.flows.bases import Base, standard_normal
 from flowsamp.flows.coupling import check_common
-from flowsamp.flows.layers import Layer, compose, global_affine, reverse
+from flowsamp.flows.layers import Layer, compose, global_affine
 from flowsamp.flows.nets import MADE, get_activation
 from flowsamp.flows.transforms import Transform, affine as affine_transform, rational_quadratic
 from flowsamp.types import Array, Params, PRNGKey
@@ -48,6 +48,21 @@ def autoregressive_layer(
     return Layer(init, forward, inverse)
 
 
+def _reversed(layer: Layer) -> Layer:
+    """``layer`` acting on the components in reverse order (autoregressive order n..1)."""
+    flip = lambda a: jnp.flip(a, axis=-1)  # noqa: E731
+
+    def forward(p: Params, z: Array) -> tuple[Array, Array]:
+        x, ld = layer.forward(p, flip(z))
+        return flip(x), ld
+
+    def inverse(p: Params, x: Array) -> tuple[Array, Array]:
+        z, ld = layer.inverse(p, flip(x))
+        return flip(z), ld
+
+    return Layer(layer.init, forward, inverse)
+
+
 def maf(
     dim: int,
     num_layers: int = 4,
@@ -67,7 +82,7 @@ def maf(
     log-scale softly bounded by ``max_log_scale``) or a rational-quadratic spline with
     parameters from :math:`x_{<i}` (``"rq_spline"``, ``num_bins`` bins on
     ``[-bound, bound]``, identity tails). The order of the components is reversed between
-    layers. Density evaluation is one MADE pass per layer; sampling is sequential (``dim``
+    layers (every other layer conditions in the reverse order). Density evaluation is one MADE pass per layer; sampling is sequential (``dim``
     passes per layer). For ``dim == 1`` each layer is an unconditional elementwise map with
     learned parameters. Zero last layers: the flow is its base at initialisation.
     ``affine=True`` appends a learnable global shift/scale on the data side.
@@ -97,9 +112,8 @@ def maf(
     act = get_activation(activation)
     layers: list[Layer] = []
     for k in range(num_layers):
-        if k > 0 and dim > 1:
-            layers.append(reverse())
-        layers.append(autoregressive_layer(dim, tau, hidden, act))
+        layer = autoregressive_layer(dim, tau, hidden, act)
+        layers.append(_reversed(layer) if k % 2 and dim > 1 else layer)
     if affine:
         layers.append(global_affine(dim))
     return compose(base, layers)
