@@ -142,10 +142,10 @@ def main(argv=None) -> dict:
             except ImportError as e:
                 row["flowmc"] = {"skipped": f"flowMC not installed ({e}); pip install flowmc"}
         results["targets"][name] = row
+        os.makedirs(os.path.dirname(args.json), exist_ok=True)
+        with open(args.json, "w") as fh:  # rewritten after every target
+            json.dump(results, fh, indent=2)
     print_table(results)
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as fh:
-        json.dump(results, fh, indent=2)
     print(f"wrote {args.json}")
     return results
 
