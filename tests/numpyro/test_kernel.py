@@ -126,3 +126,18 @@ def test_parallel_on_four_cpu_devices(nuts_reference):
     samples = json.loads(proc.stdout.strip().splitlines()[-1])
     assert np.shape(samples["mu"]) == (4, 2000)
     assert_agrees(mean_and_mcse(samples), nuts_reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chain_method", ["vectorized", "sequential"])
+def test_long_runs_match_long_nuts_reference(chain_method):
+    ref = MCMC(NUTS(eight_schools), num_warmup=1000, num_samples=20000, num_chains=4,
+               chain_method="vectorized", progress_bar=False)
+    ref.run(jax.random.key(99), *ARGS, **KWARGS)
+    mcmc = MCMC(Kernel(eight_schools, kernel=fs.kernels.hmc, **HMC_OPTIONS), num_warmup=1000,
+                num_samples=20000, num_chains=4, chain_method=chain_method, progress_bar=False)
+    mcmc.run(jax.random.key(5), *ARGS, **KWARGS)
+    stats = mean_and_mcse(mcmc.get_samples(group_by_chain=True))
+    ref_stats = mean_and_mcse(ref.get_samples(group_by_chain=True))
+    print(chain_method, stats, ref_stats)
+    assert_agrees(stats, ref_stats)

@@ -98,11 +98,13 @@ def mode_masses(P):
 
 @pytest.mark.slow
 def test_flow_global_local_in_numpyro_matches_reference():
-    flow = fs.flows.rq_spline(8, num_layers=4, hidden=(32, 32), num_bins=8)
-    kernel = Kernel(radial_velocity, kernel=fs.samplers.adaptive_flow_mcmc, flow=flow, local="mala",
-                    step_size=0.02, num_local_steps=50, num_global_steps=50, max_training_loops=30,
-                    min_training_loops=10, num_epochs=20)
-    mcmc = numpyro_mcmc(kernel, num_warmup=200, num_samples=1000, num_chains=32)
+    """Adaptive flow MCMC trained in numpyro's warm-up, on the (v0, K)-marginalised model."""
+    flow = fs.flows.rq_spline(6, num_layers=4, hidden=(32, 32), num_bins=8)
+    kernel = Kernel(radial_velocity_marginal, kernel=fs.samplers.adaptive_flow_mcmc, flow=flow,
+                    local="mala", step_size=0.02, num_local_steps=50, num_global_steps=50,
+                    max_training_loops=12, min_training_loops=12, num_epochs=30, early_stop=False,
+                    learning_rate=3e-3)
+    mcmc = numpyro_mcmc(kernel, num_warmup=100, num_samples=1000, num_chains=64)
     mcmc.run(jax.random.key(11))
     m, se, _ = mode_masses(mcmc.get_samples(group_by_chain=True)["P"])
     z = (m - REF_MASSES) / np.hypot(se, REF_SE)
@@ -116,6 +118,8 @@ def test_nuts_chains_stay_in_one_period_mode():
     from numpyro.infer import NUTS
 
     mcmc = numpyro_mcmc(NUTS(radial_velocity), num_warmup=500, num_samples=500, num_chains=32)
+    # measured (same settings, 2026-11-22): masses [0.594, 0.313, 0.094] +- [0.088, 0.083, 0.052],
+    # 0 of 32 chains ever changed period interval, 904 divergent transitions
     mcmc.run(jax.random.key(10))
     m, se, frac = mode_masses(mcmc.get_samples(group_by_chain=True)["P"])
     z = (m - REF_MASSES) / np.hypot(se, REF_SE)
