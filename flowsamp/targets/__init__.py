@@ -1,4 +1,12 @@
-"""flowsamp.targets: what to sample (log-densities with exact references where known)."""
+"""flowsamp.targets: what to sample (log-densities with exact references where known).
+
+Every target is a frozen dataclass (hashed by identity: usable as a static ``jit`` argument)
+with ``dim``, ``log_prob(x)`` on one point ``(dim,)``, ``log_Z`` (exact or ``None``),
+``sample(key, n)`` (exact or ``NotImplementedError``), ``mode_of(x)``, ``mode_weights`` and
+``num_modes``. Continuous families: ``gaussian``, ``gaussian_mixture`` (``four_mode_mixture``,
+``tutorial_mixture``), ``funnel``, ``rosenbrock``, ``muller_brown``, ``many_well``,
+``dual_moon``, ``phi4_1d``, ``phi4_2d``, ``radial_velocity``.
+"""
 
 from flowsamp.targets.base import Target
 from flowsamp.targets.dual_moon import DualMoon, dual_moon
