@@ -154,7 +154,8 @@ def _initialize(model: Callable, init_strategy: Callable, model_args: tuple, mod
     ``initialize_model`` run eagerly compiles every primitive of the model separately; here
     it runs once under ``jax.jit`` (one compilation) and its potential and post-processing
     functions are kept. If those close over a traced value (models with ``param`` sites or
-    value-dependent supports) they are rebuilt by the eager call instead.
+    value-dependent supports), or the traced call fails on a dtype mixture, the eager call is
+    used instead.
     """
     captured: dict = {}
 
@@ -169,7 +170,8 @@ def _initialize(model: Callable, init_strategy: Callable, model_args: tuple, mod
         potential_fn, postprocess_fn = captured["fns"]
         jax.eval_shape(lambda z: (potential_fn(z), postprocess_fn(z)), prototype)
         return prototype, potential_fn, postprocess_fn
-    except jax.errors.UnexpectedTracerError:
+    except (jax.errors.UnexpectedTracerError, TypeError):
+        # TypeError: dtype mixtures that numpyro's eager path promotes (seen under x64)
         info = initialize_model(jax.random.key(0), model, init_strategy=init_strategy,
                                 model_args=model_args, model_kwargs=model_kwargs)
         return info.param_info.z, info.potential_fn, info.postprocess_fn
