@@ -94,7 +94,7 @@ def dual_averaging(
     def init(step_size: Array) -> DualAveragingState:
         log_eps = jnp.log(jnp.asarray(step_size))
         zero = jnp.zeros_like(log_eps)
-        return DualAveragingState(log_eps, zero, zero, jnp.zeros((), jnp.int32), np.log(10.0) + log_eps)
+        return DualAveragingState(log_eps, zero, zero, jnp.zeros((), jnp.int32), log_eps + float(np.log(10.0)))
 
     def update(state: DualAveragingState, acceptance_rate: Array) -> DualAveragingState:
         dtype = state.log_step_size.dtype
