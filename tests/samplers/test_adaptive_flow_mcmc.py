@@ -122,9 +122,11 @@ def test_phi4_from_one_mode_vs_plain_mala():
     x0 = jnp.asarray(np.tile(prof, (64, 1)), jnp.float32)
     base = fs.flows.informed_gaussian(fs.flows.phi4_1d_precision(64, a=0.1, beta=20.0))
     flow = fs.flows.rq_spline(64, num_layers=4, hidden=(64,), num_bins=8, base=base)
-    sched = dict(num_local_steps=20, num_global_steps=50, max_training_loops=30, min_training_loops=4,
+    sched = dict(num_local_steps=100, num_global_steps=50, max_training_loops=30, min_training_loops=4,
                  num_production_loops=40, num_epochs=10, buffer_points_per_chain=20, step_size=1e-3)
-    out = adaptive_flow_mcmc(jax.random.key(5), t.log_prob, flow, x0, symmetries=(lambda x: -x,), **sched)
+    params = flow.init(jax.random.key(0))
+    params["layers"][-1]["shift"] = x0.mean(0)  # data-dependent init of the final affine layer
+    out = adaptive_flow_mcmc(jax.random.key(5), t.log_prob, flow, x0, params=params, symmetries=(lambda x: -x,), **sched)
     w, se = fs.estimators.mode_weights(t.mode_of(out.positions), 2)
     w, se = np.asarray(w), np.asarray(se)
     # plain MALA, same total number of steps per chain, same start
