@@ -127,9 +127,10 @@ def rational_quadratic(
         inside = (u > -half) & (u < half)
         uc = jnp.clip(u, -half, half)
         idx = jnp.sum(uc[..., None] >= ref[..., 1:-1], axis=-1)
-        onehot = idx[..., None] == jnp.arange(k)
-        (x0, x1), (y0, y1), (d0, d1) = (_select(onehot, a) for a in (xk, yk, d))
-        return u, uc, inside, x0, x1 - x0, y0, y1 - y0, d0, d1
+        onehot = (idx[..., None] == jnp.arange(k))[..., None, :]
+        left, right = _select(onehot, jnp.stack([xk, yk, d], axis=-2))
+        x0, y0, d0 = left[..., 0], left[..., 1], left[..., 2]
+        return u, uc, inside, x0, right[..., 0] - x0, y0, right[..., 1] - y0, d0, right[..., 2]
 
     def _log_slope(xi, s, d0, d1, den):
         omx = 1.0 - xi
