@@ -6,6 +6,7 @@ their bias.
 """
 
 from flowsamp import estimators, flows, io, kernels, numpyro, samplers, targets, train
+from flowsamp.arviz import to_arviz
 from flowsamp.base import Flow, Proposal, SamplingAlgorithm
 from flowsamp.samplers import ISResult, Trace, importance_sampling, sample
 
@@ -26,5 +27,6 @@ __all__ = [
     "sample",
     "samplers",
     "targets",
+    "to_arviz",
     "train",
 ]
