@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from flowsamp.base import Flow
-from flowsamp.kernels import hmc as _hmc
+from flowsamp.kernels.hmc import HMCState, build_kernel as _build_hmc_kernel
 from flowsamp.types import Array, PRNGKey
 
 TARGET_ACCEPTANCE = {"mala": 0.574, "hmc": 0.65}
@@ -96,14 +96,14 @@ def local_hmc(
 ) -> tuple[tuple[Array, Array, Array, Array], tuple[Array, Array, Array]]:
     """``num_steps`` HMC steps (:func:`flowsamp.kernels.hmc.build_kernel`, vmapped over
     chains) with the same step-size adaptation and outputs as :func:`local_mala`."""
-    kernel = _hmc.build_kernel()
+    kernel = _build_hmc_kernel()
     target = TARGET_ACCEPTANCE["hmc"]
     keys = jax.random.split(key, (num_steps, x.shape[0]))
 
     def one(carry, ks):
         x, lp, g, log_eps = carry
         eps = jnp.exp(log_eps).astype(x.dtype)
-        st = _hmc.HMCState(x, lp, g)
+        st = HMCState(x, lp, g)
         st, info = jax.vmap(lambda k, s: kernel(k, s, log_prob_fn, eps, num_integration_steps))(ks, st)
         rate = info.acceptance_rate.astype(x.dtype)
         log_eps = log_eps + adapt_rate * (jnp.mean(rate) - target)

@@ -137,3 +137,15 @@ def test_phi4_from_one_mode_vs_plain_mala():
     print(f"flow: w+={w[1]:.4f} +- {se[1]:.4f}, glob acc={out.global_acceptance:.3f}; MALA w+={float(w_mala[1]):.4f}")
     assert abs(w[1] - 0.5) < 4 * se[1]
     assert float(w_mala[1]) == 1.0
+
+
+def test_hmc_local_steps_keep_the_gaussian(small_flow):
+    """local="hmc" runs (regression: the HMC module was shadowed by its constructor) and its
+    production means stay within 4 SE of the exact ones."""
+    x0 = jnp.zeros((32, 2)) + jnp.asarray(MEAN)
+    sched = {**SMALL, "max_training_loops": 2, "num_production_loops": 10}
+    out = adaptive_flow_mcmc(jax.random.key(3), gauss_log_prob, small_flow, x0, local="hmc", **sched)
+    x = np.asarray(out.positions)
+    se = STD / np.sqrt(fs.estimators.mcmc_ess(x))
+    assert 0.0 < out.local_acceptance <= 1.0
+    assert np.all(np.abs(x.reshape(-1, 2).mean(0) - MEAN) < 4 * se)
