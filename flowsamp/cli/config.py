@@ -3,15 +3,23 @@
 A config file has four tables; every key is optional and unknown keys are errors::
 
     [target]                 # any fs.targets constructor and its keyword arguments
-    name = "muller_brown"
-    beta = 0.1
+    name = "four_mode_mixture"
+    dim = 2
 
     [sampler]
-    kernel = "mala"          # "mala" | "hmc" | "rwmh" | "adaptive_flow_mcmc"
+    kernel = "adaptive_flow_mcmc"   # or "mala" | "hmc" | "rwmh"
     step_size = 0.01         # initial step size (adapted during warm-up if adapt = true)
     adapt = true
     target_acceptance = 0.57
     num_integration_steps = 10   # hmc only
+    flow = "rq_spline"       # adaptive_flow_mcmc: "rq_spline" | "realnvp" | "maf"
+    flow_layers = 4
+    flow_hidden = [32, 32]
+    symmetries = ["flip:0", "flip:1", "flip:0,1"]   # optional sign-flip involutions g(x)
+
+    [sampler.options]        # adaptive_flow_mcmc schedule (fs.samplers.adaptive_flow_mcmc)
+    num_local_steps = 20
+    num_global_steps = 50
 
     [run]
     chains = 64
@@ -19,6 +27,8 @@ A config file has four tables; every key is optional and unknown keys are errors
     warmup = 1000
     thin = 1
     seed = 0
+    init_center = [5.0, 5.0] # start every chain near this point (else over-dispersed)
+    init_scale = 0.1
 
     [output]
     dir = "flowsamp_output"
@@ -33,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 KERNELS = ("mala", "hmc", "rwmh", "adaptive_flow_mcmc")
+FLOWS = ("rq_spline", "realnvp", "maf")
 
 
 class ConfigError(ValueError):
@@ -41,27 +52,43 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class TargetConfig:
-    name: str = "muller_brown"
-    options: dict[str, Any] = dataclasses.field(default_factory=lambda: {"beta": 0.1})
+    name: str = "four_mode_mixture"
+    options: dict[str, Any] = dataclasses.field(default_factory=lambda: {"dim": 2})
 
 
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
-    kernel: str = "mala"
+    kernel: str = "adaptive_flow_mcmc"
     step_size: float = 0.01
     adapt: bool = True
     target_acceptance: float = 0.57
     num_integration_steps: int = 10
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    flow: str = "rq_spline"
+    flow_layers: int = 4
+    flow_hidden: tuple[int, ...] = (32, 32)
+    symmetries: tuple[str, ...] = ("flip:0", "flip:1", "flip:0,1")
+    options: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: dict(
+            num_local_steps=20,
+            num_global_steps=50,
+            max_training_loops=20,
+            min_training_loops=4,
+            num_production_loops=100,
+            num_epochs=10,
+            buffer_points_per_chain=20,
+        )
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    chains: int = 64
+    chains: int = 100
     steps: int = 4000
     warmup: int = 1000
     thin: int = 1
     seed: int = 0
+    init_center: tuple[float, ...] | None = None
+    init_scale: float = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +101,7 @@ class OutputConfig:
 class JobConfig:
     target: TargetConfig = dataclasses.field(default_factory=TargetConfig)
     sampler: SamplerConfig = dataclasses.field(default_factory=SamplerConfig)
-    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    run: RunConfig = dataclasses.field(default_factory=lambda: RunConfig(init_center=(5.0, 5.0)))
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
 
 
@@ -85,6 +112,19 @@ def _check_type(field: str, value: Any, kind: type | tuple[type, ...]) -> Any:
         name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise ConfigError(f"{field} must be {name}, got {value!r}")
     return value
+
+
+def parse_flip(field: str, spec: Any) -> tuple[int, ...]:
+    """Parse a sign-flip symmetry ``"flip:i,j,..."`` into the flipped coordinate indices."""
+    if not isinstance(spec, str) or not spec.startswith("flip:"):
+        raise ConfigError(f'{field}: expected entries like "flip:0" or "flip:0,1", got {spec!r}')
+    try:
+        idx = tuple(int(i) for i in spec[5:].split(","))
+    except ValueError as err:
+        raise ConfigError(f"{field}: bad coordinate list in {spec!r}") from err
+    if not idx or min(idx) < 0:
+        raise ConfigError(f"{field}: bad coordinate list in {spec!r}")
+    return idx
 
 
 def _positive_int(field: str, value: Any, allow_zero: bool = False) -> int:
@@ -129,7 +169,11 @@ def from_dict(data: dict[str, Any]) -> JobConfig:
         name=target.pop("name", TargetConfig.name),
         options=target if ("target" in data) else TargetConfig().options,
     )
-    sampler = _build(SamplerConfig, data.get("sampler", {}), "sampler", extra_to=None)
+    sampler_table = dict(data.get("sampler", {}))
+    if "options" in sampler_table:
+        _check_type("sampler.options", sampler_table["options"], dict)
+        sampler_table["options"] = {**SamplerConfig().options, **sampler_table["options"]}
+    sampler = _build(SamplerConfig, sampler_table, "sampler", extra_to=None)
     if sampler.kernel not in KERNELS:
         raise ConfigError(f"sampler.kernel must be one of {KERNELS}, got {sampler.kernel!r}")
     _check_type("sampler.step_size", sampler.step_size, (int, float))
@@ -140,12 +184,33 @@ def from_dict(data: dict[str, Any]) -> JobConfig:
     if not 0 < sampler.target_acceptance < 1:
         raise ConfigError(f"sampler.target_acceptance must be in (0, 1), got {sampler.target_acceptance}")
     _positive_int("sampler.num_integration_steps", sampler.num_integration_steps)
-    run = _build(RunConfig, data.get("run", {}), "run")
+    if sampler.flow not in FLOWS:
+        raise ConfigError(f"sampler.flow must be one of {FLOWS}, got {sampler.flow!r}")
+    _positive_int("sampler.flow_layers", sampler.flow_layers)
+    _check_type("sampler.flow_hidden", sampler.flow_hidden, (list, tuple))
+    for h in sampler.flow_hidden:
+        _positive_int("sampler.flow_hidden", h)
+    _check_type("sampler.symmetries", sampler.symmetries, (list, tuple))
+    for sym in sampler.symmetries:
+        parse_flip("sampler.symmetries", sym)
+    _check_type("sampler.options", sampler.options, dict)
+    sampler = dataclasses.replace(
+        sampler, flow_hidden=tuple(sampler.flow_hidden), symmetries=tuple(sampler.symmetries)
+    )
+    run = _build(RunConfig, data["run"], "run") if "run" in data else JobConfig().run
     _positive_int("run.chains", run.chains)
     _positive_int("run.steps", run.steps)
     _positive_int("run.warmup", run.warmup, allow_zero=True)
     _positive_int("run.thin", run.thin)
     _check_type("run.seed", run.seed, int)
+    if run.init_center is not None:
+        _check_type("run.init_center", run.init_center, (list, tuple))
+        for c in run.init_center:
+            _check_type("run.init_center", c, (int, float))
+        run = dataclasses.replace(run, init_center=tuple(float(c) for c in run.init_center))
+    _check_type("run.init_scale", run.init_scale, (int, float))
+    if not run.init_scale > 0:
+        raise ConfigError(f"run.init_scale must be > 0, got {run.init_scale}")
     if run.thin > run.steps:
         raise ConfigError(f"run.thin ({run.thin}) must not exceed run.steps ({run.steps})")
     output = _build(OutputConfig, data.get("output", {}), "output")

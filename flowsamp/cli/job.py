@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowsamp import estimators, kernels, samplers, targets
+from flowsamp import estimators, flows, kernels, samplers, targets
 from flowsamp.cli import plots
-from flowsamp.cli.config import ConfigError, JobConfig
+from flowsamp.cli.config import ConfigError, JobConfig, parse_flip
 
 #: Default starting box for targets whose typical set is far from the origin.
 _INIT_BOXES = {"muller_brown": ([-1.5, -0.5], [1.2, 2.0])}
@@ -34,9 +34,15 @@ def make_target(name: str, options: dict[str, Any]) -> Any:
         raise ConfigError(f"target: {err}") from err
 
 
-def initial_positions(key: jax.Array, name: str, target: Any, num_chains: int, box=None) -> jax.Array:
-    """Over-dispersed starting points: uniform in the target's box, else N(0, I)."""
-    box = box or _INIT_BOXES.get(name)
+def initial_positions(key: jax.Array, name: str, target: Any, num_chains: int, run=None) -> jax.Array:
+    """Starting points: N(init_center, init_scale^2 I) when ``run.init_center`` is set, else
+    over-dispersed (uniform in the target's box where one is known, else N(0, I))."""
+    if run is not None and run.init_center is not None:
+        center = jnp.asarray(run.init_center, jnp.result_type(float))
+        if center.shape != (target.dim,):
+            raise ConfigError(f"run.init_center has {center.shape[0]} entries, the target has dim {target.dim}")
+        return center + run.init_scale * jax.random.normal(key, (num_chains, target.dim))
+    box = _INIT_BOXES.get(name)
     if box is not None:
         low, high = (jnp.asarray(b, jnp.result_type(float)) for b in box)
         return jax.random.uniform(key, (num_chains, target.dim), minval=low, maxval=high)
@@ -199,7 +205,7 @@ def run_local_job(config: JobConfig, out_dir: Path, progress: bool = True, echo=
     target = make_target(config.target.name, config.target.options)
     key = jax.random.key(r.seed)
     key_init, key_warm, key_run = jax.random.split(key, 3)
-    x0 = initial_positions(key_init, config.target.name, target, r.chains)
+    x0 = initial_positions(key_init, config.target.name, target, r.chains, r)
     factory = lambda eps: make_kernel(config, target, eps)
     step_size = jnp.asarray(s.step_size, jnp.result_type(float))
     state = x0
@@ -225,6 +231,94 @@ def run_local_job(config: JobConfig, out_dir: Path, progress: bool = True, echo=
     return result
 
 
+def _flip(idx: tuple[int, ...]) -> Callable:
+    """The involution g(x) that flips the sign of coordinates ``idx``."""
+    sign = np.ones(max(idx) + 1)
+    sign[list(idx)] = -1.0
+
+    def g(x):
+        return x.at[..., : sign.size].multiply(jnp.asarray(sign, x.dtype))
+
+    return g
+
+
+def make_flow(config: JobConfig, dim: int) -> Any:
+    """The configured flow for the adaptive sampler."""
+    s = config.sampler
+    ctor = {"rq_spline": flows.rq_spline, "realnvp": flows.realnvp, "maf": flows.maf}[s.flow]
+    return ctor(dim, num_layers=s.flow_layers, hidden=s.flow_hidden)
+
+
+def run_adaptive_job(config: JobConfig, out_dir: Path, progress: bool = True, echo=print) -> dict[str, Any]:
+    """Adaptive global-local flow MCMC (local MALA/HMC + flow-IMH, flow trained by forward KL)."""
+    from flowsamp.samplers.flow_mcmc_summary import summarize as summarize_flow_run
+
+    start_time = time.perf_counter()
+    s, r = config.sampler, config.run
+    target = make_target(config.target.name, config.target.options)
+    key_init, key_run = jax.random.split(jax.random.key(r.seed))
+    x0 = initial_positions(key_init, config.target.name, target, r.chains, r)
+    symmetries = []
+    for spec in s.symmetries:
+        idx = parse_flip("sampler.symmetries", spec)
+        if max(idx) >= target.dim:
+            raise ConfigError(f"sampler.symmetries: {spec!r} flips a coordinate >= dim {target.dim}")
+        symmetries.append(_flip(idx))
+    try:
+        out = samplers.adaptive_flow_mcmc(
+            key_run, target.log_prob, make_flow(config, target.dim), x0,
+            progress=progress, symmetries=tuple(symmetries), **s.options,
+        )
+    except TypeError as err:
+        raise ConfigError(f"sampler.options: {err}") from err
+    wall = time.perf_counter() - start_time
+    positions = np.asarray(out.positions)
+    flow_summary = summarize_flow_run(out, target)
+    result = summarize(
+        target,
+        positions,
+        np.asarray([out.local_acceptance]),
+        wall,
+        {
+            "kernel": "adaptive_flow_mcmc",
+            "local_acceptance": flow_summary["local_acceptance"],
+            "global_acceptance": flow_summary["global_acceptance"],
+            "training_loops": flow_summary["training_loops"],
+        },
+    )
+    echo(
+        f"adaptive flow MCMC: {result['training_loops']} training loops; acceptance local "
+        f"{result['local_acceptance']:.3f}, global (flow) {result['global_acceptance']:.3f}"
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.output.plot:
+        paths = _write_outputs(out_dir, config.target.name, target, positions, result)
+        hist = out.history
+        if "global_acceptance" in hist:
+            paths.append(plots.series(
+                out_dir / "acceptance.png",
+                {"local": hist["local_acceptance"], "global (flow)": hist["global_acceptance"]},
+                "loop", "acceptance", title=f"training loops: {out.num_training_loops}",
+            ))
+        if "positions" in hist and getattr(target, "num_modes", None):
+            label = jax.jit(target.mode_of)
+            per_loop = np.stack([
+                np.bincount(np.asarray(label(jnp.asarray(p))).ravel(), minlength=target.num_modes)
+                / np.asarray(p).reshape(-1, target.dim).shape[0]
+                for p in hist["positions"]
+            ])
+            exact = getattr(target, "mode_weights", None)
+            paths.append(plots.series(
+                out_dir / "mode_weights.png",
+                {f"mode {i}": per_loop[:, i] for i in range(per_loop.shape[1])},
+                "loop", "fraction of chains", title="mode weights over loops (dashed: exact)",
+                reference=None if exact is None else {f"mode {i}": float(w) for i, w in enumerate(exact)},
+            ))
+        result["plots"] = [str(p) for p in paths]
+    (out_dir / "results.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
 def run_job(
     config: JobConfig | None = None, out_dir: str | None = None, progress: bool = True, echo=print
 ) -> dict[str, Any]:
@@ -234,8 +328,9 @@ def run_job(
     echo(f"flowsamp: {config.sampler.kernel} on {config.target.name} {config.target.options} "
          f"({jax.default_backend()}, {len(jax.devices())} device(s))")
     if config.sampler.kernel == "adaptive_flow_mcmc":
-        raise ConfigError("sampler.kernel: adaptive_flow_mcmc is not available in this build yet")
-    result = run_local_job(config, out, progress=progress, echo=echo)
+        result = run_adaptive_job(config, out, progress=progress, echo=echo)
+    else:
+        result = run_local_job(config, out, progress=progress, echo=echo)
     echo(format_report(config.target.name, result))
     echo(f"results and plots written to {out}/")
     return result

@@ -8,7 +8,8 @@ from flowsamp.cli.config import ConfigError, JobConfig, from_dict, load
 def test_defaults_are_the_embedded_job():
     cfg = from_dict({})
     assert cfg == JobConfig()
-    assert cfg.target.name == "muller_brown" and cfg.target.options == {"beta": 0.1}
+    assert cfg.target.name == "four_mode_mixture" and cfg.target.options == {"dim": 2}
+    assert cfg.sampler.kernel == "adaptive_flow_mcmc" and cfg.run.init_center == (5.0, 5.0)
 
 
 def test_toml_round_trip(tmp_path):
@@ -37,6 +38,9 @@ def test_toml_round_trip(tmp_path):
         ({"output": {"plot": "yes"}}, "output.plot"),
         ({"target": {"name": 3}}, "target.name"),
         ({"chains": 3}, "[chains]"),
+        ({"sampler": {"flow": "glow"}}, "sampler.flow"),
+        ({"sampler": {"symmetries": ["rotate:0"]}}, "sampler.symmetries"),
+        ({"run": {"init_center": ["a"]}}, "run.init_center"),
     ],
 )
 def test_bad_field_is_named(data, field):
