@@ -1,36 +1,22 @@
-"""Summaries of an adaptive flow MCMC run, and the embedded default job the CLI runs.
+"""Summaries of an adaptive flow MCMC run.
 
 :func:`summarize` turns an :class:`~flowsamp.samplers.adaptive_flow_mcmc.AdaptiveFlowOutput`
 into the numbers a user reads: mode weights with standard errors next to the exact ones,
-minimum ESS, maximum R-hat, acceptance rates, wall time. :func:`run_default` runs the
-default job: the 2-D four-mode mixture (weights 0.1/0.2/0.3/0.4) with every chain started
-in one mode.
+minimum ESS, maximum R-hat, acceptance rates, wall time. (The embedded default job that
+``flowsamp run`` runs lives in :mod:`flowsamp.cli`.)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from flowsamp.estimators.diagnostics import mcmc_ess, rhat
 from flowsamp.estimators.modes import mode_weights
-from flowsamp.types import PRNGKey
 
-__all__ = ["DEFAULT_SCHEDULE", "run_default", "summarize"]
-
-#: Schedule of the default job (2-D four-mode mixture, 100 chains).
-DEFAULT_SCHEDULE = dict(
-    num_local_steps=20,
-    num_global_steps=50,
-    max_training_loops=20,
-    min_training_loops=4,
-    num_production_loops=100,
-    num_epochs=10,
-    buffer_points_per_chain=20,
-)
+__all__ = ["summarize"]
 
 
 def summarize(out: Any, target: Any) -> dict:
@@ -68,31 +54,3 @@ def summarize(out: Any, target: Any) -> dict:
             max_z=float(np.max(err / np.maximum(se, 1e-12))),
         )
     return res
-
-
-def _flip(i: int):
-    return lambda x: x.at[..., i].multiply(-1.0)
-
-
-def _flip01(x):
-    return x.at[..., :2].multiply(-1.0)
-
-
-def run_default(key: PRNGKey, num_chains: int = 100, progress: bool = True, **overrides: Any):
-    """Run the default job; return ``(out, target, summary)``.
-
-    Target ``fs.targets.four_mode_mixture(2)``; flow ``rq_spline(2, 4 layers, 32x32, 8 bins)``;
-    all chains start near (5, 5) (the weight-0.4 mode); the global proposal is the flow
-    symmetrised over the sign flips of the two coordinates, so chains find the other modes.
-    """
-    from flowsamp.flows.rq_spline import rq_spline
-    from flowsamp.samplers.adaptive_flow_mcmc import adaptive_flow_mcmc
-    from flowsamp.targets.gaussian_mixture import four_mode_mixture
-
-    target = four_mode_mixture(2)
-    k0, k1 = jax.random.split(jax.random.key(key) if isinstance(key, int) else key)
-    x0 = jnp.full((num_chains, 2), 5.0) + 0.1 * jax.random.normal(k0, (num_chains, 2))
-    flow = rq_spline(2, num_layers=4, hidden=(32, 32), num_bins=8)
-    opts = {**DEFAULT_SCHEDULE, "symmetries": (_flip(0), _flip(1), _flip01), **overrides}
-    out = adaptive_flow_mcmc(k1, target.log_prob, flow, x0, progress=progress, **opts)
-    return out, target, summarize(out, target)
