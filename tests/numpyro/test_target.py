@@ -98,12 +98,31 @@ def test_kepler_solution_and_derivatives():
     np.testing.assert_allclose(dE_de, fd, rtol=1e-3)
 
 
-def test_float64(x64):
-    t = target(eight_schools, EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y)
-    x = jax.random.normal(jax.random.key(0), (t.dim,), jnp.float64)
-    assert t.log_prob(x).dtype == jnp.float64
-    ref = -potential_energy(eight_schools, (EIGHT_SCHOOLS_SIGMA,), {"y": EIGHT_SCHOOLS_Y}, t.unravel(x))
-    np.testing.assert_allclose(t.log_prob(x), ref, rtol=1e-12)
+_FLOAT64_SCRIPT = """
+import jax, jax.numpy as jnp, numpy as np
+from numpyro.infer.util import potential_energy
+from flowsamp.numpyro import target
+from flowsamp.numpyro.models import EIGHT_SCHOOLS_SIGMA, EIGHT_SCHOOLS_Y, eight_schools
+t = target(eight_schools, EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y)
+x = jax.random.normal(jax.random.key(0), (t.dim,), jnp.float64)
+assert t.log_prob(x).dtype == jnp.float64, t.log_prob(x).dtype
+ref = -potential_energy(eight_schools, (EIGHT_SCHOOLS_SIGMA,), {"y": EIGHT_SCHOOLS_Y}, t.unravel(x))
+np.testing.assert_allclose(t.log_prob(x), ref, rtol=1e-12)
+print("ok")
+"""
+
+
+def test_float64():
+    """Under JAX_ENABLE_X64 set at start-up (a fresh interpreter, as a user runs it; toggling
+    x64 mid-process leaves float32 constants in numpyro's caches), log_prob is float64 and
+    equals -potential_energy to 1e-12."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", _FLOAT64_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
 def _discrete_model():
