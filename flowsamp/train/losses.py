@@ -25,9 +25,9 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp
 
 from flowsamp.base import Flow
+from flowsamp.estimators.weights import ess
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 LossFn = Callable[..., tuple[Array, dict[str, Array]]]
@@ -47,9 +47,8 @@ def ess_fraction(log_w: Array) -> Array:
     returns 0 when no weight is finite.
     """
     log_w = jnp.where(jnp.isfinite(log_w), log_w, -jnp.inf)
-    n = log_w.shape[0]
-    log_ess = 2.0 * logsumexp(log_w) - logsumexp(2.0 * log_w) - jnp.log(n).astype(log_w.dtype)
-    return jnp.where(jnp.isfinite(log_ess), jnp.exp(log_ess), 0.0)
+    frac = ess(log_w) / log_w.shape[0]
+    return jnp.where(jnp.isfinite(frac), frac, 0.0)
 
 
 def _check_flow(flow: Any, name: str) -> None:
