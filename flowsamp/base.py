@@ -41,20 +41,29 @@ def as_key(key: Any) -> PRNGKey:
     return jax.random.wrap_key_data(key)
 
 
-def metropolis_accept(key: PRNGKey, log_ratio: Array) -> tuple[Array, Array, Array]:
-    """NaN-safe Metropolis-Hastings test.
+def metropolis_test(log_u: Array, log_ratio: Array) -> tuple[Array, Array, Array]:
+    """NaN-safe Metropolis-Hastings test against a given ``log_u = log U``, ``U ~ Uniform(0, 1)``.
 
-    Returns ``(is_accepted, acceptance_rate, is_finite)`` where
-    ``acceptance_rate = min(1, exp(log_ratio))`` and a non-finite ``log_ratio``
-    (NaN or +/-inf from a non-finite proposed log-density) is a rejection with
-    acceptance rate 0.
+    Elementwise (works on a batch of chains). Returns ``(is_accepted, acceptance_rate,
+    is_finite)`` with ``acceptance_rate = min(1, exp(log_ratio))``; a non-finite
+    ``log_ratio`` (NaN or +/-inf from a non-finite proposed log-density) is a rejection with
+    acceptance rate 0. Use it when the uniforms are drawn in bulk; otherwise
+    :func:`metropolis_accept` draws one.
     """
     is_finite = jnp.isfinite(log_ratio)
     safe = jnp.where(is_finite, log_ratio, -jnp.inf)
     acceptance_rate = jnp.exp(jnp.minimum(safe, 0.0))
-    log_u = jnp.log(jax.random.uniform(key, dtype=acceptance_rate.dtype))
-    is_accepted = is_finite & (log_u < safe)
-    return is_accepted, acceptance_rate, is_finite
+    return is_finite & (log_u < safe), acceptance_rate, is_finite
+
+
+def metropolis_accept(key: PRNGKey, log_ratio: Array) -> tuple[Array, Array, Array]:
+    """NaN-safe Metropolis-Hastings test drawing its own uniform from ``key``.
+
+    Returns ``(is_accepted, acceptance_rate, is_finite)``, see :func:`metropolis_test`.
+    """
+    dtype = jnp.result_type(log_ratio, float)
+    log_u = jnp.log(jax.random.uniform(key, jnp.shape(log_ratio), dtype=dtype))
+    return metropolis_test(log_u, log_ratio)
 
 
 def select(pred: Array, on_true: Any, on_false: Any) -> Any:

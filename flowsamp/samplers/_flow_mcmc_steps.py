@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from flowsamp.base import Flow
+from flowsamp.base import Flow, metropolis_test
 from flowsamp.kernels.hmc import HMCState, build_kernel as _build_hmc_kernel
 from flowsamp.types import Array, PRNGKey
 
@@ -70,10 +70,7 @@ def local_mala(
         y = x + eps * g + jnp.sqrt(2.0 * eps) * xi
         lp_y, g_y = value_and_grad_batch(log_prob_fn, y)
         log_r = lp_y - lp + _mala_log_q(x, y, g_y, eps) - _mala_log_q(y, x, g, eps)
-        finite = jnp.isfinite(log_r)
-        log_r = jnp.where(finite, log_r, -jnp.inf)
-        acc = lu < log_r
-        rate = jnp.exp(jnp.minimum(log_r, 0.0))
+        acc, rate, _ = metropolis_test(lu, log_r)
         x = jnp.where(acc[:, None], y, x)
         lp = jnp.where(acc, lp_y, lp)
         g = jnp.where(acc[:, None], g_y, g)
@@ -147,10 +144,7 @@ def global_imh(
         x, lp, lw = carry
         y, lp_y, lq_y, lu = inp
         lw_y = lp_y - lq_y
-        log_r = lw_y - lw
-        log_r = jnp.where(jnp.isfinite(log_r), log_r, -jnp.inf)
-        acc = lu < log_r
-        rate = jnp.exp(jnp.minimum(log_r, 0.0))
+        acc, rate, _ = metropolis_test(lu, lw_y - lw)
         x = jnp.where(acc[:, None], y, x)
         lp = jnp.where(acc, lp_y, lp)
         lw = jnp.where(acc, lw_y, lw)
