@@ -161,16 +161,25 @@ def rv_log_marginal_likelihood(
     g = rv_curve(t, P[..., None], e[..., None], omega[..., None], M0[..., None], 1.0, 0.0)
     var_v0 = _SIGMA_V0**2
     var_K = (_SIGMA_K0 * (P / 365.25) ** (-1.0 / 3.0)) ** 2 / (1.0 - e**2)
-    s00 = 1.0 / var_v0 + jnp.sum(1.0 / s2)
-    s01 = jnp.sum(g / s2, axis=-1)
-    s11 = 1.0 / var_K + jnp.sum(g * g / s2, axis=-1)
-    b0 = jnp.sum(y / s2)
-    b1 = jnp.sum(g * y / s2, axis=-1)
-    det = s00 * s11 - s01**2
-    quad = (s11 * b0**2 - 2.0 * s01 * b0 * b1 + s00 * b1**2) / det
+    # Centred form: with W = sum 1/s2 and weighted means y_bar, g_bar, the textbook
+    # s00 s11 - s01^2 and y'Sigma^-1 y - b'S^-1 b cancel catastrophically in float32 (v0 is
+    # nearly free and y_bar ~ 38 km/s); written with centred sums every term is positive.
+    lam0, lamK = 1.0 / var_v0, 1.0 / var_K
+    W = jnp.sum(1.0 / s2)
+    y_bar = jnp.sum(y / s2) / W
+    g_bar = jnp.sum(g / s2, axis=-1) / W
+    y_c, g_c = y - y_bar, g - g_bar[..., None]
+    Y_c = jnp.sum(y_c * y_c / s2)
+    G_c = jnp.sum(g_c * g_c / s2, axis=-1)
+    B_c = jnp.sum(g_c * y_c / s2, axis=-1)
+    E = lamK + G_c
+    det = W * E + lam0 * (E + W * g_bar**2)  # det S, a sum of positive terms
+    # y'Sigma^-1 y - b'S^-1 b, expanded in centred sums (exact algebra, no cancellation of
+    # the O(W y_bar^2) terms)
+    quad_resid = Y_c - ((W + lam0) * B_c**2 + 2.0 * lam0 * W * g_bar * y_bar * B_c - lam0 * W * y_bar**2 * E) / det
     logdet = jnp.sum(jnp.log(s2)) + jnp.log(var_v0) + jnp.log(var_K) + jnp.log(det)
     n = y.shape[-1]
-    return -0.5 * (n * math.log(2.0 * math.pi) + logdet + jnp.sum(y * y / s2) - quad)
+    return -0.5 * (n * math.log(2.0 * math.pi) + logdet + quad_resid)
 
 
 def radial_velocity_marginal(t: Array = RV_T, sigma: Array = RV_SIGMA, y: Array = RV_Y) -> None:

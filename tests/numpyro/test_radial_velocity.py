@@ -27,6 +27,7 @@ from flowsamp.numpyro.models import (
     radial_velocity,
     radial_velocity_marginal,
     rv_curve,
+    rv_log_marginal_likelihood,
 )
 from flowsamp.numpyro import target
 
@@ -56,6 +57,28 @@ def test_marginal_likelihood_matches_dense_gaussian(x64):
         C = np.diag(RV_SIGMA**2) + A @ np.diag([100.0**2, var_K]) @ A.T
         want = multivariate_normal(np.zeros(5), C).logpdf(RV_Y)
         np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def test_marginal_likelihood_float32_matches_float64():
+    """Regression: the textbook Woodbury form lost ~30 nats in float32 at some prior draws
+    (det S = s00 s11 - s01^2 cancels when v0 is nearly free); the centred form keeps the
+    float32 log-density within 1e-3 (relative) of float64 at 4096 prior draws."""
+    rng = np.random.default_rng(1)
+    n = 4096
+    ln_P = rng.uniform(np.log(2), np.log(256), n)
+    e = rng.beta(0.867, 3.03, n)
+    omega, M0 = rng.uniform(0, 2 * np.pi, (2, n))
+    args = (jnp.asarray(RV_T), jnp.asarray(RV_Y), jnp.asarray(RV_SIGMA))
+
+    def ll(dtype):
+        v = [jnp.asarray(a, dtype) for a in (np.exp(ln_P), e, omega, M0)]
+        return np.asarray(rv_log_marginal_likelihood(*(jnp.asarray(a, dtype) for a in args), *v), np.float64)
+
+    l32 = ll(jnp.float32)
+    with jax.enable_x64(True):
+        l64 = ll(jnp.float64)
+    rel = np.abs(l32 - l64) / np.abs(l64)
+    assert rel.max() < 1e-3, (rel.max(), l32[rel.argmax()], l64[rel.argmax()])
 
 
 def test_marginal_model_is_full_model_integrated_over_v0_and_K(x64):
