@@ -18,6 +18,8 @@ import numpy as np
 
 from flowsamp.types import Array, Params, PRNGKey
 
+_HIGHEST = jax.lax.Precision.HIGHEST
+
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
@@ -148,13 +150,15 @@ def informed_gaussian(precision: Any, mean: Any = None) -> Base:
         z = jnp.asarray(z)
         _check_event(z, dim)
         dt = z.dtype
-        u = (z - jnp.asarray(m, dt)) @ jnp.asarray(chol, dt)  # L^T (z - m) as a row vector
+        # HIGHEST: on GPUs the default float32 matmul is TF32 (10-bit mantissa), which moved
+        # log q by up to 1e-2 and made log_prob(x) disagree with sample_and_log_prob's log q
+        u = jnp.matmul(z - jnp.asarray(m, dt), jnp.asarray(chol, dt), precision=_HIGHEST)  # L^T (z - m)
         return -0.5 * jnp.sum(u * u, axis=-1) + half_log_det - 0.5 * dim * _LOG_2PI
 
     def sample_and_log_prob(params: Params, key: PRNGKey, n: int) -> tuple[Array, Array]:
         dt = _float_dtype()
         eps = jax.random.normal(key, (n, dim), dtype=dt)
-        z = jnp.asarray(m, dt) + eps @ jnp.asarray(inv_chol, dt)
+        z = jnp.asarray(m, dt) + jnp.matmul(eps, jnp.asarray(inv_chol, dt), precision=_HIGHEST)
         log_p = -0.5 * jnp.sum(eps * eps, axis=-1) + half_log_det - 0.5 * dim * _LOG_2PI
         return z, log_p
 
