@@ -148,7 +148,7 @@ def period_mode_of(P: Array) -> Array:
 def rv_log_marginal_likelihood(
     t: Array, y: Array, sigma: Array, P: Array, e: Array, omega: Array, M0: Array
 ) -> Array:
-    """:math:`\ln p(y \mid P, e, \omega, M_0)` with :math:`(v_0, K)` integrated out.
+    r""":math:`\ln p(y \mid P, e, \omega, M_0)` with :math:`(v_0, K)` integrated out.
 
     Given the non-linear parameters the model is linear-Gaussian, :math:`y = A\beta + \varepsilon`
     with :math:`A = [1, g]`, :math:`g = \cos(\omega + f) + e\cos\omega`,
@@ -183,7 +183,7 @@ def rv_log_marginal_likelihood(
 
 
 def radial_velocity_marginal(t: Array = RV_T, sigma: Array = RV_SIGMA, y: Array = RV_Y) -> None:
-    """:func:`radial_velocity` with :math:`(v_0, K)` marginalised analytically (The Joker's trick).
+    r""":func:`radial_velocity` with :math:`(v_0, K)` marginalised analytically (The Joker's trick).
 
     Latent sites ``ln_P``, ``e``, ``omega_xy``, ``M0_xy`` (6 unconstrained dimensions) with the
     same priors; the likelihood is :func:`rv_log_marginal_likelihood` added as a factor. The

@@ -1,4 +1,4 @@
-"""Importance sampling with a flow (or any proposal): log Z ± SE, ESS, k-hat, expectations.
+r"""Importance sampling with a flow (or any proposal): log Z ± SE, ESS, k-hat, expectations.
 
 Draws :math:`x_i \sim q` in memory-bounded batches (one jitted ``lax.map`` over batch keys),
 forms :math:`\log w_i = \log p(x_i) - \log q(x_i)` and reads every estimate off the

@@ -68,7 +68,7 @@ def _diagnostics(log_w: Array) -> dict[str, Array]:
 
 
 def _sample_and_log_q(flow: Flow, params: Any, key: PRNGKey, n: int, path_gradient: bool):
-    """Draw x = T_theta(z) with reparameterised gradients and return (x, log q_theta(x)).
+    r"""Draw x = T_theta(z) with reparameterised gradients and return (x, log q_theta(x)).
 
     With ``path_gradient`` log q is re-evaluated at x with stopped parameters, which drops
     the score term :math:`\nabla_\theta \log q_\theta(x)|_x` (zero mean, but noisy).
