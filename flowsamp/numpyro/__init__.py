@@ -8,7 +8,7 @@ radial-velocity toy and its (v0, K)-marginalised form).
 from flowsamp.numpyro import models
 from flowsamp.numpyro.global_local import GlobalLocalInfo, GlobalLocalState, global_local
 from flowsamp.numpyro.kernel import Kernel, KernelState
-from flowsamp.numpyro.target import NumpyroTarget, check_model_sites, target
+from flowsamp.numpyro.target import NumpyroTarget, check_model_sites, prior_target, target
 
 __all__ = [
     "GlobalLocalInfo",
@@ -19,5 +19,6 @@ __all__ = [
     "check_model_sites",
     "global_local",
     "models",
+    "prior_target",
     "target",
 ]

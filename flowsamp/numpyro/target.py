@@ -251,3 +251,19 @@ def target(
         init_positions=init_positions,
         site_shapes=site_shapes,
     )
+
+
+def prior_target(model: Callable, *model_args: Any, **model_kwargs: Any) -> NumpyroTarget:
+    r"""The model's prior :math:`p_0(x)` on the same flattened unconstrained vector as :func:`target`.
+
+    Every observed site (``obs=`` data and ``numpyro.factor`` terms) is hidden with
+    :func:`numpyro.handlers.block`, so ``log_prob(x)`` is :math:`\ln p_0(x)` with the
+    transforms' log-Jacobians, and ``init_positions(key, n)`` returns ``n`` exact prior
+    draws (``init_to_sample``). With ``post = target(model, ...)`` the log-likelihood is
+    ``post.log_prob(x) - prior.log_prob(x)``: what :func:`flowsamp.samplers.tempered_smc`
+    takes.
+    """
+    from numpyro.infer.initialization import init_to_sample
+
+    blocked = handlers.block(model, hide_fn=lambda site: site["type"] == "sample" and site.get("is_observed", False))
+    return target(blocked, *model_args, init_strategy=init_to_sample, **model_kwargs)

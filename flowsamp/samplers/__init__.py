@@ -12,3 +12,6 @@ __all__ += ["WangLandauResult", "WangLandauState", "wang_landau"]
 from flowsamp.samplers.multicanonical import MulticanonicalResult, multicanonical  # noqa: E402
 
 __all__ += ["MulticanonicalResult", "multicanonical"]
+from flowsamp.samplers.tempered_smc import TemperedSMCOutput, tempered_smc  # noqa: E402
+
+__all__ += ["TemperedSMCOutput", "tempered_smc"]
