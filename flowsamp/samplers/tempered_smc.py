@@ -42,7 +42,7 @@ class TemperedSMCOutput(NamedTuple):
     """Result of :func:`tempered_smc`.
 
     ``particles`` (N, d): equally weighted draws from the posterior :math:`\\pi_1` (after the
-    last resampling and moves); ``log_Z``: :math:`\\ln \\hat Z` relative to the prior's
+    last resampling and moves, in random order); ``log_Z``: :math:`\\ln \\hat Z` relative to the prior's
     normalisation; ``betas``: the inverse temperatures :math:`\\beta_1..\\beta_T`; ``ess``:
     ESS/N of each step's incremental weights; ``acceptance``: mean RWMH acceptance per step;
     ``scale``: the proposal scale s per step; ``num_steps`` T; ``wall_s`` compile included.
@@ -196,6 +196,9 @@ def tempered_smc(
             break
     else:
         raise RuntimeError(f"tempered_smc: beta reached only {betas[-1]:.3g} after max_steps={max_steps}")
+    # systematic resampling leaves copies of one ancestor next to each other: shuffle, so that
+    # any subset (e.g. the first C particles as MCMC starting points) is a fair draw
+    x = x[jax.random.permutation(key, n)]
     return TemperedSMCOutput(
         x, log_Z, np.asarray(betas), np.asarray(esss), np.asarray(accs), np.asarray(scales), len(betas),
         time.perf_counter() - t0,
