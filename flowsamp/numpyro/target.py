@@ -265,5 +265,11 @@ def prior_target(model: Callable, *model_args: Any, **model_kwargs: Any) -> Nump
     """
     from numpyro.infer.initialization import init_to_sample
 
-    blocked = handlers.block(model, hide_fn=lambda site: site["type"] == "sample" and site.get("is_observed", False))
+    # Block the model's own observed sites by name: numpyro adds each transform's log-Jacobian
+    # as an observed factor site while computing the potential, and a predicate on
+    # ``is_observed`` would hide those too (the prior would then lack its Jacobians).
+    with handlers.trace() as tr, handlers.seed(rng_seed=0):
+        jax.eval_shape(lambda: model(*model_args, **model_kwargs) and None)
+    observed = [name for name, site in tr.items() if site["type"] == "sample" and site.get("is_observed", False)]
+    blocked = handlers.block(model, hide=observed)
     return target(blocked, *model_args, init_strategy=init_to_sample, **model_kwargs)

@@ -33,6 +33,7 @@ from flowsamp.numpyro import target
 
 REF_MASSES = np.array([0.42729, 0.47728, 0.09543])
 REF_SE = np.array([0.00353, 0.00362, 0.00164])
+REF_LOG_Z = -16.409  # same reference run (weight ESS 19252: its own SE is ~0.007)
 
 
 def _load_reference_module():
@@ -79,6 +80,22 @@ def test_marginal_likelihood_float32_matches_float64():
         l64 = ll(jnp.float64)
     rel = np.abs(l32 - l64) / np.abs(l64)
     assert rel.max() < 1e-3, (rel.max(), l32[rel.argmax()], l64[rel.argmax()])
+
+
+def test_prior_target_is_the_prior_with_jacobians():
+    """post.log_prob - prior.log_prob is the marginal log-likelihood at prior draws (regression:
+    blocking every observed site also hid numpyro's log-Jacobian factors, a 2-18 nat error)."""
+    post = target(radial_velocity_marginal)
+    prior = fs.numpyro.prior_target(radial_velocity_marginal)
+    x = prior.init_positions(jax.random.key(0), 256)
+    c = prior.postprocess(x)
+    ll = rv_log_marginal_likelihood(jnp.asarray(RV_T), jnp.asarray(RV_Y), jnp.asarray(RV_SIGMA),
+                                    c["P"], c["e"], c["omega"], c["M0"])
+    diff = np.asarray(post.log_prob(x) - prior.log_prob(x) - ll)
+    assert np.max(np.abs(diff)) < 1e-3 * (1 + np.max(np.abs(np.asarray(ll))))
+    lnP = np.asarray(c["ln_P"])  # exact prior draws: ln P ~ U(ln 2, ln 256), mean within 4 SE
+    mid, sd = 0.5 * (np.log(2) + np.log(256)), (np.log(256) - np.log(2)) / np.sqrt(12)
+    assert abs(lnP.mean() - mid) < 4 * sd / np.sqrt(len(lnP))
 
 
 def test_marginal_model_is_full_model_integrated_over_v0_and_K(x64):
@@ -155,17 +172,21 @@ def test_tempered_smc_matches_reference():
     def log_lik(x):
         return post.log_prob(x) - prior.log_prob(x)
 
-    runs = []
+    runs, log_z = [], []
     for r in range(8):
         x0 = prior.init_positions(jax.random.key(1000 + r), 4096)
         out = fs.samplers.tempered_smc(jax.random.key(r), log_lik, prior.log_prob, x0, num_mcmc_steps=20)
         lab = np.asarray(period_mode_of(post.postprocess(out.particles)["P"]))
         runs.append([(lab == k).mean() for k in range(len(REF_MASSES))])
+        log_z.append(out.log_Z)
     runs = np.array(runs)
     m, se = runs.mean(0), runs.std(0, ddof=1) / np.sqrt(len(runs))
     z = (m - REF_MASSES) / np.hypot(se, REF_SE)
-    print("SMC masses", m, "se", se, "z", z)
+    print("SMC masses", m, "se", se, "z", z, "ln Z per run", np.round(log_z, 3), "(reference -16.409)")
     assert np.all(np.abs(z) < 4.0), (m, se, z)
+    # ln Z: the mean over runs within 4 SE (spread of the runs) of the reference's -16.409
+    log_z = np.array(log_z)
+    assert abs(log_z.mean() - REF_LOG_Z) < 4 * log_z.std(ddof=1) / np.sqrt(len(log_z)), log_z
 
 
 @pytest.mark.slow
