@@ -33,6 +33,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from flowsamp.base import as_key, check_finite_positions, metropolis_accept
+from flowsamp.estimators.weights import ess as kish_ess
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = ["TemperedSMCOutput", "tempered_smc"]
@@ -72,8 +73,7 @@ def _next_beta(beta: Array, log_lik: Array, target_ess: float) -> Array:
     ll = jnp.where(jnp.isfinite(log_lik), log_lik, -jnp.inf)
 
     def ess_frac(b):
-        lw = (b - beta) * ll
-        return jnp.exp(2.0 * logsumexp(lw) - logsumexp(2.0 * lw)) / n
+        return kish_ess((b - beta) * ll) / n
 
     def body(_, lo_hi):
         lo, hi = lo_hi
@@ -156,7 +156,7 @@ def tempered_smc(
         new_beta = _next_beta(beta, ll, target_ess)
         lw = (new_beta - beta) * jnp.where(jnp.isfinite(ll), ll, -jnp.inf)
         log_inc = logsumexp(lw) - jnp.log(n)
-        ess = jnp.exp(2.0 * logsumexp(lw) - logsumexp(2.0 * lw)) / n
+        ess = kish_ess(lw) / n
         idx = _systematic_indices(k_res, lw)
         x, ll, lp = x[idx], ll[idx], lp[idx]
         cov = jnp.cov(x, rowvar=False).reshape(d, d) + 1e-10 * jnp.eye(d, dtype=dtype)
