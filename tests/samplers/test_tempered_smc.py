@@ -38,18 +38,17 @@ def test_log_Z_within_4_se_of_exact(replicates):
     """ln Z over 6 independent runs: mean within 4 SE (spread of the runs) of the closed form."""
     lz = np.array([o.log_Z for o in replicates])
     se = lz.std(ddof=1) / np.sqrt(len(lz))
-    assert abs(lz.mean() - EXACT_LOG_Z) < 4 * se + 1e-3, (lz, EXACT_LOG_Z)
+    assert abs(lz.mean() - EXACT_LOG_Z) < 4 * se, (lz, EXACT_LOG_Z)
     assert all(o.betas[-1] == 1.0 and np.all(np.diff(o.betas) > 0) for o in replicates)
 
 
 def test_posterior_moments(replicates):
-    """Pooled final particles: mean within 4 SE of the exact posterior mean (SE from the spread
-    of the run means, which includes the particles' correlation), sd within 10%."""
-    means = np.stack([np.asarray(o.particles).mean(0) for o in replicates])
-    se = means.std(0, ddof=1) / np.sqrt(len(means))
-    assert np.all(np.abs(means.mean(0) - POST_MEAN) < 4 * se + 1e-6), (means.mean(0), POST_MEAN, se)
-    sd = np.concatenate([np.asarray(o.particles) for o in replicates]).std(0)
-    np.testing.assert_allclose(sd, POST_SD, rtol=0.1)
+    """Per-run posterior mean and sd: their averages over runs within 4 SE of the exact ones
+    (SE from the spread of the runs, which includes the particles' correlation)."""
+    for stat, exact in ((lambda p: p.mean(0), POST_MEAN), (lambda p: p.std(0), POST_SD)):
+        vals = np.stack([stat(np.asarray(o.particles)) for o in replicates])
+        se = vals.std(0, ddof=1) / np.sqrt(len(vals))
+        assert np.all(np.abs(vals.mean(0) - exact) < 4 * se), (vals.mean(0), exact, se)
 
 
 def test_nan_likelihood_region_is_rejected_not_propagated():
