@@ -4,13 +4,16 @@ A loss is ``loss_fn(params, key, step=0) -> (scalar, aux dict)``; ``fit`` passes
 counter so that schedules (annealing) are pure functions of it.
 """
 
+from flowsamp.train.early_stopping import EarlyStopping, early_stopping
 from flowsamp.train.fit import FitHistory, fit
 from flowsamp.train.losses import annealed_reverse_kl, combined, ess_fraction, forward_kl, reverse_kl
 
 __all__ = [
+    "EarlyStopping",
     "FitHistory",
     "annealed_reverse_kl",
     "combined",
+    "early_stopping",
     "ess_fraction",
     "fit",
     "forward_kl",
