@@ -9,8 +9,12 @@ independent-MH move proposed by the flow and then one local MALA/HMC move:
     x \\xrightarrow{\\text{flow IMH}} x' \\xrightarrow{\\text{local}} x'', \\qquad
     \\alpha_{\\text{glob}} = \\min\\Big(1, \\frac{p(x^*) q_\\theta(x)}{p(x) q_\\theta(x^*)}\\Big),
 
-both of which leave :math:`p` invariant, so their composition does. The flow parameters and
-the local step size are state fields (trained values, frozen during sampling).
+both of which leave :math:`p` invariant, so their composition does. With
+``num_candidates=K >= 2`` the global move is i-SIR instead (keep x, draw K-1 candidates from
+:math:`q_\\theta`, pick one with probability :math:`\\propto p/q_\\theta`,
+:mod:`flowsamp.kernels.isir`): K-1 chances per step to land in a mode the flow covers only
+thinly, such as a narrow peak it smooths over. The flow parameters and the local step size are
+state fields (trained values, frozen during sampling).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import jax.numpy as jnp
 
 from flowsamp.base import Flow, SamplingAlgorithm
 from flowsamp.flows import proposal as make_proposal
-from flowsamp.kernels import hmc, mala
+from flowsamp.kernels import hmc, isir, mala
 
 # the package re-exports the constructor under the module's name: fetch the module itself
 flow_imh_module = importlib.import_module("flowsamp.kernels.flow_imh")
@@ -57,8 +61,13 @@ def global_local(
     step_size: Any,
     local: str = "mala",
     num_integration_steps: int = 8,
+    num_candidates: int = 1,
 ) -> SamplingAlgorithm:
-    """One flow independent-MH move followed by one local move (MALA or HMC).
+    """One flow move followed by one local move (MALA or HMC).
+
+    The flow move is independent MH (``num_candidates=1``) or i-SIR with ``num_candidates``
+    points per step, the current one included (``>= 2``); ``acceptance_rate`` is then the
+    probability of moving to a fresh candidate.
 
     Returns
     -------
@@ -69,6 +78,8 @@ def global_local(
     """
     if local not in ("mala", "hmc"):
         raise ValueError(f"local must be 'mala' or 'hmc', got {local!r}")
+    if isinstance(num_candidates, bool) or not isinstance(num_candidates, int) or num_candidates < 1:
+        raise ValueError(f"num_candidates must be a positive int, got {num_candidates!r}")
 
     def init(position: Array) -> GlobalLocalState:
         position = jnp.asarray(position)
@@ -79,7 +90,10 @@ def global_local(
     def step(key: PRNGKey, state: GlobalLocalState) -> tuple[GlobalLocalState, GlobalLocalInfo]:
         key_glob, key_loc = jax.random.split(key)
         prop = make_proposal(flow, state.params)
-        imh = flow_imh_module.flow_imh(log_prob_fn, prop)
+        if num_candidates == 1:
+            imh = flow_imh_module.flow_imh(log_prob_fn, prop)
+        else:
+            imh = isir(log_prob_fn, prop, num_candidates=num_candidates)
         imh_state = flow_imh_module.FlowIMHState(
             state.position, state.log_prob, jnp.asarray(prop.log_prob(state.position), state.log_prob.dtype)
         )
