@@ -37,7 +37,8 @@ __all__ = ["GlobalLocalState", "GlobalLocalInfo", "global_local"]
 
 
 class GlobalLocalState(NamedTuple):
-    """``position``, ``log_prob`` :math:`\\log p(x)`, the flow ``params`` and ``step_size``."""
+    """``position``, ``log_prob`` :math:`\\log p(x)`, and the flow ``params`` and ``step_size``
+    the last step used (a record: ``step`` uses the constructor's values)."""
 
     position: Array
     log_prob: Array
@@ -89,7 +90,10 @@ def global_local(
 
     def step(key: PRNGKey, state: GlobalLocalState) -> tuple[GlobalLocalState, GlobalLocalInfo]:
         key_glob, key_loc = jax.random.split(key)
-        prop = make_proposal(flow, state.params)
+        # the constructor's params and step size, not the state's: numpyro's warm-up rebuilds
+        # the kernel with each new dual-averaging step size around an existing state
+        step_size_now = jnp.asarray(step_size, state.position.dtype)
+        prop = make_proposal(flow, params)
         if num_candidates == 1:
             imh = flow_imh_module.flow_imh(log_prob_fn, prop)
         else:
@@ -99,11 +103,11 @@ def global_local(
         )
         imh_state, imh_info = imh.step(key_glob, imh_state)
         if local == "mala":
-            loc = mala(log_prob_fn, state.step_size)
+            loc = mala(log_prob_fn, step_size_now)
         else:
-            loc = hmc(log_prob_fn, state.step_size, num_integration_steps)
+            loc = hmc(log_prob_fn, step_size_now, num_integration_steps)
         loc_state, loc_info = loc.step(key_loc, loc.init(imh_state.position))
-        new = GlobalLocalState(loc_state.position, loc_state.log_prob, state.params, state.step_size)
+        new = GlobalLocalState(loc_state.position, loc_state.log_prob, params, step_size_now)
         info = GlobalLocalInfo(
             imh_info.is_accepted, imh_info.acceptance_rate, loc_info.is_accepted, loc_info.acceptance_rate
         )

@@ -86,7 +86,8 @@ class Kernel(MCMCKernel):
         numpyro init strategy (default ``init_to_uniform``).
     adapt_step_size : bool
         Tune ``kernel_options["step_size"]`` (or ``"scale"``, rwmh's name) during warm-up
-        by dual averaging.
+        by dual averaging, on the kernel's ``acceptance_rate`` (on ``local_acceptance_rate``
+        for :func:`flowsamp.numpyro.global_local`, whose step size is the local move's).
     target_accept_prob : float, optional
         Dual-averaging target (default from :data:`DEFAULT_TARGET_ACCEPT`).
     **kernel_options
@@ -150,6 +151,8 @@ class Kernel(MCMCKernel):
         self._adapt = bool(adapt_step_size) and self._step_name is not None
         if target_accept_prob is None:
             name = getattr(self._kernel, "__name__", "")
+            if name == "global_local":  # the step size is the local move's
+                name = self._options.get("local", "mala")
             target_accept_prob = DEFAULT_TARGET_ACCEPT.get(name, 0.65)
         if not 0.0 < float(target_accept_prob) < 1.0:
             raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
@@ -322,8 +325,12 @@ class Kernel(MCMCKernel):
         step_size, da_state = state.step_size, state.da_state
         in_warmup = state.i < self._num_warmup
         if self._adapt:
+            # the step size is the local move's: a global-local kernel (flow move + MALA/HMC)
+            # reports the flow move as acceptance_rate and the local one separately
+            local_rate = getattr(info, "local_acceptance_rate", info.acceptance_rate)
+            local_rate = jnp.asarray(local_rate, state.accept_prob.dtype)
             _, da_update = dual_averaging()
-            new_da = da_update(self._target_accept - accept_prob, da_state)
+            new_da = da_update(self._target_accept - local_rate, da_state)
             last = state.i == self._num_warmup - 1
             log_step = jnp.where(last, new_da[1], new_da[0])
             step_size = jnp.where(in_warmup, jnp.exp(log_step).astype(step_size.dtype), step_size)

@@ -58,3 +58,30 @@ def test_bad_num_candidates(flow_and_params):
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="num_candidates"):
             global_local(log_prob, flow, params, 0.1, num_candidates=bad)
+
+
+def test_numpyro_warmup_tunes_the_local_step_size(flow_and_params):
+    """In numpyro's MCMC, dual averaging tunes the MALA step size on the local move's
+    acceptance, not on the flow move's (which the step size does not affect)."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC
+
+    from flowsamp.numpyro import Kernel
+    from flowsamp.numpyro.kernel import DEFAULT_TARGET_ACCEPT
+
+    def model():
+        numpyro.sample("x", dist.Normal(jnp.zeros(2), 1.0).to_event(1))
+
+    flow, params = flow_and_params
+    kernel = Kernel(model, kernel=global_local, flow=flow, params=params, step_size=1e-3)
+    mcmc = MCMC(kernel, num_warmup=300, num_samples=10, num_chains=4, chain_method="vectorized",
+                progress_bar=False)
+    mcmc.run(jax.random.key(4))
+    step_size = np.asarray(mcmc.last_state.step_size)
+    # the local acceptance at the tuned step size, measured on exact draws
+    x0 = jax.random.normal(jax.random.key(5), (2000, 2))
+    alg = global_local(lambda x: -0.5 * jnp.sum(x**2), flow, params, float(step_size.mean()))
+    rate = float(np.mean(fs.sample(jax.random.key(6), alg, x0, 5).info.local_acceptance_rate))
+    target = DEFAULT_TARGET_ACCEPT["mala"]
+    assert abs(rate - target) < 0.15, (rate, target, step_size)
