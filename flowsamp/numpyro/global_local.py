@@ -14,7 +14,8 @@ both of which leave :math:`p` invariant, so their composition does. With
 :math:`q_\\theta`, pick one with probability :math:`\\propto p/q_\\theta`,
 :mod:`flowsamp.kernels.isir`): K-1 chances per step to land in a mode the flow covers only
 thinly, such as a narrow peak it smooths over. The flow parameters and the local step size are
-state fields (trained values, frozen during sampling).
+fixed when the kernel is built (numpyro's warm-up rebuilds it with each dual-averaging step
+size); the state records the values its last step used.
 """
 
 from __future__ import annotations

@@ -106,6 +106,13 @@ class Kernel(MCMCKernel):
     (:func:`flowsamp.numpyro.global_local.global_local`); ``accept_prob`` is the flow
     move's. The training output is kept as ``kernel.flow_training_output``.
 
+    The flow learns only what its chains have visited. For a posterior with many narrow,
+    well separated modes (the radial-velocity period aliases) fit the flow instead to the
+    particles of one :func:`flowsamp.samplers.tempered_smc` run, early-stopped on a second
+    (:func:`flowsamp.train.early_stopping`), and pass it with ``kernel=global_local,
+    flow=flow, params=params, num_candidates=64`` (i-SIR flow moves); never start the chains
+    from the particles the flow was fitted to (see ``notebooks/05_numpyro.ipynb``).
+
     Notes
     -----
     The collected state fields by default are ``z`` (post-processed into constrained
