@@ -15,7 +15,7 @@ both of which leave :math:`p` invariant, so their composition does. With
 :mod:`flowsamp.kernels.isir`): K-1 chances per step to land in a mode the flow covers only
 thinly, such as a narrow peak it smooths over. The flow parameters and the local step size are
 fixed when the kernel is built (numpyro's warm-up rebuilds it with each dual-averaging step
-size); the state records the values its last step used.
+size); the state is the position and its log-density.
 """
 
 from __future__ import annotations
@@ -38,13 +38,12 @@ __all__ = ["GlobalLocalState", "GlobalLocalInfo", "global_local"]
 
 
 class GlobalLocalState(NamedTuple):
-    """``position``, ``log_prob`` :math:`\\log p(x)`, and the flow ``params`` and ``step_size``
-    the last step used (a record: ``step`` uses the constructor's values)."""
+    """``position`` and ``log_prob`` :math:`\\log p(x)` (the flow parameters and step size
+    are the constructor's, not state: numpyro's warm-up rebuilds the kernel with each new
+    dual-averaging step size around an existing state)."""
 
     position: Array
     log_prob: Array
-    params: Any
-    step_size: Array
 
 
 class GlobalLocalInfo(NamedTuple):
@@ -74,9 +73,9 @@ def global_local(
     Returns
     -------
     SamplingAlgorithm
-        ``init(position) -> GlobalLocalState`` (with ``params`` and ``step_size`` stored) and
-        ``step(key, state) -> (GlobalLocalState, GlobalLocalInfo)`` using the state's params
-        and step size.
+        ``init(position) -> GlobalLocalState`` and
+        ``step(key, state) -> (GlobalLocalState, GlobalLocalInfo)`` with this flow
+        (``params``) and local ``step_size``.
     """
     if local not in ("mala", "hmc"):
         raise ValueError(f"local must be 'mala' or 'hmc', got {local!r}")
@@ -85,14 +84,10 @@ def global_local(
 
     def init(position: Array) -> GlobalLocalState:
         position = jnp.asarray(position)
-        return GlobalLocalState(
-            position, log_prob_fn(position), params, jnp.asarray(step_size, position.dtype)
-        )
+        return GlobalLocalState(position, log_prob_fn(position))
 
     def step(key: PRNGKey, state: GlobalLocalState) -> tuple[GlobalLocalState, GlobalLocalInfo]:
         key_glob, key_loc = jax.random.split(key)
-        # the constructor's params and step size, not the state's: numpyro's warm-up rebuilds
-        # the kernel with each new dual-averaging step size around an existing state
         step_size_now = jnp.asarray(step_size, state.position.dtype)
         prop = make_proposal(flow, params)
         if num_candidates == 1:
@@ -108,7 +103,7 @@ def global_local(
         else:
             loc = hmc(log_prob_fn, step_size_now, num_integration_steps)
         loc_state, loc_info = loc.step(key_loc, loc.init(imh_state.position))
-        new = GlobalLocalState(loc_state.position, loc_state.log_prob, params, step_size_now)
+        new = GlobalLocalState(loc_state.position, loc_state.log_prob)
         info = GlobalLocalInfo(
             imh_info.is_accepted, imh_info.acceptance_rate, loc_info.is_accepted, loc_info.acceptance_rate
         )

@@ -85,3 +85,37 @@ def test_numpyro_warmup_tunes_the_local_step_size(flow_and_params):
     rate = float(np.mean(fs.sample(jax.random.key(6), alg, x0, 5).info.local_acceptance_rate))
     target = DEFAULT_TARGET_ACCEPT["mala"]
     assert abs(rate - target) < 0.15, (rate, target, step_size)
+
+
+def test_adaptive_flow_mcmc_trained_in_numpyro_warmup():
+    """Kernel(kernel=adaptive_flow_mcmc): the flow is trained while numpyro initialises the
+    chains, then every iteration is a flow IMH + MALA step. On the mixture above, written as a
+    numpyro model, the chains started in one component reach the other and the component
+    weight is within 4 SE (spread of per-chain fractions / sqrt(chains)) of W."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC, init_to_value
+
+    from flowsamp.numpyro import Kernel
+
+    def model():  # posterior = the mixture exactly: the factor divides the broad prior out
+        prior = dist.Normal(jnp.zeros(2), 100.0).to_event(1)
+        x = numpyro.sample("x", prior)
+        numpyro.factor("mixture", log_prob(x) - prior.log_prob(x))
+
+    flow = fs.flows.rq_spline(2, num_layers=2, hidden=(16,), num_bins=8)
+    kernel = Kernel(model, kernel=fs.samplers.adaptive_flow_mcmc, flow=flow, local="mala",
+                    step_size=0.1, num_local_steps=20, num_global_steps=20, max_training_loops=8,
+                    min_training_loops=3, num_epochs=10, init_strategy=init_to_value(values={"x": -MU}))
+    chains = 64
+    mcmc = MCMC(kernel, num_warmup=10, num_samples=400, num_chains=chains, chain_method="vectorized",
+                progress_bar=False)
+    mcmc.run(jax.random.key(7))
+    assert kernel.flow_training_output is not None
+    x = np.asarray(mcmc.get_samples(group_by_chain=True)["x"])
+    assert np.all(np.isfinite(x))
+    frac = (x[..., 0] > 0).mean(axis=1)
+    assert np.mean((frac > 0) & (frac < 1)) > 0.5  # most chains visit both components
+    se = frac.std(ddof=1) / np.sqrt(chains)
+    print("weight", frac.mean(), "se", se, "movers", np.mean((frac > 0) & (frac < 1)))
+    assert abs(frac.mean() - W) < 4 * se, (frac.mean(), se)

@@ -137,13 +137,17 @@ def mode_masses(P):
     return frac.mean(0), frac.std(0, ddof=1) / np.sqrt(frac.shape[0]), frac
 
 
-def smc_particles(seed, n):
-    """Posterior particles of one tempered-SMC run (prior to posterior, RWMH moves)."""
+def smc_run(seed, n):
+    """One tempered-SMC run from n prior draws to the posterior (RWMH moves)."""
     post, prior = target(radial_velocity_marginal), fs.numpyro.prior_target(radial_velocity_marginal)
     x0 = prior.init_positions(jax.random.key(1000 + seed), n)
-    out = fs.samplers.tempered_smc(jax.random.key(seed), lambda x: post.log_prob(x) - prior.log_prob(x),
-                                   prior.log_prob, x0, num_mcmc_steps=20)
-    return out.particles
+    return fs.samplers.tempered_smc(jax.random.key(seed), lambda x: post.log_prob(x) - prior.log_prob(x),
+                                    prior.log_prob, x0, num_mcmc_steps=20)
+
+
+def smc_particles(seed, n):
+    """Posterior particles of :func:`smc_run`."""
+    return smc_run(seed, n).particles
 
 
 @pytest.fixture(scope="module")
@@ -215,15 +219,9 @@ def test_tempered_smc_matches_reference():
     (v0, K)-marginalised model: period-interval masses within 4 SE of the reference, the SE
     from the spread of the 8 runs (particles within a run are correlated by resampling)."""
     post = target(radial_velocity_marginal)
-    prior = fs.numpyro.prior_target(radial_velocity_marginal)
-
-    def log_lik(x):
-        return post.log_prob(x) - prior.log_prob(x)
-
     runs, log_z = [], []
     for r in range(8):
-        x0 = prior.init_positions(jax.random.key(1000 + r), 4096)
-        out = fs.samplers.tempered_smc(jax.random.key(r), log_lik, prior.log_prob, x0, num_mcmc_steps=20)
+        out = smc_run(r, 4096)
         lab = np.asarray(period_mode_of(post.postprocess(out.particles)["P"]))
         runs.append([(lab == k).mean() for k in range(len(REF_MASSES))])
         log_z.append(out.log_Z)
