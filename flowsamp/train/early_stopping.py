@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowsamp.base import Flow
+from flowsamp.train.losses import _check_samples
 from flowsamp.types import Array
 
 __all__ = ["EarlyStopping", "early_stopping"]
@@ -52,7 +53,7 @@ class EarlyStopping:
         self.nll.append(value)
         if math.isfinite(value) and value < self.best_nll - self.min_delta:
             self.best_nll, self.best_step, self._bad = value, int(step), 0
-            self.best_params = jax.tree.map(lambda a: jnp.array(a, copy=True), params)
+            self.best_params = params  # jax arrays are immutable and fit donates no buffers
         else:
             self._bad += 1
         return self._bad >= self.patience
@@ -86,13 +87,7 @@ def early_stopping(
     min_delta
         Improvement in nats below which an evaluation does not count as better.
     """
-    validation = jnp.asarray(validation)
-    if validation.ndim != 2 or validation.shape[1] != flow.dim:
-        raise ValueError(
-            f"early_stopping: `validation` must have shape (M, {flow.dim}), got {tuple(validation.shape)}"
-        )
-    if not jnp.issubdtype(validation.dtype, jnp.floating):
-        raise TypeError(f"early_stopping: `validation` must be floating point, got {validation.dtype}")
+    validation = _check_samples(validation, flow.dim, "early_stopping", "validation")
     if not bool(np.all(np.isfinite(np.asarray(validation)))):
         raise ValueError("early_stopping: `validation` contains non-finite values")
     if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:

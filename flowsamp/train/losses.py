@@ -62,6 +62,16 @@ def _check_batch(batch_size: Any, name: str, what: str = "batch_size") -> int:
     return batch_size
 
 
+def _check_samples(data: Any, dim: int, name: str, what: str) -> Array:
+    """``data`` as an array of shape ``(n, dim)`` and floating dtype, or a named error."""
+    data = jnp.asarray(data)
+    if data.ndim != 2 or data.shape[1] != dim:
+        raise ValueError(f"{name}: `{what}` must have shape (n, {dim}), got {tuple(data.shape)}")
+    if not jnp.issubdtype(data.dtype, jnp.floating):
+        raise TypeError(f"{name}: `{what}` must be floating point, got {data.dtype}")
+    return data
+
+
 def _diagnostics(log_w: Array) -> dict[str, Array]:
     log_w = jax.lax.stop_gradient(log_w)
     return {"ess": ess_fraction(log_w), "log_w_mean": jnp.mean(log_w)}
@@ -218,13 +228,7 @@ def forward_kl(
         ``loss_fn(params, key, step=0) -> (L, aux)``.
     """
     _check_flow(flow, "forward_kl")
-    data = jnp.asarray(data)
-    if data.ndim != 2 or data.shape[1] != flow.dim:
-        raise ValueError(
-            f"forward_kl: `data` must have shape (n, {flow.dim}), got {tuple(data.shape)}"
-        )
-    if not jnp.issubdtype(data.dtype, jnp.floating):
-        raise TypeError(f"forward_kl: `data` must be floating point, got {data.dtype}")
+    data = _check_samples(data, flow.dim, "forward_kl", "data")
     n = data.shape[0]
     if batch_size is not None:
         batch_size = _check_batch(batch_size, "forward_kl")
