@@ -14,6 +14,20 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
+from flowsamp.targets.radial_velocity import (
+    E_ALPHA as _E_ALPHA,
+    E_BETA as _E_BETA,
+    PERIOD_MODE_EDGES,
+    RV_P_MAX,
+    RV_P_MIN,
+    RV_SIGMA,
+    RV_T,
+    RV_Y,
+    SIGMA_K0 as _SIGMA_K0,
+    SIGMA_V0 as _SIGMA_V0,
+    kepler_solve,
+    rv_curve,
+)
 from flowsamp.types import Array
 
 __all__ = [
@@ -50,63 +64,10 @@ def eight_schools(sigma: Array, y: Array | None = None) -> None:
         numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
 
 
-# The Joker (Price-Whelan et al. 2017, ApJ 837, 20), the 5-epoch toy data set:
-# times [d], radial velocities [km/s] and their uncertainties [km/s].
-RV_T = np.array([0.0, 49.452, 95.393, 127.587, 190.408])
-RV_Y = np.array([38.77, 39.70, 37.45, 38.31, 38.31])
-RV_SIGMA = np.array([0.184, 0.261, 0.112, 0.155, 0.223])
-RV_P_MIN, RV_P_MAX = 2.0, 256.0  # prior range of the period [d]
-_E_ALPHA, _E_BETA = 0.867, 3.03  # Kipping (2013) eccentricity prior
-_SIGMA_K0 = 30.0  # km/s at P = 1 yr, e = 0
-_SIGMA_V0 = 100.0  # km/s
-#: Period intervals [d] whose posterior masses are compared with the brute-force reference:
-#: the many short-period peaks (P < 40 d), the main peak near 61 d and the one near 130 d
-#: (edges in the empty gaps of the reference ln P histogram).
-PERIOD_MODE_EDGES = (2.0, 40.0, 90.0, 256.0)
-
-
-def _kepler_newton(M: Array, e: Array, num_iter: int) -> Array:
-    M = jnp.mod(M, 2.0 * jnp.pi)
-    E = M + 0.85 * e * jnp.sign(jnp.sin(M))  # Danby's start: Newton converges for all e < 1
-
-    def body(_, E):
-        return E - (E - e * jnp.sin(E) - M) / (1.0 - e * jnp.cos(E))
-
-    return jax.lax.fori_loop(0, num_iter, body, E)
-
-
-@jax.custom_jvp
-def kepler_eccentric_anomaly(M: Array, e: Array) -> Array:
-    """Solve Kepler's equation :math:`M = E - e \\sin E` for the eccentric anomaly E.
-
-    Newton's method from Danby's start (converges for :math:`0 \\le e < 1`), returned in
-    :math:`[0, 2\\pi)` up to rounding. Derivatives by the implicit function theorem:
-    :math:`dE = (dM + \\sin E\\, de) / (1 - e \\cos E)`.
-    """
-    return _kepler_newton(M, e, 25)
-
-
-@kepler_eccentric_anomaly.defjvp
-def _kepler_jvp(primals, tangents):
-    M, e = primals
-    dM, de = tangents
-    E = kepler_eccentric_anomaly(M, e)
-    denom = 1.0 - e * jnp.cos(E)
-    return E, (dM + jnp.sin(E) * de) / denom
-
-
-def rv_curve(t: Array, P: Array, e: Array, omega: Array, M0: Array, K: Array, v0: Array) -> Array:
-    """Keplerian radial velocity :math:`v(t) = v_0 + K[\\cos(\\omega + f) + e\\cos\\omega]`,
-
-    with mean anomaly :math:`M = 2\\pi t / P - M_0`, eccentric anomaly from Kepler's
-    equation and true anomaly
-    :math:`f = 2\\,\\mathrm{atan2}(\\sqrt{1+e}\\sin(E/2), \\sqrt{1-e}\\cos(E/2))`.
-    Parameters broadcast against ``t``.
-    """
-    M = 2.0 * jnp.pi * t / P - M0
-    E = kepler_eccentric_anomaly(M, jnp.broadcast_to(e, jnp.shape(M)))
-    f = 2.0 * jnp.arctan2(jnp.sqrt(1.0 + e) * jnp.sin(0.5 * E), jnp.sqrt(1.0 - e) * jnp.cos(0.5 * E))
-    return v0 + K * (jnp.cos(omega + f) + e * jnp.cos(omega))
+# The Joker's toy data, prior constants, Kepler solver and velocity curve have one definition,
+# in flowsamp.targets.radial_velocity; the numpyro models below are built from it.
+#: alias of :func:`flowsamp.targets.radial_velocity.kepler_solve`
+kepler_eccentric_anomaly = kepler_solve
 
 
 def _uniform_angle(name: str) -> Array:

@@ -1,7 +1,5 @@
 """Müller-Brown: ln Z and basin weights by quadrature vs REFERENCE.md, minima, mode labels."""
 
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +7,7 @@ import pytest
 
 import flowsamp as fs
 
-mb_mod = importlib.import_module("flowsamp.targets.muller_brown")
+from flowsamp.targets.muller_brown import _grad_np, _quadrature, muller_brown_potential
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +22,7 @@ def test_log_Z_matches_reference_and_independent_quadrature(mb):
     g = np.arange(-3.5, 2.0 + h / 2, h), np.arange(-2.0, 4.0 + h / 2, h)
     X, Y = np.meshgrid(*g, indexing="ij")
     with np.errstate(over="ignore"):
-        lw = -0.1 * mb_mod.muller_brown_potential(np.stack([X, Y], -1))
+        lw = -0.1 * muller_brown_potential(np.stack([X, Y], -1))
     m = lw.max()
     assert np.exp(np.r_[lw[0], lw[-1], lw[:, 0], lw[:, -1]] - m).max() < 1e-12
     assert mb.log_Z == pytest.approx(m + np.log(np.exp(lw - m).sum() * h * h), abs=1e-6)
@@ -41,7 +39,7 @@ def test_basin_weights_match_reference(mb):
 def test_minima_and_potential(mb):
     want = np.array([[-0.558224, 1.441726], [0.623499, 0.028038], [-0.050011, 0.466694]])  # REFERENCE.md
     np.testing.assert_allclose(mb.minima, want, atol=1e-6)
-    v = mb_mod.muller_brown_potential(mb.minima)
+    v = muller_brown_potential(mb.minima)
     np.testing.assert_allclose(v, [-146.699517, -108.166724, -80.767818], atol=1e-6)
 
 
@@ -49,13 +47,13 @@ def test_log_prob_jit_vmap_grad_and_x64(mb):
     x = jnp.asarray([[0.0, 0.0], [-0.5, 1.5], [0.6, 0.0]], jnp.float32)
     lp = jax.jit(jax.vmap(mb.log_prob))(x)
     assert lp.dtype == jnp.float32
-    np.testing.assert_allclose(lp, -0.1 * mb_mod.muller_brown_potential(np.asarray(x, np.float64)), rtol=1e-5)
+    np.testing.assert_allclose(lp, -0.1 * muller_brown_potential(np.asarray(x, np.float64)), rtol=1e-5)
     g = jax.vmap(jax.grad(mb.log_prob))(x)
-    np.testing.assert_allclose(g[0], -0.1 * mb_mod._grad_np(np.zeros(2)), rtol=1e-5)
+    np.testing.assert_allclose(g[0], -0.1 * _grad_np(np.zeros(2)), rtol=1e-5)
     with jax.enable_x64(True):
         lp64 = mb.log_prob(jnp.asarray([0.1, 0.2], jnp.float64))
         assert lp64.dtype == jnp.float64
-        assert float(lp64) == pytest.approx(-0.1 * mb_mod.muller_brown_potential(np.array([0.1, 0.2])), rel=1e-14)
+        assert float(lp64) == pytest.approx(-0.1 * muller_brown_potential(np.array([0.1, 0.2])), rel=1e-14)
 
 
 def test_mode_of_known_points(mb):
@@ -79,7 +77,7 @@ def test_bad_input_and_no_sampler(mb):
 
 @pytest.mark.slow
 def test_quadrature_converged():
-    base = mb_mod._quadrature(0.1)
-    fine = mb_mod._quadrature(0.1, 0.01, 8)  # 2x finer coarse grid, 4x finer fine grid
+    base = _quadrature(0.1)
+    fine = _quadrature(0.1, 0.01, 8)  # 2x finer coarse grid, 4x finer fine grid
     assert fine[0] == pytest.approx(base[0], abs=1e-7)
     np.testing.assert_allclose(fine[1], base[1], atol=1e-6)
