@@ -8,6 +8,7 @@ their bias.
 from flowsamp import estimators, flows, io, kernels, numpyro, samplers, targets, train
 from flowsamp.arviz import to_arviz
 from flowsamp.base import Flow, Proposal, SamplingAlgorithm
+from flowsamp.estimators.verdict import NotConvergedWarning
 from flowsamp.samplers import ISResult, Trace, importance_sampling, sample
 
 __version__ = "0.1.0"
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Flow",
     "ISResult",
+    "NotConvergedWarning",
     "Proposal",
     "SamplingAlgorithm",
     "Trace",

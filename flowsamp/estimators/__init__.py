@@ -1,28 +1,46 @@
-"""Estimators: importance weights, ESS, ln Z, expectations, mode weights, MCMC diagnostics."""
+"""Estimators: importance weights, ESS, ln Z, expectations, mode weights, MCMC diagnostics, verdicts."""
 
-from flowsamp.estimators.diagnostics import autocorrelation, integrated_autocorr_time, mcmc_ess, rhat
-from flowsamp.estimators.evidence import expectation, log_evidence
-from flowsamp.estimators.modes import mode_weights
-from flowsamp.estimators.pareto import pareto_k
-from flowsamp.estimators.weights import ess, normalized_weights
-
-__all__ = [
-    "autocorrelation",
-    "ess",
-    "expectation",
-    "integrated_autocorr_time",
-    "log_evidence",
-    "mcmc_ess",
-    "mode_weights",
-    "normalized_weights",
-    "pareto_k",
-    "rhat",
-]
-from flowsamp.estimators.canonical import (  # noqa: E402
+from flowsamp.estimators.canonical import (
     CanonicalAverages,
     canonical_averages,
     canonical_distribution,
     equal_height_beta,
 )
+from flowsamp.estimators.diagnostics import autocorrelation, integrated_autocorr_time, mcmc_ess, rhat
+from flowsamp.estimators.evidence import expectation, log_evidence
+from flowsamp.estimators.modes import mode_weights
+from flowsamp.estimators.pareto import pareto_k
+from flowsamp.estimators.verdict import (
+    NotConvergedWarning,
+    Thresholds,
+    Verdict,
+    importance_verdict,
+    mcmc_verdict,
+    rank_diagnostics,
+    warn_if_not_converged,
+)
+from flowsamp.estimators.weights import ess, normalized_weights
 
-__all__ += ["CanonicalAverages", "canonical_averages", "canonical_distribution", "equal_height_beta"]
+__all__ = [
+    "CanonicalAverages",
+    "NotConvergedWarning",
+    "Thresholds",
+    "Verdict",
+    "autocorrelation",
+    "canonical_averages",
+    "canonical_distribution",
+    "equal_height_beta",
+    "ess",
+    "expectation",
+    "importance_verdict",
+    "integrated_autocorr_time",
+    "log_evidence",
+    "mcmc_ess",
+    "mcmc_verdict",
+    "mode_weights",
+    "normalized_weights",
+    "pareto_k",
+    "rank_diagnostics",
+    "rhat",
+    "warn_if_not_converged",
+]
