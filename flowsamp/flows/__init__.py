@@ -14,21 +14,27 @@ from flowsamp.flows.bases import (
 )
 from flowsamp.flows.layers import Layer, compose, global_affine
 from flowsamp.flows.maf import maf
+from flowsamp.flows.preconditioning import Affine, fit_affine, preconditioned
 from flowsamp.flows.proposal import proposal
 from flowsamp.flows.realnvp import realnvp
 from flowsamp.flows.rq_spline import rq_spline
+from flowsamp.flows.symmetrize import symmetrize
 
 __all__ = [
+    "Affine",
     "Base",
     "Layer",
     "compose",
     "diagonal_gaussian",
+    "fit_affine",
     "global_affine",
     "informed_gaussian",
     "maf",
     "phi4_1d_precision",
+    "preconditioned",
     "proposal",
     "realnvp",
     "rq_spline",
     "standard_normal",
+    "symmetrize",
 ]
