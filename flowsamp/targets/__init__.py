@@ -5,7 +5,8 @@ with ``dim``, ``log_prob(x)`` on one point ``(dim,)``, ``log_Z`` (exact or ``Non
 ``sample(key, n)`` (exact or ``NotImplementedError``), ``mode_of(x)``, ``mode_weights`` and
 ``num_modes``. Continuous families: ``gaussian``, ``gaussian_mixture`` (``four_mode_mixture``,
 ``tutorial_mixture``), ``funnel``, ``rosenbrock``, ``muller_brown``, ``many_well``,
-``dual_moon``, ``phi4_1d``, ``phi4_2d``, ``radial_velocity``.
+``dual_moon``, ``phi4_1d``, ``phi4_2d``, ``radial_velocity``, and the seeded benchmark
+family ``mixture_benchmark``.
 """
 
 from flowsamp.targets.base import Target
@@ -18,11 +19,14 @@ from flowsamp.targets.gaussian_mixture import (
     gaussian_mixture,
     tutorial_mixture,
 )
+from flowsamp.targets.ising import Ising, ising
 from flowsamp.targets.many_well import ManyWell, many_well
+from flowsamp.targets.mixture_benchmark import MixtureBenchmark, mixture_benchmark
 from flowsamp.targets.muller_brown import MullerBrown, muller_brown, muller_brown_potential
 from flowsamp.targets.phi4_1d import Phi4Chain, phi4_1d
 from flowsamp.targets.radial_velocity import RadialVelocity, radial_velocity
 from flowsamp.targets.rosenbrock import Rosenbrock, rosenbrock
+from flowsamp.targets.potts import Potts, potts
 from flowsamp.targets.phi4_2d import (
     Phi4Lattice,
     free_field_log_Z,
@@ -61,8 +65,10 @@ __all__ = [
     "dual_moon",
     "RadialVelocity",
     "radial_velocity",
+    "Ising",
+    "ising",
+    "Potts",
+    "potts",
+    "MixtureBenchmark",
+    "mixture_benchmark",
 ]
-from flowsamp.targets.ising import Ising, ising  # noqa: E402
-from flowsamp.targets.potts import Potts, potts  # noqa: E402
-
-__all__ += ["Ising", "ising", "Potts", "potts"]
