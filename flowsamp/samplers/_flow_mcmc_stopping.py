@@ -1,0 +1,167 @@
+r"""When the adaptive flow sampler stops training, and when it stops producing.
+
+Host-side pure functions of the per-loop record, so that the rules are tested on synthetic
+histories without running a sampler.
+
+**Training** stops when all of these hold (each loop after ``min_training_loops``):
+
+* the global (flow) acceptance has *plateaued*: the best of the last ``patience`` loops
+  improves the best earlier one by less than ``plateau_tol``, and is at least
+  ``min_global_acceptance`` (a flow that is still useless keeps training);
+* the chains *mix*: over the window of the last loops' draws, the rank-normalised split
+  :math:`\hat R` (Vehtari et al. 2021) **between chains** of the log-density
+  :math:`\log p(x)`, and of the mode indicators :math:`1[\mathrm{mode}(x) = k]` when a
+  ``mode_of`` is given, are below ``thresholds.rhat``;
+* there is no one-sided drift: the per-chain change of the mean log-density between the
+  window's halves, :math:`\Delta_c`, has :math:`|\bar\Delta| \le 4\, s_\Delta/\sqrt C`
+  (chains still climbing towards the typical set, or sliding off it, fail this).
+
+**Production** runs until the smallest bulk ESS over the coordinates reaches ``target_ess``,
+or ``max_steps`` production steps per chain are spent; then :func:`budget_problem` says so.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from flowsamp.estimators.verdict import Thresholds, rank_diagnostics
+
+__all__ = [
+    "DRIFT_SIGMAS",
+    "MixingCheck",
+    "budget_problem",
+    "clustered_start_problem",
+    "log_prob_drift",
+    "mixing",
+    "next_check",
+    "plateaued",
+    "production_done",
+]
+
+DRIFT_SIGMAS = 4.0
+"""A mean change of the log-density between halves beyond this many standard errors is drift."""
+
+
+def plateaued(
+    global_acceptance: Sequence[float], *, patience: int, tol: float, min_acceptance: float
+) -> bool:
+    """Whether the best of the last ``patience`` values beats the best earlier one by < ``tol``
+    while being at least ``min_acceptance`` (False while fewer than ``patience + 1`` values)."""
+    a = [float(v) for v in global_acceptance]
+    if len(a) < patience + 1:
+        return False
+    recent, before = max(a[-patience:]), max(a[:-patience])
+    return recent >= min_acceptance and recent < before + tol
+
+
+def log_prob_drift(log_probs: np.ndarray) -> float:
+    r"""z-score of the change of the mean log-density between the halves of ``(C, S)`` draws.
+
+    :math:`z = \bar\Delta / (s_\Delta / \sqrt C)` with :math:`\Delta_c` chain c's second-half
+    mean minus its first-half mean; 0 when every :math:`\Delta_c` is 0, ``inf`` when they are
+    equal and non-zero or when a value is not finite.
+    """
+    lp = np.asarray(log_probs, dtype=float)
+    if lp.ndim != 2 or lp.shape[1] < 2:
+        raise ValueError(f"log_probs must have shape (chains, draws >= 2), got {lp.shape}")
+    if not np.all(np.isfinite(lp)):
+        return math.inf
+    half = lp.shape[1] // 2
+    delta = lp[:, -half:].mean(1) - lp[:, :half].mean(1)
+    mean = float(delta.mean())
+    sd = float(delta.std(ddof=1)) if delta.size > 1 else 0.0
+    if sd == 0.0:
+        return 0.0 if mean == 0.0 else math.inf
+    return mean / (sd / math.sqrt(delta.size))
+
+
+class MixingCheck(NamedTuple):
+    """Result of :func:`mixing`: ``ok``, ``rhat_log_prob``, ``rhat_modes`` (max over modes,
+    NaN without labels), ``drift_z`` and the sentences saying what failed."""
+
+    ok: bool
+    rhat_log_prob: float
+    rhat_modes: float
+    drift_z: float
+    reasons: list[str]
+
+
+def mixing(
+    log_probs: np.ndarray,
+    mode_labels: np.ndarray | None = None,
+    num_modes: int | None = None,
+    thresholds: Thresholds | None = None,
+) -> MixingCheck:
+    r"""Between-chain mixing of a window of draws: :math:`\hat R` of :math:`\log p`, of the mode
+    indicators (with ``mode_labels`` ``(C, S)`` ints), and the log-density drift z-score."""
+    th = thresholds if thresholds is not None else Thresholds()
+    lp = np.asarray(log_probs, dtype=float)
+    reasons = []
+    r_lp = float(rank_diagnostics(lp)["rhat"][0]) if np.all(np.isfinite(lp)) else math.inf
+    if not r_lp <= th.rhat:
+        reasons.append(f"R-hat of log p {r_lp:.3g} > {th.rhat}")
+    r_modes = math.nan
+    if mode_labels is not None:
+        labels = np.asarray(mode_labels)
+        if labels.shape != lp.shape:
+            raise ValueError(f"mode_labels must have the shape of log_probs {lp.shape}, got {labels.shape}")
+        k = int(num_modes) if num_modes is not None else int(labels.max()) + 1
+        onehot = (labels[..., None] == np.arange(k)).astype(float)
+        rh = rank_diagnostics(onehot)["rhat"]
+        r_modes = float(np.nanmax(rh)) if not np.all(np.isnan(rh)) else 1.0
+        if not r_modes <= th.rhat:
+            reasons.append(f"R-hat of mode indicators {r_modes:.3g} > {th.rhat}")
+    z = log_prob_drift(lp)
+    if not abs(z) <= DRIFT_SIGMAS:
+        reasons.append(f"log p drifted by {z:.1f} SE between the window's halves")
+    return MixingCheck(not reasons, r_lp, r_modes, z, reasons)
+
+
+def production_done(min_ess_bulk: float, steps: int, *, target_ess: float | None, max_steps: int) -> bool:
+    """Stop producing once ``min_ess_bulk >= target_ess`` or ``steps >= max_steps``."""
+    if steps >= max_steps:
+        return True
+    return target_ess is not None and float(min_ess_bulk) >= float(target_ess)
+
+
+def next_check(steps: int, steps_per_loop: int, min_ess_bulk: float, target_ess: float) -> int:
+    r"""Production step count at which to compute the ESS again.
+
+    ESS grows about linearly in the steps, so the target is predicted at
+    :math:`S\,\text{target}/\text{ESS}`; the next check is halfway there, at least one loop and
+    at least 20 % later (the ESS costs :math:`O(C S d \log(CS))`, so checks stay geometric).
+    """
+    if not np.isfinite(min_ess_bulk) or min_ess_bulk <= 0:
+        predicted = 2 * steps
+    else:
+        predicted = steps * float(target_ess) / float(min_ess_bulk)
+    return int(max(steps + steps_per_loop, math.ceil(1.2 * steps), 0.5 * (steps + predicted)))
+
+
+def budget_problem(min_ess_bulk: float, target_ess: float, max_steps: int) -> str:
+    """The sentence for a production phase that spent ``max_steps`` before reaching ``target_ess``."""
+    return (
+        f"max_steps={max_steps} production steps spent with bulk ESS {min_ess_bulk:.0f} "
+        f"< target_ess={target_ess:.0f}"
+    )
+
+
+CLUSTERED_PROBLEM = (
+    "chains started in one region and no exploration was run: modes never visited cannot be excluded"
+)
+
+
+def clustered_start_problem(initial_positions: np.ndarray, production_sd: np.ndarray) -> str | None:
+    r""":data:`CLUSTERED_PROBLEM` when the starts were clustered, else ``None``.
+
+    Clustered: on every coordinate the initial positions' spread is below half the production
+    draws' standard deviation (over-dispersed starts, as Gelman & Rubin 1992 ask, have at least
+    the posterior's spread).
+    """
+    x0 = np.asarray(initial_positions, dtype=float)
+    sd0 = x0.std(axis=0) if x0.shape[0] > 1 else np.zeros(x0.shape[-1])
+    sd = np.asarray(production_sd, dtype=float)
+    return CLUSTERED_PROBLEM if bool(np.all(sd0 < 0.5 * sd)) else None
