@@ -34,6 +34,7 @@ __all__ = [
     "EIGHT_SCHOOLS_Y",
     "EIGHT_SCHOOLS_SIGMA",
     "eight_schools",
+    "eight_schools_centered",
     "RV_T",
     "RV_Y",
     "RV_SIGMA",
@@ -61,6 +62,16 @@ def eight_schools(sigma: Array, y: Array | None = None) -> None:
     with numpyro.plate("school", len(sigma)):
         theta_t = numpyro.sample("theta_t", dist.Normal(0.0, 1.0))
         theta = numpyro.deterministic("theta", mu + tau * theta_t)
+        numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
+
+
+def eight_schools_centered(sigma: Array, y: Array | None = None) -> None:
+    """Centred eight schools: ``mu ~ N(0, 5)``, ``tau ~ HalfCauchy(5)``, ``theta ~ N(mu, tau)``,
+    ``y ~ N(theta, sigma)``; the funnel between ``tau`` and ``theta`` makes HMC diverge."""
+    mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = numpyro.sample("tau", dist.HalfCauchy(5.0))
+    with numpyro.plate("school", len(sigma)):
+        theta = numpyro.sample("theta", dist.Normal(mu, tau))
         numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
 
 

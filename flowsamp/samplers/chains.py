@@ -6,6 +6,12 @@ over a leading axis, and the steps one ``jax.lax.scan`` compiled once per
 (kernel, shapes, options). With ``devices=`` the chain axis is split over the devices
 with ``jax.shard_map`` (:mod:`flowsamp.parallel`); every chain sees the same keys and
 start, so the numbers equal the single-device run.
+
+Every trace carries a convergence verdict (:mod:`flowsamp.estimators.verdict`): rank-normalised
+split :math:`\hat R` and bulk / tail ESS of the kept draws, divergent or non-finite proposals
+and, with ``mode_of``, mode visits and drift; a :class:`~flowsamp.NotConvergedWarning` says when
+the run cannot be trusted. With ``target_ess`` the run continues in blocks (the same compiled
+program, step keys continuing ``fold_in(k_c, t)``) until the bulk ESS is reached.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import numpy as np
 
 from flowsamp import parallel
 from flowsamp.base import SamplingAlgorithm, as_key, check_finite_positions
+from flowsamp.estimators.verdict import Thresholds, Verdict, mcmc_verdict, rank_diagnostics, warn_if_not_converged
 from flowsamp.types import Array
 
 __all__ = ["Trace", "sample"]
@@ -51,7 +58,17 @@ class Trace(NamedTuple):
         Per chain, running (Welford) mean and variance :math:`\frac1n\sum_i (x_i-\bar x)^2`
         of the kept positions, available in both ``keep`` modes.
     num_steps, thin
-        The run's length and thinning.
+        The run's length (all blocks, with ``target_ess``) and thinning.
+    diagnostics
+        The verdict's diagnostics (:func:`flowsamp.estimators.mcmc_verdict`): ``rhat``,
+        ``ess_bulk``, ``ess_tail`` per coordinate of the flattened position, their extremes,
+        ``num_divergent`` / ``num_nonfinite``, ``acceptance``, mode diagnostics with
+        ``mode_of``; with ``keep="summary"`` only the classic :math:`\hat R` from per-chain
+        means and variances (``"ess_note"`` says why no ESS).
+    converged
+        Whether every diagnostic passed its threshold.
+    problems
+        The failed checks as plain sentences.
     """
 
     positions: Any
@@ -64,12 +81,16 @@ class Trace(NamedTuple):
     variance: Any
     num_steps: int
     thin: int
+    diagnostics: dict
+    converged: bool
+    problems: list
 
 
 class _Counts(NamedTuple):
     acceptance_rate: Array
     num_accepted: Array
     num_nonfinite: Array
+    num_divergent: Array
 
 
 class _Welford(NamedTuple):
@@ -82,6 +103,7 @@ def _update_counts(counts: _Counts, info: Any, step: Array) -> _Counts:
     rate = getattr(info, "acceptance_rate", None)
     accepted = getattr(info, "is_accepted", None)
     finite = getattr(info, "is_finite", None)
+    divergent = getattr(info, "is_divergent", None)
     acc_rate = counts.acceptance_rate
     if rate is not None:
         acc_rate = acc_rate + (rate.astype(acc_rate.dtype) - acc_rate) / (step + 1).astype(acc_rate.dtype)
@@ -91,7 +113,10 @@ def _update_counts(counts: _Counts, info: Any, step: Array) -> _Counts:
     num_nonfinite = counts.num_nonfinite
     if finite is not None:
         num_nonfinite = num_nonfinite + (~finite).astype(num_nonfinite.dtype)
-    return _Counts(acc_rate, num_accepted, num_nonfinite)
+    num_divergent = counts.num_divergent
+    if divergent is not None:
+        num_divergent = num_divergent + divergent.astype(num_divergent.dtype)
+    return _Counts(acc_rate, num_accepted, num_nonfinite, num_divergent)
 
 
 def _update_welford(w: _Welford, position: Any) -> _Welford:
@@ -107,20 +132,24 @@ def _float_dtype(position: Any) -> Any:
     return leaves[0].dtype if leaves else jnp.zeros(()).dtype
 
 
-def _run_chain(kernel: SamplingAlgorithm, num_steps: int, thin: int, keep: str, key, state):
-    """One chain: ``num_steps // thin`` blocks of ``thin`` steps in a nested scan."""
+def _run_chain(kernel: SamplingAlgorithm, num_steps: int, thin: int, keep: str, key, state, t0):
+    """One chain: ``num_steps // thin`` blocks of ``thin`` steps in a nested scan; step ``t``
+    (0-based within this call) uses ``fold_in(key, t0 + t)``."""
     fdtype = _float_dtype(state.position)
     info0 = jax.tree.map(
         lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(kernel.step, key, state)[1]
     )
-    counts0 = _Counts(jnp.zeros((), fdtype), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+    zero = jnp.zeros((), jnp.int32)
+    # num_divergent starts at -1 when the kernel's info has no is_divergent (read as "unknown")
+    no_div = jnp.asarray(0 if hasattr(info0, "is_divergent") else -1, jnp.int32)
+    counts0 = _Counts(jnp.zeros((), fdtype), zero, zero, no_div)
     as_float = lambda x: x.astype(fdtype) if not jnp.issubdtype(x.dtype, jnp.floating) else x
     zeros = jax.tree.map(lambda x: jnp.zeros_like(as_float(x)), state.position)
     welford0 = _Welford(jnp.zeros((), jnp.int32), zeros, zeros)
 
     def one_step(carry, t):
         state, counts, _ = carry
-        state, info = kernel.step(jax.random.fold_in(key, t), state)
+        state, info = kernel.step(jax.random.fold_in(key, t0 + t), state)
         return (state, _update_counts(counts, info, t), info), None
 
     def block(carry, b):
@@ -141,16 +170,16 @@ def _algorithm(kernel: Any, params: Any, has_params: bool) -> SamplingAlgorithm:
     return kernel(params) if has_params else kernel
 
 
-def _run_impl(keys, states, params, *, kernel, has_params, num_steps, thin, keep, mesh):
-    def run_block(keys, states, params):
+def _run_impl(keys, states, params, t0, *, kernel, has_params, num_steps, thin, keep, mesh):
+    def run_block(keys, states, params, t0):
         alg = _algorithm(kernel, params, has_params)
-        fn = lambda k, s: _run_chain(alg, num_steps, thin, keep, k, s)  # noqa: E731
+        fn = lambda k, s: _run_chain(alg, num_steps, thin, keep, k, s, t0)  # noqa: E731
         return jax.vmap(fn)(keys, states)
 
     if mesh is not None:
-        specs = (parallel.CHAINS, parallel.CHAINS, parallel.REPLICATED)
+        specs = (parallel.CHAINS, parallel.CHAINS, parallel.REPLICATED, parallel.REPLICATED)
         run_block = parallel.shard_chains(run_block, mesh, in_specs=specs)
-    return run_block(keys, states, params)
+    return run_block(keys, states, params, t0)
 
 
 def _init_impl(positions, params, *, kernel, has_params):
@@ -197,6 +226,91 @@ def _check_initial_log_prob(states: Any) -> None:
         )
 
 
+def _flat_draws(positions: Any) -> np.ndarray:
+    """Kept positions (a pytree of ``(chains, draws, *event)`` leaves) as ``(chains, draws, dim)``."""
+    leaves = [np.asarray(x) for x in jax.tree.leaves(positions)]
+    c, n = leaves[0].shape[:2]
+    return np.concatenate([x.reshape(c, n, -1).astype(float) for x in leaves], axis=-1)
+
+
+def _mode_labels(mode_of: Callable[[Any], Array], positions: Any) -> np.ndarray:
+    """``mode_of`` on every kept position, as integer labels ``(chains, draws)``."""
+    leaves = jax.tree.leaves(positions)
+    c, n = leaves[0].shape[:2]
+    flat = jax.tree.map(lambda x: jnp.reshape(x, (c * n,) + x.shape[2:]), positions)
+    labels = np.asarray(mode_of(flat))
+    if labels.size != c * n:
+        raise ValueError(f"mode_of must return one label per position ({c * n}), got shape {labels.shape}")
+    return labels.reshape(c, n)
+
+
+def _summary_verdict(mean: Any, variance: Any, draws: int, counts: _Counts, has_div: bool,
+                     th: Thresholds) -> Verdict:
+    r"""Classic (non-split) :math:`\hat R` from per-chain means and variances (``keep="summary"``).
+
+    .. math:: W = \frac{1}{C}\sum_c s_c^2,\quad \frac{B}{N} = \operatorname{var}_c(\bar x_c),\quad
+        \hat R = \sqrt{\frac{\frac{N-1}{N} W + \frac{B}{N}}{W}}
+
+    with :math:`s_c^2 = \frac{N}{N-1}\hat\sigma_c^2` (Gelman & Rubin 1992).
+    """
+    m = np.concatenate([np.asarray(x).reshape(np.shape(x)[0], -1) for x in jax.tree.leaves(mean)], -1)
+    v = np.concatenate([np.asarray(x).reshape(np.shape(x)[0], -1) for x in jax.tree.leaves(variance)], -1)
+    c, d = m.shape
+    problems: list[str] = []
+    rhat = np.full(d, np.nan)
+    if c >= 2 and draws >= 2:
+        w = np.mean(v, 0) * draws / (draws - 1)
+        b_n = np.var(m, 0, ddof=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rhat = np.sqrt(((draws - 1) / draws * w + b_n) / w)
+        rhat = np.where((w == 0) & (b_n == 0), 1.0, rhat)
+        bad = rhat > th.rhat
+        if np.any(bad):
+            problems.append(f"R-hat {float(np.nanmax(rhat)):.3g} > {th.rhat} for {int(bad.sum())} of {d} coordinates")
+    else:
+        problems.append("R-hat needs at least 2 chains and 2 kept draws with keep='summary'")
+    nd, nn = int(np.sum(counts.num_divergent)), int(np.sum(counts.num_nonfinite))
+    if has_div and nd > th.max_nonfinite:
+        problems.append(f"{nd} divergent proposals")
+    elif not has_div and nn > th.max_nonfinite:
+        problems.append(f"{nn} non-finite proposals")
+    diag = {
+        "rhat": rhat,
+        "max_rhat": float(np.nanmax(rhat)) if not np.all(np.isnan(rhat)) else float("nan"),
+        "rhat_method": "classic (non-split) from per-chain means and variances",
+        "ess_bulk": None, "ess_tail": None, "min_ess_bulk": None, "min_ess_tail": None,
+        "ess_note": "ESS not available with keep='summary' (no draws kept)",
+        "num_divergent": nd if has_div else None,
+        "num_nonfinite": nn,
+        "acceptance": float(np.mean(counts.acceptance_rate)),
+        "num_chains": c,
+        "num_draws": draws,
+    }
+    return Verdict(diag, not problems, problems)
+
+
+def _combine(a: tuple, b: tuple, na: int, nb: int) -> tuple:
+    """Merge (counts, mean, variance) of two consecutive blocks (Chan et al.'s pairwise Welford)."""
+    ca, ma, va = a
+    cb, mb, vb = b
+    n = na + nb
+    counts = _Counts(
+        ca.acceptance_rate + (cb.acceptance_rate - ca.acceptance_rate) * (nb / n),
+        ca.num_accepted + cb.num_accepted,
+        ca.num_nonfinite + cb.num_nonfinite,
+        ca.num_divergent + cb.num_divergent,
+    )
+    return counts, *_merge_moments(ma, va, mb, vb, na, nb)
+
+
+def _merge_moments(ma, va, mb, vb, na, nb):
+    n = na + nb
+    delta = jax.tree.map(lambda x, y: y - x, ma, mb)
+    mean = jax.tree.map(lambda x, d: x + d * (nb / n), ma, delta)
+    var = jax.tree.map(lambda x, y, d: (na * x + nb * y) / n + d**2 * (na * nb / n**2), va, vb, delta)
+    return mean, var
+
+
 def sample(
     key: Any,
     kernel: SamplingAlgorithm | Callable[[Any], SamplingAlgorithm],
@@ -207,6 +321,12 @@ def sample(
     thin: int = 1,
     keep: str = "all",
     devices: Sequence[jax.Device] | None = None,
+    mode_of: Callable[[Any], Array] | None = None,
+    num_modes: int | None = None,
+    thresholds: Thresholds | None = None,
+    warn: bool = True,
+    target_ess: float | None = None,
+    max_steps: int | None = None,
 ) -> Trace:
     r"""Run ``num_chains`` independent chains of ``kernel`` for ``num_steps`` steps.
 
@@ -223,7 +343,8 @@ def sample(
         Starting points with the chain axis first, shape ``(chains, dim)`` (or a pytree of
         such arrays), or a batched kernel state such as ``trace.final_state`` to continue a run.
     num_steps
-        Number of transitions per chain; a multiple of ``thin``.
+        Number of transitions per chain; a multiple of ``thin``. With ``target_ess``, the
+        length of one block.
     params
         A pytree of arrays handed to ``kernel(params)`` inside the compiled program (shared by
         all chains), e.g. ``kernel=lambda p: fs.kernels.mala(log_prob, p)`` with
@@ -238,12 +359,32 @@ def sample(
         ``None`` runs on the default device. A list of devices (e.g. ``jax.devices()``) or a
         1-D mesh with axis ``"chain"`` splits the chains evenly over them with
         ``jax.shard_map``; the result equals the single-device run for the same key.
+    mode_of
+        Optional ``positions (n, *event) -> int labels (n,)`` (e.g. ``target.mode_of``): adds
+        mode visits, the drift of the mode weights between halves and :math:`\hat R` of the
+        mode indicators to the verdict.
+    num_modes
+        Number of modes ``mode_of`` can return; unvisited modes become a problem.
+    thresholds
+        :class:`flowsamp.estimators.Thresholds` of the verdict (Stan / ArviZ practice by
+        default: :math:`\hat R < 1.01`, bulk and tail ESS :math:`\ge 400`, no divergences).
+    warn
+        Issue a :class:`flowsamp.NotConvergedWarning` when the verdict fails.
+    target_ess
+        Keep running blocks of ``num_steps`` transitions, continuing from the final states
+        (block ``b`` uses step keys ``fold_in(k_c, b * num_steps + t)``, so the draws equal one
+        run of the total length), until the minimum bulk ESS over coordinates reaches
+        ``target_ess`` or ``max_steps`` is spent. Needs ``keep="all"``.
+    max_steps
+        Budget of transitions per chain for ``target_ess`` (default ``20 * num_steps``);
+        when it runs out, ``problems`` says so.
 
     Returns
     -------
     Trace
-        Kept positions :math:`x^{(c)}_{thin\cdot j}`, infos, final states, and per-chain
-        acceptance rate, accepted and non-finite counts, running mean and variance.
+        Kept positions :math:`x^{(c)}_{thin\cdot j}`, infos, final states, per-chain
+        acceptance rate, accepted and non-finite counts, running mean and variance, and the
+        verdict (``diagnostics``, ``converged``, ``problems``).
 
     Raises
     ------
@@ -266,6 +407,21 @@ def sample(
         raise ValueError(f"num_steps ({num_steps}) must be a multiple of thin ({thin})")
     if keep not in _KEEP:
         raise ValueError(f"keep must be one of {_KEEP}, got {keep!r}")
+    if mode_of is not None and not callable(mode_of):
+        raise TypeError(f"mode_of must be callable, got {type(mode_of).__name__}")
+    if thresholds is not None and not isinstance(thresholds, Thresholds):
+        raise TypeError(f"thresholds must be a flowsamp.estimators.Thresholds, got {type(thresholds).__name__}")
+    if target_ess is not None:
+        if not np.isfinite(target_ess) or target_ess <= 0:
+            raise ValueError(f"target_ess must be a positive number, got {target_ess!r}")
+        if keep != "all":
+            raise ValueError("target_ess needs keep='all' (the ESS is computed from the kept draws)")
+    if max_steps is not None:
+        if target_ess is None:
+            raise ValueError("max_steps is the budget of target_ess; pass target_ess too")
+        if not isinstance(max_steps, (int, np.integer)) or max_steps < num_steps:
+            raise ValueError(f"max_steps must be an int >= num_steps ({num_steps}), got {max_steps!r}")
+    th = thresholds if thresholds is not None else Thresholds()
     key = as_key(key)
 
     if _is_state(initial_positions):
@@ -285,18 +441,42 @@ def sample(
         parallel.check_divisible(num_chains, mesh)
 
     keys = jax.random.split(key, num_chains)
-    state, counts, mean, variance, out = _run(
-        keys,
-        states,
-        params,
-        kernel=kernel,
-        has_params=has_params,
-        num_steps=int(num_steps),
-        thin=int(thin),
-        keep=keep,
-        mesh=mesh,
+    run = lambda st, t0: _run(  # noqa: E731
+        keys, st, params, jnp.asarray(t0, jnp.int32),
+        kernel=kernel, has_params=has_params, num_steps=int(num_steps), thin=int(thin), keep=keep, mesh=mesh,
     )
-    positions, info = out if keep == "all" else (None, None)
+    state, counts, mean, variance, out = run(states, 0)
+    blocks = [out]
+    total = int(num_steps)
+    budget = int(max_steps) if max_steps is not None else 20 * int(num_steps)
+    extra_problem = None
+    if target_ess is not None:
+        while True:
+            min_ess = _nanmin_ess(blocks)
+            if min_ess >= target_ess:
+                break
+            if total + num_steps > budget:
+                extra_problem = (
+                    f"target ESS {target_ess:g} not reached: min bulk ESS {min_ess:.0f} after {total} steps"
+                )
+                break
+            state, c2, m2, v2, out = run(state, total)
+            counts, mean, variance = _combine((counts, mean, variance), (c2, m2, v2), total // thin, num_steps // thin)
+            blocks.append(out)
+            total += int(num_steps)
+    if keep == "all":
+        positions, info = blocks[0] if len(blocks) == 1 else jax.tree.map(
+            lambda *xs: jnp.concatenate(xs, axis=1), *blocks
+        )
+    else:
+        positions, info = None, None
+    verdict = _verdict(positions, mean, variance, total // thin, counts, info, keep, mode_of, num_modes, th)
+    if extra_problem is not None:
+        verdict = Verdict({**verdict.diagnostics, "target_ess": target_ess}, False, verdict.problems + [extra_problem])
+    elif target_ess is not None:
+        verdict = Verdict({**verdict.diagnostics, "target_ess": target_ess}, verdict.converged, verdict.problems)
+    if warn:
+        warn_if_not_converged(verdict, "fs.sample")
     return Trace(
         positions=positions,
         info=info,
@@ -306,6 +486,44 @@ def sample(
         num_nonfinite=counts.num_nonfinite,
         mean=mean,
         variance=variance,
-        num_steps=int(num_steps),
+        num_steps=total,
         thin=int(thin),
+        diagnostics=verdict.diagnostics,
+        converged=verdict.converged,
+        problems=verdict.problems,
     )
+
+
+def _nanmin_ess(blocks: list) -> float:
+    positions = blocks[0][0] if len(blocks) == 1 else jax.tree.map(
+        lambda *xs: jnp.concatenate(xs, axis=1), *[b[0] for b in blocks]
+    )
+    x = _flat_draws(positions)
+    if x.shape[1] < 4:
+        return 0.0
+    e = rank_diagnostics(x)["ess_bulk"]
+    return float(np.nanmin(e)) if not np.all(np.isnan(e)) else float("inf")
+
+
+def _verdict(positions, mean, variance, draws, counts, info, keep, mode_of, num_modes, th) -> Verdict:
+    has_div = bool(np.all(np.asarray(counts.num_divergent) >= 0))
+    if keep == "summary":
+        return _summary_verdict(mean, variance, draws, counts, has_div, th)
+    nd, nn = int(np.sum(counts.num_divergent)), int(np.sum(counts.num_nonfinite))
+    c = int(np.shape(counts.num_accepted)[0])
+    if draws < 4:
+        problems = [f"only {draws} kept draws per chain: convergence cannot be assessed (need at least 4)"]
+        diag = {"num_chains": c, "num_draws": draws, "num_divergent": nd if has_div else None,
+                "num_nonfinite": nn, "acceptance": float(np.mean(counts.acceptance_rate))}
+        return Verdict(diag, False, problems)
+    labels = _mode_labels(mode_of, positions) if mode_of is not None else None
+    v = mcmc_verdict(
+        _flat_draws(positions),
+        num_divergent=nd if has_div else None,
+        num_nonfinite=None if has_div else nn,
+        acceptance=float(np.mean(counts.acceptance_rate)),
+        mode_labels=labels,
+        num_modes=num_modes,
+        thresholds=th,
+    )
+    return Verdict({**v.diagnostics, "num_nonfinite": nn}, v.converged, v.problems)
