@@ -67,8 +67,18 @@ def metropolis_accept(key: PRNGKey, log_ratio: Array) -> tuple[Array, Array, Arr
 
 
 def select(pred: Array, on_true: Any, on_false: Any) -> Any:
-    """Tree-wise ``jnp.where(pred, on_true, on_false)`` for a scalar ``pred``."""
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+    """Tree-wise ``jnp.where(pred, on_true, on_false)``.
+
+    ``pred`` is a scalar or a batch of chains (shape ``(C,)``): it is broadcast over each
+    leaf's trailing axes, so ``select(is_accepted, proposal, state)`` works for one chain
+    and for a batch alike.
+    """
+
+    def pick(a: Array, b: Array) -> Array:
+        p = jnp.reshape(pred, jnp.shape(pred) + (1,) * (jnp.ndim(a) - jnp.ndim(pred)))
+        return jnp.where(p, a, b)
+
+    return jax.tree.map(pick, on_true, on_false)
 
 
 def check_finite_positions(positions: Any, what: str = "initial position") -> None:

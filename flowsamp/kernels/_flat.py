@@ -42,3 +42,10 @@ def as_param(value: Any, dtype: Any) -> Array:
 def normal(key: PRNGKey, flat: Array) -> Array:
     """One standard normal vector shaped like ``flat`` (one draw per step)."""
     return jax.random.normal(key, flat.shape, flat.dtype)
+
+
+def log_uniform(key: PRNGKey, like: Array) -> Array:
+    """:math:`\\log u`, :math:`u \\sim U(0, 1)`, shaped like ``like`` in its float dtype (the draw
+    :func:`flowsamp.base.metropolis_accept` makes)."""
+    dtype = jnp.result_type(like, float)
+    return jnp.log(jax.random.uniform(key, jnp.shape(like), dtype=dtype))

@@ -32,12 +32,22 @@ from flowsamp.base import SamplingAlgorithm, as_key, check_finite_positions
 from flowsamp.types import Array
 
 __all__ = [
+    "TARGET_ACCEPTANCE",
     "AdaptationResult",
+    "DualAveraging",
     "DualAveragingState",
+    "RobbinsMonro",
+    "RobbinsMonroState",
     "dual_averaging",
     "dual_averaging_adaptation",
     "find_step_size",
+    "robbins_monro",
 ]
+
+#: Target mean acceptance rates, the one table every adaptation in flowsamp reads:
+#: RWMH 0.234 (Roberts, Gelman & Gilks 1997), MALA 0.574 (Roberts & Rosenthal 1998),
+#: HMC 0.65 (Beskos et al. 2013), NUTS 0.8 (Stan's default ``delta``, Hoffman & Gelman 2014).
+TARGET_ACCEPTANCE = {"mala": 0.574, "hmc": 0.65, "nuts": 0.8, "rwmh": 0.234}
 
 KernelFactory = Callable[[Array], SamplingAlgorithm]
 
@@ -84,7 +94,7 @@ def dual_averaging(
     Parameters
     ----------
     target_acceptance
-        :math:`\\delta` in (0, 1): about 0.23 for RWMH, 0.57 for MALA, 0.65-0.8 for HMC.
+        :math:`\\delta` in (0, 1); :data:`TARGET_ACCEPTANCE` has the usual values.
     t0, gamma, kappa
         Stabilisation offset, shrinkage and averaging exponent (Hoffman & Gelman's defaults).
     """
@@ -108,6 +118,54 @@ def dual_averaging(
         return DualAveragingState(log_eps, log_eps_avg, error_avg, state.step + 1, state.mu)
 
     return DualAveraging(init, update)
+
+
+class RobbinsMonroState(NamedTuple):
+    """``log_step_size`` :math:`\\log\\epsilon_m` (scalar or one per chain)."""
+
+    log_step_size: Array
+
+
+class RobbinsMonro(NamedTuple):
+    """``init(step_size) -> state``; ``update(state, acceptance_rate) -> state``."""
+
+    init: Callable[[Array], RobbinsMonroState]
+    update: Callable[[RobbinsMonroState, Array], RobbinsMonroState]
+
+
+def robbins_monro(target_acceptance: float, rate: float) -> RobbinsMonro:
+    r"""Return the Robbins-Monro (stochastic-approximation) step-size update.
+
+    .. math::
+
+        \log\epsilon_{m+1} = \log\epsilon_m + \gamma\,(\alpha_m - \delta)
+
+    with ``rate`` :math:`\gamma > 0` constant: it never freezes, so it suits a step size
+    that must keep following a changing target (tempered SMC, flow-MCMC training loops).
+    A non-finite :math:`\alpha_m` counts as 0 (a rejection). For a warm-up that ends in a
+    fixed step size use :func:`dual_averaging` (its average converges).
+
+    Parameters
+    ----------
+    target_acceptance
+        :math:`\delta` in (0, 1), e.g. ``TARGET_ACCEPTANCE["mala"]``.
+    rate
+        :math:`\gamma > 0`.
+    """
+    if not 0.0 < target_acceptance < 1.0:
+        raise ValueError(f"target_acceptance must be in (0, 1), got {target_acceptance}")
+    if not (np.isfinite(rate) and rate > 0):
+        raise ValueError(f"rate must be positive and finite, got {rate}")
+
+    def init(step_size: Array) -> RobbinsMonroState:
+        return RobbinsMonroState(jnp.log(jnp.asarray(step_size)))
+
+    def update(state: RobbinsMonroState, acceptance_rate: Array) -> RobbinsMonroState:
+        dtype = state.log_step_size.dtype
+        acc = jnp.nan_to_num(jnp.asarray(acceptance_rate, dtype), nan=0.0)
+        return RobbinsMonroState(state.log_step_size + rate * (acc - target_acceptance))
+
+    return RobbinsMonro(init, update)
 
 
 def _is_state(x: Any) -> bool:

@@ -23,10 +23,10 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from flowsamp.base import Proposal, SamplingAlgorithm, metropolis_accept, select
+from flowsamp.base import Proposal, SamplingAlgorithm, metropolis_test, select
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
-__all__ = ["FlowIMHInfo", "FlowIMHState", "build_kernel", "flow_imh", "init", "imh_accept"]
+__all__ = ["FlowIMHInfo", "FlowIMHState", "build_kernel", "flow_imh", "init", "imh_accept", "imh_test"]
 
 
 class FlowIMHState(NamedTuple):
@@ -69,24 +69,34 @@ def init(position: Array, log_prob_fn: LogProbFn, proposal: Proposal) -> FlowIMH
     return FlowIMHState(position, log_p, log_q)
 
 
-def imh_accept(
-    key: PRNGKey, state: FlowIMHState, proposed: FlowIMHState
-) -> tuple[FlowIMHState, FlowIMHInfo]:
-    """One independence Metropolis-Hastings test between ``state`` and ``proposed``.
+def imh_test(log_u: Array, state: FlowIMHState, proposed: FlowIMHState) -> tuple[FlowIMHState, FlowIMHInfo]:
+    """Independence Metropolis-Hastings test of ``proposed`` against ``state`` given ``log u``.
 
-    ``proposed`` carries the candidate with its ``log p`` and ``log q`` already
-    evaluated (so candidates may be drawn and evaluated in bulk beforehand).
+    ``proposed`` carries the candidate with its ``log p`` and ``log q`` already evaluated and
+    ``log_u`` is :math:`\\log u`, :math:`u \\sim U(0, 1)`, so candidates and uniforms may be
+    drawn and evaluated in bulk beforehand. The candidate is accepted when
+    :math:`\\log u < \\log r`,
 
     .. math::
 
-        \\log r = [\\log p(x') - \\log q(x')] - [\\log p(x) - \\log q(x)]
+        \\log r = [\\log p(x') - \\log q(x')] - [\\log p(x) - \\log q(x)],
 
-    Returns the new state (candidate if accepted, else ``state``) and the info.
+    NaN-safe (a non-finite :math:`\\log r` is a rejection). Works elementwise on a batch of
+    chains too. Returns the new state (candidate if accepted, else ``state``) and the info.
     """
     log_ratio = (proposed.log_prob - proposed.log_q) - (state.log_prob - state.log_q)
-    is_accepted, rate, is_finite = metropolis_accept(key, log_ratio)
+    is_accepted, rate, is_finite = metropolis_test(log_u, log_ratio)
     new_state = select(is_accepted, proposed, state)
     return new_state, FlowIMHInfo(is_accepted, rate, is_finite)
+
+
+def imh_accept(
+    key: PRNGKey, state: FlowIMHState, proposed: FlowIMHState
+) -> tuple[FlowIMHState, FlowIMHInfo]:
+    """:func:`imh_test` with :math:`\\log u` drawn from ``key`` (one chain)."""
+    dtype = jnp.result_type(state.log_prob, float)
+    log_u = jnp.log(jax.random.uniform(key, jnp.shape(state.log_prob), dtype=dtype))
+    return imh_test(log_u, state, proposed)
 
 
 def build_kernel() -> Callable[[PRNGKey, FlowIMHState, LogProbFn, Proposal], tuple[FlowIMHState, FlowIMHInfo]]:

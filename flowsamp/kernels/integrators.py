@@ -1,7 +1,7 @@
 r"""Leapfrog (velocity Verlet) integration of Hamiltonian dynamics.
 
-For :math:`H(x, p) = -\log\pi(x) + \tfrac12 p^\top M^{-1} p` with a diagonal inverse mass
-:math:`M^{-1}` (``inverse_mass``), one leapfrog step of size :math:`\epsilon` is
+For :math:`H(x, p) = -\log\pi(x) + \tfrac12 p^\top M^{-1} p` with an inverse mass
+:math:`M^{-1}` (``inverse_mass``: a scalar, a diagonal vector or a dense matrix), one leapfrog step of size :math:`\epsilon` is
 
 .. math::
 
@@ -21,6 +21,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from flowsamp.kernels._mass import matvec
 from flowsamp.types import Array
 
 __all__ = ["IntegratorState", "leapfrog", "kinetic_energy"]
@@ -36,8 +37,8 @@ class IntegratorState(NamedTuple):
 
 
 def kinetic_energy(momentum: Array, inverse_mass: Array) -> Array:
-    """:math:`K(p) = \\tfrac12 \\sum_i M^{-1}_{ii} p_i^2`."""
-    return 0.5 * jnp.sum(inverse_mass * momentum * momentum)
+    """:math:`K(p) = \\tfrac12 p^\\top M^{-1} p` (diagonal or dense :math:`M^{-1}`)."""
+    return 0.5 * jnp.sum(momentum * matvec(inverse_mass, momentum))
 
 
 def leapfrog(
@@ -57,7 +58,7 @@ def leapfrog(
 
     def one_step(_, s: IntegratorState) -> IntegratorState:
         momentum = s.momentum + half * s.grad
-        position = s.position + step_size * inverse_mass * momentum
+        position = s.position + step_size * matvec(inverse_mass, momentum)
         log_prob, grad = value_and_grad(position)
         return IntegratorState(position, momentum + half * grad, log_prob, grad)
 

@@ -14,6 +14,10 @@ sampler on the extended space of K candidates and an index); with ``K = 2`` it i
 Barker's version of independent MH. The state caches ``log p`` and ``log q`` of the
 current point. Non-finite candidate weights are dropped (weight 0).
 
+:func:`isir_select` is the deterministic selection given pre-drawn candidates (with their
+``log p`` and ``log q``) and one uniform :math:`u` (inverse-CDF draw of the index), so a
+sampler can draw candidates in bulk; :func:`build_kernel`'s kernel draws them and calls it.
+
 References: Andrieu, Lee, Vihola, Bernoulli 24 (2018) 842, arXiv:1504.01896;
 Samsonov et al., "Local-global MCMC kernels", NeurIPS 2022, arXiv:2111.02702.
 """
@@ -30,7 +34,7 @@ from flowsamp.kernels.flow_imh import FlowIMHState, _check_proposal
 from flowsamp.kernels.flow_imh import init as _imh_init
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
-__all__ = ["ISIRInfo", "ISIRState", "build_kernel", "init", "isir"]
+__all__ = ["ISIRInfo", "ISIRState", "build_kernel", "init", "isir", "isir_select"]
 
 #: The i-SIR state is the independence-chain state (x, log p(x), log q(x)).
 ISIRState = FlowIMHState
@@ -55,11 +59,54 @@ def init(position: Array, log_prob_fn: LogProbFn, proposal: Proposal) -> ISIRSta
     return _imh_init(position, log_prob_fn, proposal)
 
 
+def isir_select(u: Array, state: ISIRState, candidates: ISIRState) -> tuple[ISIRState, ISIRInfo]:
+    """Pick the next point among ``state`` and ``K - 1`` pre-evaluated ``candidates``.
+
+    Parameters
+    ----------
+    u
+        A uniform :math:`u \\sim U(0, 1)` (scalar); the index is the smallest :math:`j` with
+        :math:`\\sum_{i \\le j} w_i > u \\sum_i w_i` (inverse CDF), so it has probability
+        :math:`w_j / \\sum_i w_i`.
+    state
+        The current point ``(x_0, log p(x_0), log q(x_0))``.
+    candidates
+        An :data:`ISIRState` whose leaves have a leading axis of ``K - 1`` fresh draws
+        :math:`x_i \\sim q` with their ``log p`` and ``log q``.
+
+    Returns
+    -------
+    (ISIRState, ISIRInfo)
+        The chosen point and the info. Candidates with a non-finite weight get weight 0 (and
+        ``info.is_finite`` is False); if the current weight is not finite either, the chain
+        stays.
+    """
+    dtype = state.position.dtype
+    log_w_new = candidates.log_prob - candidates.log_q
+    fresh_finite = jnp.isfinite(log_w_new)
+    log_w_new = jnp.where(fresh_finite, log_w_new, -jnp.inf)
+    log_w = jnp.concatenate([(state.log_prob - state.log_q)[None], log_w_new])
+    probs = jax.nn.softmax(log_w)
+    probs = jnp.where(jnp.isfinite(probs), probs, 0.0)
+    cdf = jnp.cumsum(probs)
+    idx = jnp.sum(cdf <= jnp.asarray(u, cdf.dtype) * cdf[-1])
+    # float rounding may push idx past the last positive weight: clamp to it
+    last_positive = probs.shape[0] - 1 - jnp.argmax((probs > 0)[::-1])
+    idx = jnp.where(cdf[-1] > 0, jnp.minimum(idx, last_positive), 0)
+    pick = lambda first, rest: jnp.concatenate([first[None], rest])[idx]  # noqa: E731
+    new_state = jax.tree.map(pick, state, candidates)
+    new_state = ISIRState(*(jnp.asarray(leaf, dtype) for leaf in new_state))
+    ess = 1.0 / jnp.sum(probs**2)
+    info = ISIRInfo(idx > 0, 1.0 - probs[0], jnp.all(fresh_finite), ess)
+    return new_state, info
+
+
 def build_kernel(
     num_candidates: int,
 ) -> Callable[[PRNGKey, ISIRState, LogProbFn, Proposal], tuple[ISIRState, ISIRInfo]]:
     """Return ``kernel(key, state, log_prob_fn, proposal)`` for ``K = num_candidates``
-    points per step (the current one plus ``K - 1`` fresh draws)."""
+    points per step (the current one plus ``K - 1`` fresh draws); it draws the candidates
+    and the uniform and calls :func:`isir_select`."""
     if not isinstance(num_candidates, int) or isinstance(num_candidates, bool) or num_candidates < 2:
         raise ValueError(f"num_candidates must be an integer >= 2, got {num_candidates!r}")
 
@@ -73,19 +120,8 @@ def build_kernel(
         xs = jnp.asarray(xs, dtype=dtype)
         log_qs = jnp.asarray(log_qs, dtype=dtype)
         log_ps = jnp.asarray(jax.vmap(log_prob_fn)(xs), dtype=dtype)
-        log_w_new = log_ps - log_qs
-        fresh_finite = jnp.isfinite(log_w_new)
-        log_w_new = jnp.where(fresh_finite, log_w_new, -jnp.inf)
-        log_w = jnp.concatenate([(state.log_prob - state.log_q)[None], log_w_new])
-        idx = jax.random.categorical(key_pick, log_w)
-        all_x = jnp.concatenate([state.position[None], xs])
-        all_p = jnp.concatenate([state.log_prob[None], log_ps])
-        all_q = jnp.concatenate([state.log_q[None], log_qs])
-        new_state = ISIRState(all_x[idx], all_p[idx], all_q[idx])
-        probs = jax.nn.softmax(log_w)
-        ess = 1.0 / jnp.sum(probs**2)
-        info = ISIRInfo(idx > 0, 1.0 - probs[0], jnp.all(fresh_finite), ess)
-        return new_state, info
+        u = jax.random.uniform(key_pick, (), dtype=jnp.result_type(dtype, float))
+        return isir_select(u, state, ISIRState(xs, log_ps, log_qs))
 
     return kernel
 

@@ -1,19 +1,26 @@
-r"""Metropolis-adjusted Langevin algorithm (MALA).
+r"""Metropolis-adjusted Langevin algorithm (MALA), optionally preconditioned.
 
-One Euler-Maruyama step of the Langevin diffusion with step size :math:`\epsilon`,
+One Euler-Maruyama step of the Langevin diffusion with step size :math:`\epsilon` and
+inverse mass (preconditioner) :math:`M^{-1} = L L^\top` (default the identity),
 
 .. math::
 
-    y = x + \epsilon \nabla\log\pi(x) + \sqrt{2\epsilon}\,\xi, \qquad \xi\sim\mathcal N(0, I),
+    y = x + \epsilon M^{-1}\nabla\log\pi(x) + \sqrt{2\epsilon}\,L\xi, \qquad \xi\sim\mathcal N(0, I),
 
 corrected by Metropolis-Hastings with the proposal density
-:math:`\log q(y \mid x) = -\lVert y - x - \epsilon\nabla\log\pi(x)\rVert^2 / (4\epsilon)`:
+:math:`\log q(y \mid x) = -(y - x - \epsilon M^{-1}\nabla\log\pi(x))^\top M
+(y - x - \epsilon M^{-1}\nabla\log\pi(x)) / (4\epsilon)`:
 
 .. math::
 
     \log r = \log\pi(y) - \log\pi(x) + \log q(x \mid y) - \log q(y \mid x).
 
-References: Roberts & Tweedie, Bernoulli 2(4) 341 (1996).
+:func:`transition` is the deterministic map given the pre-drawn :math:`\xi` and
+:math:`\log u`, :math:`u \sim U(0, 1)` (so a sampler can draw them in bulk);
+:func:`build_kernel`'s kernel draws them from its key and calls it.
+
+References: Roberts & Tweedie, Bernoulli 2(4) 341 (1996); Girolami & Calderhead,
+JRSS B 73, 123 (2011) (the constant-metric preconditioned form).
 """
 
 from __future__ import annotations
@@ -23,11 +30,11 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from flowsamp.base import SamplingAlgorithm, metropolis_accept, select
-from flowsamp.kernels import _flat
+from flowsamp.base import SamplingAlgorithm, metropolis_test, select
+from flowsamp.kernels import _flat, _mass
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
-__all__ = ["MALAState", "MALAInfo", "init", "build_kernel", "mala"]
+__all__ = ["MALAState", "MALAInfo", "init", "transition", "build_kernel", "mala"]
 
 
 class MALAState(NamedTuple):
@@ -52,40 +59,86 @@ def init(position: Any, log_prob_fn: LogProbFn) -> MALAState:
     return MALAState(position, log_prob, grad)
 
 
-def _log_q(to: Array, frm: Array, grad_frm: Array, step_size: Array) -> Array:
+def _log_q(to: Array, frm: Array, grad_frm: Array, step_size: Array, inv_mass: Array, chol: Array) -> Array:
     """:math:`\\log q(to \\mid frm)` up to the constant shared by both directions."""
-    diff = to - frm - step_size * grad_frm
-    return -jnp.sum(diff * diff) / (4.0 * step_size)
+    diff = to - frm - step_size * _mass.matvec(inv_mass, grad_frm)
+    return -_mass.quadratic(diff, chol) / (4.0 * step_size)
+
+
+def transition(
+    state: MALAState,
+    log_prob_fn: LogProbFn,
+    step_size: Any,
+    noise: Array,
+    log_u: Array,
+    inverse_mass: Any = None,
+) -> tuple[MALAState, MALAInfo]:
+    """One MALA transition given its random numbers.
+
+    Parameters
+    ----------
+    state
+        Current state (position, :math:`\\log\\pi(x)`, flat gradient).
+    log_prob_fn
+        Unnormalized log-density of one position.
+    step_size
+        :math:`\\epsilon > 0`.
+    noise
+        :math:`\\xi \\sim \\mathcal N(0, I)`, shaped like the flat position.
+    log_u
+        :math:`\\log u`, :math:`u \\sim U(0, 1)` (scalar) for the Metropolis test.
+    inverse_mass
+        :math:`M^{-1}`: ``None`` (identity), a scalar, a flat diagonal vector or a dense
+        ``(dim, dim)`` matrix.
+
+    Returns
+    -------
+    (MALAState, MALAInfo)
+        The proposal :math:`y` if :math:`\\log u < \\log r` (NaN-safe: a non-finite
+        :math:`\\log r` is a rejection), else ``state``.
+    """
+    flat, unravel = _flat.flatten(state.position)
+    step_size = _flat.as_param(step_size, flat.dtype)
+    inv_mass = _mass.as_inverse_mass(inverse_mass, flat.dtype)
+    chol = _mass.cholesky(inv_mass)
+    new_flat = (
+        flat
+        + step_size * _mass.matvec(inv_mass, state.grad)
+        + jnp.sqrt(2.0 * step_size) * _mass.noise_scale(noise, chol)
+    )
+    flat_log_prob = _flat.flat_log_prob(log_prob_fn, unravel)
+    log_prob, grad = jax.value_and_grad(flat_log_prob)(new_flat)
+    log_ratio = (
+        log_prob
+        - state.log_prob
+        + _log_q(flat, new_flat, grad, step_size, inv_mass, chol)
+        - _log_q(new_flat, flat, state.grad, step_size, inv_mass, chol)
+    )
+    is_accepted, rate, is_finite = metropolis_test(log_u, log_ratio)
+    proposal = MALAState(unravel(new_flat), log_prob, grad)
+    new_state = select(is_accepted, proposal, state)
+    return new_state, MALAInfo(is_accepted, rate, is_finite)
 
 
 def build_kernel() -> Callable[..., tuple[MALAState, MALAInfo]]:
-    """Return ``kernel(key, state, log_prob_fn, step_size) -> (state, info)``."""
+    """Return ``kernel(key, state, log_prob_fn, step_size, inverse_mass=None) -> (state, info)``.
+
+    The kernel draws :math:`\\xi` and :math:`\\log u` from ``key`` and calls :func:`transition`.
+    """
 
     def kernel(
-        key: PRNGKey, state: MALAState, log_prob_fn: LogProbFn, step_size: Any
+        key: PRNGKey, state: MALAState, log_prob_fn: LogProbFn, step_size: Any, inverse_mass: Any = None
     ) -> tuple[MALAState, MALAInfo]:
         key_prop, key_acc = jax.random.split(key)
-        flat, unravel = _flat.flatten(state.position)
-        step_size = _flat.as_param(step_size, flat.dtype)
+        flat, _ = _flat.flatten(state.position)
         noise = _flat.normal(key_prop, flat)
-        new_flat = flat + step_size * state.grad + jnp.sqrt(2.0 * step_size) * noise
-        flat_log_prob = _flat.flat_log_prob(log_prob_fn, unravel)
-        log_prob, grad = jax.value_and_grad(flat_log_prob)(new_flat)
-        log_ratio = (
-            log_prob
-            - state.log_prob
-            + _log_q(flat, new_flat, grad, step_size)
-            - _log_q(new_flat, flat, state.grad, step_size)
-        )
-        is_accepted, rate, is_finite = metropolis_accept(key_acc, log_ratio)
-        proposal = MALAState(unravel(new_flat), log_prob, grad)
-        new_state = select(is_accepted, proposal, state)
-        return new_state, MALAInfo(is_accepted, rate, is_finite)
+        log_u = _flat.log_uniform(key_acc, state.log_prob)
+        return transition(state, log_prob_fn, step_size, noise, log_u, inverse_mass)
 
     return kernel
 
 
-def mala(log_prob_fn: LogProbFn, step_size: Any) -> SamplingAlgorithm:
+def mala(log_prob_fn: LogProbFn, step_size: Any, inverse_mass: Any = None) -> SamplingAlgorithm:
     """MALA as ``SamplingAlgorithm(init, step)``.
 
     Parameters
@@ -94,6 +147,10 @@ def mala(log_prob_fn: LogProbFn, step_size: Any) -> SamplingAlgorithm:
         Unnormalized log-density :math:`\\log\\pi(x)` of one position (differentiable).
     step_size
         :math:`\\epsilon` in the proposal above (the Langevin time step).
+    inverse_mass
+        Preconditioner :math:`M^{-1}`: ``None`` (identity), a scalar, the flat diagonal or a
+        dense ``(dim, dim)`` matrix (e.g. the ``params`` of
+        :func:`flowsamp.kernels.window_adaptation`).
 
     Returns
     -------
@@ -106,6 +163,6 @@ def mala(log_prob_fn: LogProbFn, step_size: Any) -> SamplingAlgorithm:
         return init(position, log_prob_fn)
 
     def step_fn(key: PRNGKey, state: MALAState) -> tuple[MALAState, MALAInfo]:
-        return kernel(key, state, log_prob_fn, step_size)
+        return kernel(key, state, log_prob_fn, step_size, inverse_mass)
 
     return SamplingAlgorithm(init_fn, step_fn)

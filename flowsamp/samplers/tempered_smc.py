@@ -34,6 +34,7 @@ from jax.scipy.special import logsumexp
 
 from flowsamp.base import as_key, check_finite_positions, metropolis_accept
 from flowsamp.estimators.weights import ess as kish_ess
+from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE, robbins_monro
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = ["TemperedSMCOutput", "tempered_smc"]
@@ -172,7 +173,8 @@ def tempered_smc(
             x = jnp.where(acc[:, None], y, x)
             ll, lp = jnp.where(acc, ll_y, ll), jnp.where(acc, lp_y, lp)
             mean_rate = jnp.mean(rate)
-            s = s * jnp.exp(mean_rate - 0.234)  # Robbins-Monro-like scale adaptation
+            scale_adapt = robbins_monro(TARGET_ACCEPTANCE["rwmh"], 1.0)
+            s = jnp.exp(scale_adapt.update(scale_adapt.init(s), mean_rate).log_step_size)
             return (x, ll, lp, s), mean_rate
 
         (x, ll, lp, scale), rates = jax.lax.scan(mh, (x, ll, lp, scale), jax.random.split(k_mcmc, num_mcmc_steps))
