@@ -19,6 +19,7 @@ from flowsamp.estimators import ess as _ess
 from flowsamp.estimators import expectation as _expectation
 from flowsamp.estimators import log_evidence, pareto_k
 from flowsamp.estimators import mode_weights as _mode_weights
+from flowsamp.estimators.verdict import Thresholds, importance_verdict, warn_if_not_converged
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = ["ISResult", "importance_sampling"]
@@ -51,6 +52,14 @@ class ISResult(NamedTuple):
         ``observables(x_i)`` stacked, or ``None`` when not requested.
     num_nonfinite
         Number of draws whose log-weight is NaN (given zero weight).
+    diagnostics
+        :func:`flowsamp.estimators.importance_verdict` diagnostics: ``ess``, ``k_hat``,
+        ``num_samples``, ``num_nonfinite`` (NaN or infinite log-weights).
+    converged
+        Whether ESS :math:`\ge` ``thresholds.min_ess``, :math:`\hat k \le` ``thresholds.max_khat``
+        and no log-weight is NaN.
+    problems
+        The failed checks as plain sentences.
     """
 
     log_Z: Array
@@ -64,6 +73,9 @@ class ISResult(NamedTuple):
     samples: Array | None
     observables: Any
     num_nonfinite: int
+    diagnostics: dict
+    converged: bool
+    problems: list
 
     @property
     def num_samples(self) -> int:
@@ -177,6 +189,8 @@ def importance_sampling(
     batch_size: int = 8192,
     keep_samples: bool = True,
     observables: Callable[[Array], Any] | None = None,
+    thresholds: Thresholds | None = None,
+    warn: bool = True,
 ) -> ISResult:
     r"""Importance sampling of an unnormalised target p with proposal q.
 
@@ -209,13 +223,23 @@ def importance_sampling(
     observables
         Optional ``f(x) -> array (pytree)`` evaluated inside the batched loop and stored;
         ``result.expectation()`` then returns :math:`E_p[f]` and its SE.
+    thresholds
+        :class:`flowsamp.estimators.Thresholds` of the verdict (``min_ess``, ``max_khat``).
+    warn
+        Issue a :class:`flowsamp.NotConvergedWarning` when the verdict fails.
 
     Returns
     -------
     ISResult
         ``log_Z ± log_Z_se``, ``ess``, ``pareto_k``, ``elbo``, ``log_weights``, ``samples``...
         NaN log-weights (a NaN target density) get zero weight and are counted in
-        ``num_nonfinite``.
+        ``num_nonfinite``. With the verdict: ``diagnostics``, ``converged``, ``problems``.
+
+    Raises
+    ------
+    ValueError
+        When every log-weight is non-finite (NaN target densities, ``log_prob = -inf`` or
+        ``log_q = +inf`` at every draw): no estimate exists.
     """
     key = as_key(key)
     for name, v in (("num_samples", num_samples), ("batch_size", batch_size)):
@@ -246,7 +270,19 @@ def importance_sampling(
     log_w = out["log_p"] - log_q
     if log_w.ndim != 1 or log_w.shape[0] != num_samples:
         raise ValueError(f"importance_sampling: log-weights of shape {log_w.shape}, expected ({num_samples},)")
+    finite = np.isfinite(np.asarray(log_w))
+    if not finite.any():
+        lp, lq = np.asarray(out["log_p"]), np.asarray(log_q)
+        raise ValueError(
+            f"importance_sampling: all {num_samples} importance weights are non-finite: "
+            f"log_prob is NaN at {int(np.isnan(lp).sum())} draws and -inf at {int(np.isneginf(lp).sum())}, "
+            f"log_q is non-finite at {int((~np.isfinite(lq)).sum())}; the proposal does not cover the target "
+            "(or the target's log_prob fails on its draws)"
+        )
     summary = _summaries(log_w)
+    verdict = importance_verdict(log_w, thresholds=thresholds)
+    if warn:
+        warn_if_not_converged(verdict, "importance_sampling")
     return ISResult(
         log_Z=summary["log_Z"],
         log_Z_se=summary["log_Z_se"],
@@ -259,4 +295,7 @@ def importance_sampling(
         samples=out.get("x"),
         observables=out.get("obs"),
         num_nonfinite=int(summary["num_nonfinite"]),
+        diagnostics=verdict.diagnostics,
+        converged=verdict.converged,
+        problems=verdict.problems,
     )

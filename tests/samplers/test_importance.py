@@ -152,3 +152,20 @@ def test_bad_input_raises(args, exc):
 
 def test_top_level_name():
     assert fs.samplers.importance_sampling is importance_sampling
+
+
+def test_verdict_of_good_and_heavy_tailed_proposals(wide):
+    assert wide.converged and wide.problems == []
+    assert wide.diagnostics["ess"] == pytest.approx(float(wide.ess), rel=1e-5)
+    assert wide.diagnostics["k_hat"] == pytest.approx(float(wide.pareto_k), abs=1e-5)
+    # proposal narrower than the target (N(0, 0.5^2) for N(0.5, 1.5^2)): infinite weight variance
+    with pytest.warns(fs.NotConvergedWarning, match="k-hat"):
+        narrow = importance_sampling(KEY, gaussian_sampler(0.5), None, log_p, 2000)
+    assert not narrow.converged and narrow.diagnostics["k_hat"] > 0.7
+
+
+def test_all_nonfinite_weights_raise_naming_the_problem():
+    with pytest.raises(ValueError, match="all 100 importance weights are non-finite: log_prob is NaN at 100"):
+        importance_sampling(KEY, gaussian_sampler(1.0), None, lambda x: jnp.nan * x[0], 100)
+    with pytest.raises(ValueError, match="-inf at 100"):
+        importance_sampling(KEY, gaussian_sampler(1.0), None, lambda x: -jnp.inf + 0 * x[0], 100)
