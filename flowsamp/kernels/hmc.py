@@ -59,7 +59,11 @@ class HMCInfo(NamedTuple):
 
 
 def init(position: Any, log_prob_fn: LogProbFn) -> HMCState:
-    """Return the state at ``position`` with log-density and gradient cached."""
+    """Return the state at ``position`` with log-density and gradient cached.
+
+    Integer positions are cast to the default float dtype.
+    """
+    position = _flat.as_float_position(position)
     log_prob, grad = _flat.value_and_grad_flat(log_prob_fn, position)
     return HMCState(position, log_prob, grad)
 
@@ -172,13 +176,21 @@ def hmc(
         :math:`M^{-1}`: ``None`` (identity), a scalar, the flat diagonal or a dense
         ``(dim, dim)`` matrix (e.g. the ``params`` of :func:`flowsamp.kernels.window_adaptation`).
 
+    Raises
+    ------
+    ValueError
+        If ``step_size`` is not positive and finite, ``num_integration_steps`` is not an
+        integer >= 1 or ``inverse_mass`` is not positive (definite). Only concrete values are
+        checked; values traced inside ``jit`` are not.
+
     Returns
     -------
     SamplingAlgorithm
         ``init(position) -> HMCState``; ``step(key, state) -> (HMCState, HMCInfo)``.
     """
-    if isinstance(num_integration_steps, int) and num_integration_steps < 1:
-        raise ValueError(f"num_integration_steps must be >= 1, got {num_integration_steps}")
+    _flat.check_positive("step_size", step_size)
+    _flat.check_num_steps("num_integration_steps", num_integration_steps)
+    _flat.check_inverse_mass(inverse_mass)
     kernel = build_kernel()
 
     def init_fn(position: Any) -> HMCState:

@@ -54,7 +54,11 @@ class MALAInfo(NamedTuple):
 
 
 def init(position: Any, log_prob_fn: LogProbFn) -> MALAState:
-    """Return the state at ``position`` with log-density and gradient cached."""
+    """Return the state at ``position`` with log-density and gradient cached.
+
+    Integer positions are cast to the default float dtype.
+    """
+    position = _flat.as_float_position(position)
     log_prob, grad = _flat.value_and_grad_flat(log_prob_fn, position)
     return MALAState(position, log_prob, grad)
 
@@ -152,11 +156,19 @@ def mala(log_prob_fn: LogProbFn, step_size: Any, inverse_mass: Any = None) -> Sa
         dense ``(dim, dim)`` matrix (e.g. the ``params`` of
         :func:`flowsamp.kernels.window_adaptation`).
 
+    Raises
+    ------
+    ValueError
+        If ``step_size`` is not positive and finite or ``inverse_mass`` is not positive
+        (definite). Only concrete values are checked; values traced inside ``jit`` are not.
+
     Returns
     -------
     SamplingAlgorithm
         ``init(position) -> MALAState``; ``step(key, state) -> (MALAState, MALAInfo)``.
     """
+    _flat.check_positive("step_size", step_size)
+    _flat.check_inverse_mass(inverse_mass)
     kernel = build_kernel()
 
     def init_fn(position: Any) -> MALAState:

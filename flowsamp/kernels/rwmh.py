@@ -43,7 +43,11 @@ class RWMHInfo(NamedTuple):
 
 
 def init(position: Any, log_prob_fn: LogProbFn) -> RWMHState:
-    """Return the state at ``position`` with ``log_prob_fn(position)`` cached."""
+    """Return the state at ``position`` with ``log_prob_fn(position)`` cached.
+
+    Integer positions are cast to the default float dtype.
+    """
+    position = _flat.as_float_position(position)
     return RWMHState(position, log_prob_fn(position))
 
 
@@ -79,11 +83,17 @@ def rwmh(log_prob_fn: LogProbFn, scale: Any) -> SamplingAlgorithm:
     scale
         Proposal standard deviation, scalar or per dimension.
 
+    Raises
+    ------
+    ValueError
+        If ``scale`` is not positive and finite (checked when concrete, not when traced).
+
     Returns
     -------
     SamplingAlgorithm
         ``init(position) -> RWMHState``; ``step(key, state) -> (RWMHState, RWMHInfo)``.
     """
+    _flat.check_positive("scale", scale)
     kernel = build_kernel()
 
     def init_fn(position: Any) -> RWMHState:
