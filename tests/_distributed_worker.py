@@ -21,13 +21,14 @@ NUM_STEPS = 200
 FIELDS = ("positions", "final_position", "final_log_prob", "acceptance_rate", "num_accepted", "mean", "variance")
 
 
-def run_case(devices=None) -> dict:
+def run_case(devices=None, global_inputs: bool = False) -> dict:
     """MALA on a 3-D diagonal Gaussian (sds 1, 2, 0.5), 8 chains x 200 steps, key 1.
 
     The covariance is diagonal so that the target's matmul with ``L^{-1}`` is exact (every
     off-diagonal product is an exact zero): the numbers cannot depend on how XLA blocks the
     matmul for 8 chains on one device versus 2 per device, and the sharded run must equal
-    the single-process run bit for bit.
+    the single-process run bit for bit. With ``global_inputs`` each process hands over only
+    its own chains' starts, as a global array (``jax.make_array_from_process_local_data``).
     """
     import jax
     import numpy as np
@@ -37,6 +38,13 @@ def run_case(devices=None) -> dict:
     target = fs.targets.gaussian(np.zeros(3), np.diag([1.0, 4.0, 0.25]))
     kernel = fs.kernels.mala(target.log_prob, 0.5)
     x0 = target.sample(jax.random.key(0), NUM_CHAINS)
+    if global_inputs:
+        from flowsamp import parallel
+
+        mesh = parallel.chain_mesh(devices)
+        per_process = NUM_CHAINS // jax.process_count()
+        mine = np.asarray(x0)[jax.process_index() * per_process:(jax.process_index() + 1) * per_process]
+        x0 = jax.make_array_from_process_local_data(jax.sharding.NamedSharding(mesh, parallel.CHAINS), mine)
     with warnings.catch_warnings():  # 8 short chains need not pass the convergence verdict
         warnings.simplefilter("ignore")
         trace = fs.sample(jax.random.key(1), kernel, x0, NUM_STEPS, devices=devices)
@@ -64,6 +72,11 @@ def main(process_id: int, port: int, out_dir: str) -> None:
     t_import = time.perf_counter()
     result = run_case(devices)
     t_sample = time.perf_counter()
+    try:
+        from_global = run_case(devices, global_inputs=True)
+        global_error = None
+    except RuntimeError as err:  # fs.sample reading a global array it has not gathered
+        from_global, global_error = {}, str(err)
 
     # put_chains / gather: a global array split over both processes, gathered back.
     x = np.arange(NUM_CHAINS * 2, dtype=np.float32).reshape(NUM_CHAINS, 2)
@@ -80,10 +93,12 @@ def main(process_id: int, port: int, out_dir: str) -> None:
         "gather_ok": bool(np.array_equal(back, x)) and local_rows == NUM_CHAINS // jax.process_count(),
         "key_gather_ok": bool(np.array_equal(jax.random.key_data(keys),
                                              jax.random.key_data(jax.random.split(jax.random.key(5), NUM_CHAINS)))),
+        "global_inputs_error": global_error,
         "seconds": {"init": t_init - t_start, "import": t_import - t_init, "sample": t_sample - t_import,
                     "total": time.perf_counter() - t_start, "cpu": time.process_time()},
     }
     np.savez(os.path.join(out_dir, f"process_{process_id}.npz"), **result)
+    np.savez(os.path.join(out_dir, f"process_{process_id}_global.npz"), **from_global)
     with open(os.path.join(out_dir, f"process_{process_id}.json"), "w") as f:
         json.dump(info, f)
     jax.distributed.shutdown()
