@@ -13,6 +13,7 @@ from flowsamp.targets.base import Target
 from flowsamp.targets.dual_moon import DualMoon, dual_moon
 from flowsamp.targets.funnel import Funnel, funnel
 from flowsamp.targets.gaussian import Gaussian, gaussian
+from flowsamp.targets.inference_gym import InferenceGymTarget, inference_gym
 from flowsamp.targets.gaussian_mixture import (
     GaussianMixture,
     four_mode_mixture,
@@ -40,6 +41,8 @@ __all__ = [
     "Target",
     "Gaussian",
     "gaussian",
+    "InferenceGymTarget",
+    "inference_gym",
     "GaussianMixture",
     "gaussian_mixture",
     "four_mode_mixture",
