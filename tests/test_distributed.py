@@ -23,6 +23,7 @@ import pytest
 import _distributed_worker as worker
 
 WORKER = Path(__file__).with_name("_distributed_worker.py")
+CLUSTER_VARS = ("SLURM_", "OMPI_", "PMI_", "PMIX_", "JAX_COORDINATOR", "JAX_LOCAL_DEVICE_IDS", "TPU_")
 TIMEOUT_S = 300  # both workers together; they take ~20 s on 2 idle cores
 
 
@@ -35,28 +36,31 @@ def free_port() -> int:
 def run_workers(out_dir: Path, reference_fn):
     """Start both workers, run ``reference_fn()`` meanwhile, wait (killing both on timeout)."""
     port = free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    procs = [
-        subprocess.Popen([sys.executable, str(WORKER), str(i), str(port), str(out_dir)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)
-    ]
+    # A plain localhost job: drop cluster variables (SLURM, Open MPI, PMI) that jax.distributed
+    # would otherwise read, e.g. SLURM_LOCALID restricting each process to one device.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CLUSTER_VARS)}
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    logs = [out_dir / f"process_{i}.log" for i in range(2)]  # files: a full pipe cannot block a worker
+    procs = []
+    for i, log in enumerate(logs):
+        with open(log, "w") as f:
+            cmd = [sys.executable, str(WORKER), str(i), str(port), str(out_dir)]
+            procs.append(subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT))
+    tail = lambda i: logs[i].read_text()[-3000:]  # noqa: E731
     try:
         reference = reference_fn()
         deadline = time.monotonic() + TIMEOUT_S
-        outputs = [p.communicate(timeout=max(1.0, deadline - time.monotonic())) for p in procs]
-    except subprocess.TimeoutExpired:
         for p in procs:
-            p.kill()
-        tails = [p.communicate()[1][-2000:] for p in procs]
-        pytest.fail(f"2-process run did not finish within {TIMEOUT_S} s; stderr tails: {tails}")
+            p.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"2-process run did not finish within {TIMEOUT_S} s; logs: {tail(0)}\n---\n{tail(1)}")
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for i, (p, (_, err)) in enumerate(zip(procs, outputs)):
-        assert p.returncode == 0, f"worker {i} exited with {p.returncode}:\n{err[-4000:]}"
+    for i, p in enumerate(procs):
+        assert p.returncode == 0, f"worker {i} exited with {p.returncode}:\n{tail(i)}"
     return reference
 
 
