@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowsamp.base import as_key
+from flowsamp.estimators.verdict import Verdict, warn_if_not_converged
 from flowsamp.samplers.flat_histogram import compensated, energy_bins, normalize_log_g
 from flowsamp.samplers.wang_landau import WangLandauState, build_sweeps, make_windows
 from flowsamp.types import PRNGKey
@@ -45,7 +46,9 @@ class MulticanonicalResult(NamedTuple):
     counts summed over walkers; ``walker_histograms`` (W, K) the same per walker
     (independent replicas: their spread gives standard errors); ``weights_log_g`` (K,) the fixed ln g-hat of the
     production run; ``flatness`` (num_iterations + 1,) min H / mean H of every iteration
-    (the last entry is the production run).
+    (the last entry is the production run); ``diagnostics`` (``flatness``, ``production_flatness``,
+    ``num_unvisited`` production levels, ``walker_levels_missed``: levels some walker never
+    visited); ``converged`` (every level visited in production) and ``problems``.
     """
 
     energies: np.ndarray
@@ -54,6 +57,9 @@ class MulticanonicalResult(NamedTuple):
     walker_histograms: np.ndarray
     weights_log_g: np.ndarray
     flatness: np.ndarray
+    diagnostics: dict
+    converged: bool
+    problems: list
 
 
 def multicanonical(
@@ -148,4 +154,21 @@ def multicanonical(
     ground = math.log(target.num_states)
     if np.isfinite(log_g[0]):
         log_g = normalize_log_g(log_g, ground)
-    return MulticanonicalResult(bins.levels, log_g, hist, walker_hist, log_g_hat, np.asarray(flat))
+    verdict = _verdict(hist, walker_hist, np.asarray(flat))
+    warn_if_not_converged(verdict, "multicanonical")
+    return MulticanonicalResult(bins.levels, log_g, hist, walker_hist, log_g_hat, np.asarray(flat), *verdict)
+
+
+def _verdict(hist: np.ndarray, walker_hist: np.ndarray, flat: np.ndarray) -> Verdict:
+    """Every level must be visited in production (else ln g is -inf there)."""
+    unvisited = int(np.sum(hist == 0))
+    missed = int(np.sum(np.any(walker_hist == 0, axis=0)))
+    problems = []
+    if unvisited:
+        problems.append(
+            f"{unvisited} of {hist.size} energy levels never visited in production: ln g is -inf there "
+            "(more iterations or better initial_log_g)"
+        )
+    diag = {"flatness": flat, "production_flatness": float(flat[-1]), "num_unvisited": unvisited,
+            "walker_levels_missed": missed}
+    return Verdict(diag, not problems, problems)

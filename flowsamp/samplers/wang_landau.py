@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowsamp.base import as_key
+from flowsamp.estimators.verdict import Verdict, warn_if_not_converged
 from flowsamp.samplers.flat_histogram import (
     Compensated,
     compensated,
@@ -87,8 +88,12 @@ class WangLandauResult(NamedTuple):
     last stage; ``num_sweeps`` sweeps per walker; ``times`` (sweeps per walker),
     ``errors`` (mean |ln g - ln g_exact| over levels, or NaN without a reference) and
     ``log_f`` (mean effective ln f over groups) and ``elapsed`` (wall seconds since the
-    call began, compilation included) at every check; ``converged``; ``windows``
-    (G, 2) inclusive level ranges; ``state`` the final :class:`WangLandauState`.
+    call began, compilation included) at every check; ``converged`` (every group's ln f fell
+    below ``log_f_final``, or ``stop_error`` was reached); ``windows`` (G, 2) inclusive level
+    ranges; ``state`` the final :class:`WangLandauState`; ``diagnostics`` (``num_sweeps``,
+    ``final_log_f``, ``log_f_final``, ``groups_active``, ``flatness`` per group = min H /
+    mean H over its window, ``error`` against the exact ln g or NaN, ``stop_error``);
+    ``problems`` the reasons it did not converge, as sentences.
     """
 
     energies: np.ndarray
@@ -102,6 +107,8 @@ class WangLandauResult(NamedTuple):
     converged: bool
     windows: np.ndarray
     state: WangLandauState
+    diagnostics: dict
+    problems: list
 
 
 def make_windows(num_levels: int, num_windows: int, overlap: float) -> np.ndarray:
@@ -396,6 +403,8 @@ def wang_landau(
             break
 
     lg = _estimate(state, windows, window_of_group, log_g0)
+    verdict = _verdict(state, masks, sweeps, max_sweeps, log_f_final, log_fs, errors, stop_error)
+    warn_if_not_converged(verdict, "wang_landau")
     return WangLandauResult(
         energies=bins.levels,
         log_g=lg,
@@ -405,10 +414,41 @@ def wang_landau(
         errors=np.asarray(errors),
         log_f=np.asarray(log_fs),
         elapsed=np.asarray(elapsed),
-        converged=not bool(np.asarray(state.active).any()),
+        converged=verdict.converged,
         windows=windows,
         state=state,
+        diagnostics=verdict.diagnostics,
+        problems=verdict.problems,
     )
+
+
+def _verdict(state, masks, sweeps, max_sweeps, log_f_final, log_fs, errors, stop_error) -> Verdict:
+    """Converged when every group finished its ln f schedule, or the error reached ``stop_error``."""
+    active = np.asarray(state.active)
+    hist = np.asarray(state.histogram, np.float64)
+    masks = np.asarray(masks, bool)
+    flat = np.array([h[m].min() / h[m].mean() if h[m].mean() > 0 else 0.0 for h, m in zip(hist, masks)])
+    error = float(errors[-1]) if errors else float("nan")
+    reached = stop_error is not None and np.isfinite(error) and error <= stop_error
+    problems = []
+    if active.any() and not reached:
+        problems.append(
+            f"ln f did not fall below log_f_final = {log_f_final:g} within {sweeps} sweeps "
+            f"(max_sweeps {max_sweeps}): {int(active.sum())} of {active.size} groups still active, "
+            f"mean ln f {log_fs[-1] if log_fs else float('nan'):.3g}"
+        )
+    if stop_error is not None and np.isfinite(error) and not reached:
+        problems.append(f"error {error:.3g} against the exact ln g did not reach stop_error {stop_error:g}")
+    diag = {
+        "num_sweeps": int(sweeps),
+        "final_log_f": float(log_fs[-1]) if log_fs else float("nan"),
+        "log_f_final": float(log_f_final),
+        "groups_active": int(active.sum()),
+        "flatness": flat,
+        "error": error,
+        "stop_error": stop_error,
+    }
+    return Verdict(diag, not problems, problems)
 
 
 def _estimate(state, windows, window_of_group, log_g0) -> np.ndarray:

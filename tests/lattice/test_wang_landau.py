@@ -162,3 +162,23 @@ def test_potts_q10_multicanonical_double_peak():
     # outwards by the finite size, with a valley between them
     assert e[lo_peak] < -1.6 and e[hi_peak] > -1.05
     assert p[(e > e[lo_peak]) & (e < e[hi_peak])].min() < 0.8 * p[lo_peak]
+
+
+def test_wang_landau_verdict(ising4, wl4):
+    # 1/t for 4000 sweeps ends at ln f ~ 2e-4, far above log_f_final = 1e-8: accurate but unfinished
+    assert not wl4.converged and wl4.problems[0].startswith("ln f did not fall below log_f_final = 1e-08")
+    assert wl4.diagnostics["error"] == wl4.errors[-1] and wl4.diagnostics["num_sweeps"] == wl4.num_sweeps
+    with pytest.warns(fs.NotConvergedWarning, match="ln f did not fall below log_f_final"):
+        short = fs.samplers.wang_landau(jax.random.key(1), ising4, num_walkers=4, check_every=100,
+                                        max_sweeps=100, stop_error=1e-6)
+    assert not short.converged and any("did not reach stop_error" in p for p in short.problems)
+    loose = fs.samplers.wang_landau(jax.random.key(1), ising4, num_walkers=4, check_every=100,
+                                    max_sweeps=100_000, stop_error=10.0)
+    assert loose.converged and loose.num_sweeps < 1000 and loose.diagnostics["error"] <= 10.0
+
+
+def test_multicanonical_verdict(ising4):
+    with pytest.warns(fs.NotConvergedWarning, match="never visited in production"):
+        res = fs.samplers.multicanonical(jax.random.key(3), ising4, num_walkers=2, num_iterations=0,
+                                         num_production_sweeps=1, chunk=1)
+    assert not res.converged and res.diagnostics["num_unvisited"] > 0
