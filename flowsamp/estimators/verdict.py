@@ -54,6 +54,10 @@ class Thresholds:
         arXiv:1507.02646).
     min_ess
         Smallest Kish ESS of importance-sampling / SMC weights.
+    min_acceptance
+        Smallest acceptance of a move step in SMC (:func:`flowsamp.samplers.tempered_smc`):
+        below it the particles barely move. Not applied to plain MCMC, where low acceptance
+        can be legitimate (cold spin systems) and shows in the ESS anyway.
     """
 
     rhat: float = 1.01
@@ -65,6 +69,7 @@ class Thresholds:
     mode_drift_min: float = 0.02
     max_khat: float = 0.7
     min_ess: float = 100.0
+    min_acceptance: float = 0.05
 
 
 class Verdict(NamedTuple):

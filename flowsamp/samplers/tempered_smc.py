@@ -33,6 +33,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from flowsamp.base import as_key, check_finite_positions, metropolis_accept
+from flowsamp.estimators.verdict import Thresholds, Verdict, warn_if_not_converged
 from flowsamp.estimators.weights import ess as kish_ess
 from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE, robbins_monro
 from flowsamp.types import Array, LogProbFn, PRNGKey
@@ -47,7 +48,13 @@ class TemperedSMCOutput(NamedTuple):
     last resampling and moves, in random order); ``log_Z``: :math:`\\ln \\hat Z` relative to the prior's
     normalisation; ``betas``: the inverse temperatures :math:`\\beta_1..\\beta_T`; ``ess``:
     ESS/N of each step's incremental weights; ``acceptance``: mean RWMH acceptance per step;
-    ``scale``: the proposal scale s per step; ``num_steps`` T; ``wall_s`` compile included.
+    ``scale``: the proposal scale s per step; ``num_steps`` T; ``wall_s`` compile included;
+    ``diagnostics`` (``ess`` per step, ``min_ess``, ``final_ess`` = Kish ESS of the last
+    incremental weights in particles, ``acceptance`` per step, ``min_acceptance``,
+    ``num_steps``, ``final_beta``), ``converged`` and ``problems``: :math:`\beta` short of 1
+    after ``max_steps``, a move step whose acceptance fell below
+    ``thresholds.min_acceptance`` (the particles barely moved: resampled copies stay copies),
+    or a final ESS below ``thresholds.min_ess``.
     """
 
     particles: Array
@@ -58,6 +65,9 @@ class TemperedSMCOutput(NamedTuple):
     scale: np.ndarray
     num_steps: int
     wall_s: float
+    diagnostics: dict
+    converged: bool
+    problems: list
 
 
 def _systematic_indices(key: PRNGKey, log_w: Array) -> Array:
@@ -99,6 +109,8 @@ def tempered_smc(
     initial_scale: float | None = None,
     max_steps: int = 500,
     callback: Callable[[int, dict], None] | None = None,
+    thresholds: Thresholds | None = None,
+    warn: bool = True,
 ) -> TemperedSMCOutput:
     r"""Run adaptive tempered SMC from prior draws to the posterior :math:`p_0 L / Z`.
 
@@ -119,10 +131,15 @@ def tempered_smc(
     initial_scale
         Starting proposal scale s (default :math:`2.38/\sqrt d`).
     max_steps
-        Raise ``RuntimeError`` if β has not reached 1 after this many steps.
+        Budget of tempering steps; if β has not reached 1 by then the result is returned
+        not converged (``problems`` says so) with a :class:`flowsamp.NotConvergedWarning`.
     callback
         ``callback(step, stats)`` on the host after each step (``beta``, ``ess``,
         ``acceptance``, ``scale``, ``log_Z``).
+    thresholds
+        :class:`flowsamp.estimators.Thresholds` of the verdict (``min_acceptance``, ``min_ess``).
+    warn
+        Issue a :class:`flowsamp.NotConvergedWarning` when the verdict fails.
 
     Returns
     -------
@@ -196,12 +213,44 @@ def tempered_smc(
             callback(t, {"beta": betas[-1], "ess": esss[-1], "acceptance": accs[-1], "scale": scales[-1], "log_Z": log_Z})
         if betas[-1] >= 1.0:
             break
-    else:
-        raise RuntimeError(f"tempered_smc: beta reached only {betas[-1]:.3g} after max_steps={max_steps}")
     # systematic resampling leaves copies of one ancestor next to each other: shuffle, so that
     # any subset (e.g. the first C particles as MCMC starting points) is a fair draw
     x = x[jax.random.permutation(key, n)]
+    verdict = _verdict(np.asarray(betas), np.asarray(esss), np.asarray(accs), n, max_steps, thresholds)
+    if warn:
+        warn_if_not_converged(verdict, "tempered_smc")
     return TemperedSMCOutput(
         x, log_Z, np.asarray(betas), np.asarray(esss), np.asarray(accs), np.asarray(scales), len(betas),
-        time.perf_counter() - t0,
+        time.perf_counter() - t0, *verdict,
     )
+
+
+def _verdict(betas: np.ndarray, ess: np.ndarray, acc: np.ndarray, n: int, max_steps: int,
+             thresholds: Thresholds | None) -> Verdict:
+    th = thresholds if thresholds is not None else Thresholds()
+    problems = []
+    if betas[-1] < 1.0:
+        problems.append(
+            f"beta reached only {betas[-1]:.3g} after max_steps={max_steps}: the particles are not "
+            "posterior draws and log_Z is that of the last tempered distribution"
+        )
+    low = acc < th.min_acceptance
+    if np.any(low):
+        t = int(np.argmax(low))
+        problems.append(
+            f"move acceptance {acc[t]:.3f} < {th.min_acceptance} at step {t} (beta {betas[t]:.3g}): "
+            "the particles barely move, resampled copies stay copies"
+        )
+    final_ess = float(ess[-1] * n)
+    if final_ess < th.min_ess:
+        problems.append(f"final-step ESS {final_ess:.0f} < {th.min_ess:.0f} particles")
+    diag = {
+        "ess": ess,
+        "min_ess": float(ess.min()),
+        "final_ess": final_ess,
+        "acceptance": acc,
+        "min_acceptance": float(acc.min()),
+        "num_steps": int(len(betas)),
+        "final_beta": float(betas[-1]),
+    }
+    return Verdict(diag, not problems, problems)

@@ -77,3 +77,24 @@ def test_runs_in_float64(x64):
     x0 = jax.random.normal(jax.random.key(3), (256, D), dtype=jnp.float64)
     out = fs.samplers.tempered_smc(jax.random.key(4), log_lik, log_prior, x0, num_mcmc_steps=5)
     assert out.particles.dtype == jnp.float64 and np.isfinite(out.log_Z)
+
+
+def test_verdict_converged_and_max_steps_flagged(replicates):
+    out = replicates[0]
+    assert out.converged and out.problems == []
+    d = out.diagnostics
+    assert d["num_steps"] == out.num_steps and d["final_beta"] == 1.0 and d["min_acceptance"] >= 0.05
+    assert d["final_ess"] == pytest.approx(out.ess[-1] * 1024)
+    x0 = jax.random.normal(jax.random.key(100), (1024, D))
+    with pytest.warns(fs.NotConvergedWarning, match="beta reached only"):
+        short = fs.samplers.tempered_smc(jax.random.key(0), log_lik, log_prior, x0, num_mcmc_steps=10, max_steps=2)
+    assert not short.converged and short.num_steps == 2 and short.betas[-1] < 1.0
+
+
+def test_acceptance_collapse_is_flagged(replicates):
+    # a scale of 100 prior sds with one move per step: almost nothing is accepted
+    x0 = jax.random.normal(jax.random.key(100), (1024, D))
+    with pytest.warns(fs.NotConvergedWarning, match="move acceptance"):
+        out = fs.samplers.tempered_smc(jax.random.key(0), log_lik, log_prior, x0, num_mcmc_steps=1,
+                                       initial_scale=100.0, max_steps=3)
+    assert out.diagnostics["min_acceptance"] < 0.05
