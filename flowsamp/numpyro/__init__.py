@@ -9,6 +9,7 @@ from flowsamp.numpyro import models
 from flowsamp.numpyro.global_local import GlobalLocalInfo, GlobalLocalState, global_local
 from flowsamp.numpyro.kernel import Kernel, KernelState
 from flowsamp.numpyro.target import NumpyroTarget, check_model_sites, prior_target, target
+from flowsamp.numpyro.convergence import verdict
 
 __all__ = [
     "GlobalLocalInfo",
@@ -21,4 +22,5 @@ __all__ = [
     "models",
     "prior_target",
     "target",
+    "verdict",
 ]
