@@ -6,12 +6,18 @@ A kernel module ``foo`` exposes
 * ``build_kernel(**static) -> kernel(key, state, log_prob_fn, **params) -> (FooState, FooInfo)``;
 * ``foo(log_prob_fn, **params) -> SamplingAlgorithm(init, step)`` with ``step(key, state)``.
 
+The public ``foo`` is a :class:`KernelAPI` (blackjax's ``GenerateSamplingAPI`` pattern): calling
+it builds the kernel, and it carries the module's parts (``foo.init``, ``foo.build_kernel``,
+``foo.transition``, ``foo.FooState`` ...), so the constructor never hides its module.
+
 States and infos are NamedTuples; keys are the first argument and are never stored.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +35,34 @@ class SamplingAlgorithm(NamedTuple):
 
     init: Callable[[Any], Any]
     step: Callable[[PRNGKey, Any], tuple[Any, Any]]
+
+
+class KernelAPI:
+    """A kernel constructor that carries its module's public parts.
+
+    ``KernelAPI(constructor, namespace, names)`` is called exactly like ``constructor``
+    (``fs.kernels.mala(log_prob, step_size=0.1) -> SamplingAlgorithm``) and has as attributes
+    the objects ``namespace[name]`` for every ``name`` in ``names`` other than the
+    constructor's own: ``init``, ``build_kernel``, ``transition`` where the module has one,
+    and its State/Info NamedTuples. This is blackjax's ``GenerateSamplingAPI``
+    (``blackjax/__init__.py``): the top-level name is an object, not a function shadowing its
+    module, so ``fs.kernels.hmc.transition`` and ``from flowsamp.kernels.hmc import
+    transition`` name the same function and the module is never out of reach. ``__name__``,
+    ``__doc__`` and the signature are the constructor's.
+    """
+
+    def __init__(self, constructor: Callable[..., SamplingAlgorithm], namespace: dict, names: Any) -> None:
+        functools.update_wrapper(self, constructor)
+        self._constructor = constructor
+        self.parts = tuple(n for n in names if n != constructor.__name__)
+        for name in self.parts:
+            setattr(self, name, namespace[name])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SamplingAlgorithm:
+        return self._constructor(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<flowsamp kernel {self.__module__}.{self.__name__} ({', '.join(self.parts)})>"
 
 
 def as_key(key: Any) -> PRNGKey:

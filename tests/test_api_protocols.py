@@ -1,9 +1,10 @@
 """Conformance of every kernel constructor in ``fs.kernels.__all__`` to the kernel contract.
 
-A kernel constructor is a function listed in ``fs.kernels.__all__`` whose module has ``init``
-and ``build_kernel``, or that is annotated to return ``SamplingAlgorithm`` (combinators such as
-``neutra``, which wrap another kernel and have no module-level ``init``). Each needs an entry in ``FACTORIES`` (how to build it on a small model):
-adding a kernel module without one fails ``test_every_kernel_has_a_factory``.
+A kernel constructor is a :class:`flowsamp.base.KernelAPI` listed in ``fs.kernels.__all__``
+(blackjax's ``GenerateSamplingAPI`` pattern): callable like the constructor, carrying its
+module's public names (``init``, ``build_kernel``, ``transition`` where present, State/Info
+types). Each needs an entry in ``FACTORIES`` (how to build it on a small model): adding a kernel
+module without one fails ``test_every_kernel_has_a_factory``.
 
 Contract (``flowsamp/base.py``), all kernels: ``init(position, <model>, ...)``, constructor
 ``foo(<model>, ...) -> SamplingAlgorithm(init, step)``, NamedTuple state with ``position`` and
@@ -14,6 +15,7 @@ object as the model (``init(position, target)``) and integer positions.
 """
 
 import inspect
+import pathlib
 import sys
 from typing import Any, Callable, NamedTuple
 
@@ -23,7 +25,7 @@ import numpy as np
 import pytest
 
 import flowsamp as fs
-from flowsamp.base import Proposal, SamplingAlgorithm
+from flowsamp.base import KernelAPI, Proposal, SamplingAlgorithm
 
 
 class Case(NamedTuple):
@@ -58,6 +60,11 @@ def _neutra(lp):
     return fs.kernels.neutra(lp, flow, flow.init(jax.random.key(0)), fs.kernels.mala, step_size=0.2)
 
 
+def _global_local(lp):
+    flow = fs.flows.realnvp(3, num_layers=2, hidden=(4,))
+    return fs.kernels.global_local(lp, flow, flow.init(jax.random.key(0)), 0.2)
+
+
 ISING = fs.targets.ising(4, 0.44)
 SPINS = np.ones((4, 4), np.int32)
 
@@ -69,6 +76,7 @@ FACTORIES = {
     "flow_imh": Case(lambda lp: fs.kernels.flow_imh(lp, wide_gaussian_proposal()), std_normal, X0, "continuous"),
     "isir": Case(lambda lp: fs.kernels.isir(lp, wide_gaussian_proposal(), 4), std_normal, X0, "continuous"),
     "neutra": Case(_neutra, std_normal, X0, "continuous"),
+    "global_local": Case(_global_local, std_normal, X0, "continuous"),
     "gibbs": Case(lambda t: fs.kernels.gibbs(t), ISING, SPINS, "spin"),
     "spin_metropolis": Case(lambda t: fs.kernels.spin_metropolis(t), ISING, SPINS, "spin"),
     "wolff": Case(lambda t: fs.kernels.wolff(t), ISING, SPINS, "spin"),
@@ -79,14 +87,12 @@ def discover_kernels():
     found = {}
     for name in fs.kernels.__all__:
         obj = getattr(fs.kernels, name)
-        if inspect.isfunction(obj) and obj.__name__ == name:
-            module = sys.modules[obj.__module__]
-            returns = inspect.signature(obj).return_annotation
-            if (hasattr(module, "init") and hasattr(module, "build_kernel")) or returns in (
-                SamplingAlgorithm,
-                "SamplingAlgorithm",
-            ):
-                found[name] = module
+        # a bare function returning SamplingAlgorithm would be a constructor that shadows its module
+        returns = getattr(obj, "__annotations__", {}).get("return") if inspect.isfunction(obj) else None
+        assert returns not in (SamplingAlgorithm, "SamplingAlgorithm"), f"{name} is a bare function: wrap it in KernelAPI"
+        if isinstance(obj, KernelAPI):
+            assert obj.__name__ == name
+            found[name] = sys.modules[obj.__module__]
     return found
 
 
@@ -100,9 +106,34 @@ def is_namedtuple(x):
 
 
 def test_every_kernel_has_a_factory():
-    assert {"rwmh", "mala", "hmc"} <= set(KERNELS)
+    assert {"rwmh", "mala", "hmc", "flow_imh", "isir", "neutra", "gibbs", "global_local"} <= set(KERNELS)
     missing = set(KERNELS) - set(FACTORIES)
     assert not missing, f"add a FACTORIES entry in tests/test_api_protocols.py for {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_object_carries_its_module(name):
+    """``fs.kernels.foo`` is the KernelAPI, its attributes are the module's public names
+    (the very objects ``from flowsamp.kernels.foo import ...`` gives), with its State type(s)."""
+    api, module = getattr(fs.kernels, name), KERNELS[name]
+    assert not inspect.ismodule(api) and callable(api)
+    assert getattr(module, name) is api
+    for part in module.__all__:
+        if part != name:
+            assert getattr(api, part) is getattr(module, part), part
+    for part in ("init", "build_kernel", "transition"):
+        if hasattr(module, part):
+            assert getattr(api, part) is getattr(module, part)
+    assert any(p.endswith("State") for p in module.__all__), module.__all__
+    assert inspect.signature(api) == inspect.signature(api.__wrapped__)
+
+
+def test_no_importlib_and_one_all_in_the_package():
+    root = pathlib.Path(fs.__file__).parent
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        assert "importlib" not in text, path
+        assert "__all__ +=" not in text, path
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -130,6 +161,9 @@ def test_init_state(stepped):
     case = FACTORIES[name]
     assert isinstance(alg, SamplingAlgorithm)
     assert is_namedtuple(state) and "position" in state._fields
+    api = getattr(fs.kernels, name)
+    state_types = [getattr(api, p) for p in api.parts if p.endswith("State")]
+    assert type(state) in state_types, (type(state), state_types)
     np.testing.assert_array_equal(state.position, case.position)
     if case.family == "continuous" and "log_prob" in state._fields:
         np.testing.assert_allclose(state.log_prob, case.model(state.position), rtol=1e-6)

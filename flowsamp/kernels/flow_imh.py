@@ -23,7 +23,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from flowsamp.base import Proposal, SamplingAlgorithm, metropolis_test, select
+from flowsamp.base import KernelAPI, Proposal, SamplingAlgorithm, metropolis_test, select
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = ["FlowIMHInfo", "FlowIMHState", "build_kernel", "flow_imh", "init", "imh_accept", "imh_test"]
@@ -155,3 +155,6 @@ def flow_imh(log_prob_fn: LogProbFn, proposal: Proposal) -> SamplingAlgorithm:
         return kernel(key, state, log_prob_fn, proposal)
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+flow_imh = KernelAPI(flow_imh, globals(), __all__)

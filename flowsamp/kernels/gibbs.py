@@ -24,7 +24,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from flowsamp.base import SamplingAlgorithm
+from flowsamp.base import KernelAPI, SamplingAlgorithm
 from flowsamp.kernels._spins import (
     SpinInfo,
     SpinState,
@@ -35,7 +35,7 @@ from flowsamp.kernels._spins import (
 from flowsamp.kernels._spins import init as _init
 from flowsamp.types import Array, PRNGKey
 
-__all__ = ["init", "build_kernel", "gibbs", "SimultaneousGibbsWarning"]
+__all__ = ["SpinState", "SpinInfo", "init", "build_kernel", "gibbs", "SimultaneousGibbsWarning"]
 
 ORDERS = ("checkerboard", "sequential", "simultaneous")
 
@@ -133,3 +133,6 @@ def gibbs(target: Any, order: str = "checkerboard", beta: float | None = None) -
         return kernel(key, state, target, jnp.asarray(b, state.energy.dtype))
 
     return SamplingAlgorithm(lambda position: init(position, target), step)
+
+
+gibbs = KernelAPI(gibbs, globals(), __all__)

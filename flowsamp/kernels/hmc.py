@@ -27,7 +27,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from flowsamp.base import SamplingAlgorithm, metropolis_test, select
+from flowsamp.base import KernelAPI, SamplingAlgorithm, metropolis_test, select
 from flowsamp.kernels import _flat, _mass
 from flowsamp.kernels.integrators import IntegratorState, kinetic_energy, leapfrog
 from flowsamp.types import Array, LogProbFn, PRNGKey
@@ -200,3 +200,6 @@ def hmc(
         return kernel(key, state, log_prob_fn, step_size, num_integration_steps, inverse_mass)
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+hmc = KernelAPI(hmc, globals(), __all__)

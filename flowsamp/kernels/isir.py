@@ -29,7 +29,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from flowsamp.base import Proposal, SamplingAlgorithm
+from flowsamp.base import KernelAPI, Proposal, SamplingAlgorithm
 from flowsamp.kernels.flow_imh import FlowIMHState, _check_proposal
 from flowsamp.kernels.flow_imh import init as _imh_init
 from flowsamp.types import Array, LogProbFn, PRNGKey
@@ -158,3 +158,6 @@ def isir(log_prob_fn: LogProbFn, proposal: Proposal, num_candidates: int = 16) -
         return kernel(key, state, log_prob_fn, proposal)
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+isir = KernelAPI(isir, globals(), __all__)

@@ -30,7 +30,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from flowsamp.base import SamplingAlgorithm, metropolis_test, select
+from flowsamp.base import KernelAPI, SamplingAlgorithm, metropolis_test, select
 from flowsamp.kernels import _flat, _mass
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
@@ -178,3 +178,6 @@ def mala(log_prob_fn: LogProbFn, step_size: Any, inverse_mass: Any = None) -> Sa
         return kernel(key, state, log_prob_fn, step_size, inverse_mass)
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+mala = KernelAPI(mala, globals(), __all__)

@@ -22,7 +22,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax.numpy as jnp
 
-from flowsamp.base import Flow, SamplingAlgorithm
+from flowsamp.base import Flow, KernelAPI, SamplingAlgorithm
 from flowsamp.kernels.mala import mala
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
@@ -109,3 +109,6 @@ def neutra(
         return NeuTraState(x.astype(state.position.dtype), latent), info
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+neutra = KernelAPI(neutra, globals(), __all__)

@@ -16,7 +16,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-from flowsamp.base import SamplingAlgorithm, metropolis_accept, select
+from flowsamp.base import KernelAPI, SamplingAlgorithm, metropolis_accept, select
 from flowsamp.kernels import _flat
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
@@ -103,3 +103,6 @@ def rwmh(log_prob_fn: LogProbFn, scale: Any) -> SamplingAlgorithm:
         return kernel(key, state, log_prob_fn, scale)
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+rwmh = KernelAPI(rwmh, globals(), __all__)

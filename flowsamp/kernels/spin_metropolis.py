@@ -20,12 +20,12 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from flowsamp.base import SamplingAlgorithm, metropolis_accept
+from flowsamp.base import KernelAPI, SamplingAlgorithm, metropolis_accept
 from flowsamp.kernels._spins import SpinInfo, SpinState, check_spin_target, checkerboard
 from flowsamp.kernels._spins import init as _init
 from flowsamp.types import Array, PRNGKey
 
-__all__ = ["init", "build_kernel", "spin_metropolis"]
+__all__ = ["SpinState", "SpinInfo", "init", "build_kernel", "spin_metropolis"]
 
 SCANS = ("random", "checkerboard")
 
@@ -126,3 +126,6 @@ def spin_metropolis(target: Any, scan: str = "random", beta: float | None = None
         return kernel(key, state, target, jnp.asarray(b, state.energy.dtype))
 
     return SamplingAlgorithm(lambda position: init(position, target), step)
+
+
+spin_metropolis = KernelAPI(spin_metropolis, globals(), __all__)

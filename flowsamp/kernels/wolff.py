@@ -21,12 +21,12 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from flowsamp.base import SamplingAlgorithm
+from flowsamp.base import KernelAPI, SamplingAlgorithm
 from flowsamp.kernels._spins import SpinInfo, SpinState, check_spin_target
 from flowsamp.kernels._spins import init as _init
 from flowsamp.types import Array, PRNGKey
 
-__all__ = ["init", "build_kernel", "wolff"]
+__all__ = ["SpinState", "SpinInfo", "init", "build_kernel", "wolff"]
 
 _SHIFTS = ((1, 0), (-1, 0), (1, 1), (-1, 1))  # (shift, axis) of the four neighbours
 
@@ -100,3 +100,6 @@ def wolff(target: Any, beta: float | None = None) -> SamplingAlgorithm:
         return kernel(key, state, target, jnp.asarray(b, state.energy.dtype))
 
     return SamplingAlgorithm(lambda position: init(position, target), step)
+
+
+wolff = KernelAPI(wolff, globals(), __all__)

@@ -5,8 +5,8 @@ Inside this subpackage ``import numpyro`` is absolute and resolves to the numpyr
 radial-velocity toy and its (v0, K)-marginalised form).
 """
 
+from flowsamp.kernels.global_local import GlobalLocalInfo, GlobalLocalState, global_local  # alias of fs.kernels'
 from flowsamp.numpyro import models
-from flowsamp.numpyro.global_local import GlobalLocalInfo, GlobalLocalState, global_local
 from flowsamp.numpyro.kernel import Kernel, KernelState
 from flowsamp.numpyro.target import NumpyroTarget, check_model_sites, prior_target, target
 from flowsamp.numpyro.convergence import verdict

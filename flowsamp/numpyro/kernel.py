@@ -87,7 +87,7 @@ class Kernel(MCMCKernel):
     adapt_step_size : bool
         Tune ``kernel_options["step_size"]`` (or ``"scale"``, rwmh's name) during warm-up
         by dual averaging, on the kernel's ``acceptance_rate`` (on ``local_acceptance_rate``
-        for :func:`flowsamp.numpyro.global_local`, whose step size is the local move's).
+        for :func:`flowsamp.kernels.global_local`, whose step size is the local move's).
     target_accept_prob : float, optional
         Dual-averaging target (default from :data:`DEFAULT_TARGET_ACCEPT`).
     **kernel_options
@@ -103,7 +103,7 @@ class Kernel(MCMCKernel):
     ``flow``, ``params`` and ``num_training_chains`` go to the sampler (``local``,
     ``num_local_steps``, ``max_training_loops``, ...). Every numpyro iteration then applies
     one flow independent-MH move and one local move with the trained flow and step size
-    (:func:`flowsamp.numpyro.global_local.global_local`); ``accept_prob`` is the flow
+    (:func:`flowsamp.kernels.global_local`); ``accept_prob`` is the flow
     move's. The training output is kept as ``kernel.flow_training_output``.
 
     The flow learns only what its chains have visited. For a posterior with many narrow,
@@ -289,7 +289,7 @@ class Kernel(MCMCKernel):
         a single chain trains with ``num_training_chains`` chains from the init strategy
         and starts from the first. Returns the trained chains' positions.
         """
-        from flowsamp.numpyro.global_local import global_local
+        from flowsamp.kernels.global_local import global_local
 
         if not (not_jax_tracer(flat) and not_jax_tracer(key)):
             raise ValueError(
