@@ -15,6 +15,7 @@ import numpy as np
 from flowsamp import estimators, flows, kernels, samplers, targets
 from flowsamp.cli import plots
 from flowsamp.cli.config import ConfigError, JobConfig, parse_flip
+from flowsamp.estimators.summary import summarize as run_summary
 
 #: Default starting box for targets whose typical set is far from the origin.
 _INIT_BOXES = {"muller_brown": ([-1.5, -0.5], [1.2, 2.0])}
@@ -77,29 +78,37 @@ def run_chains(
     num_chunks: int = 20,
     progress: bool = True,
     desc: str = "sampling",
-) -> tuple[np.ndarray, Any, np.ndarray]:
+) -> tuple[np.ndarray, Any, np.ndarray, dict[str, int | None]]:
     """Run ``fs.sample`` in equal chunks (one compilation) so a progress bar can advance.
 
-    Returns ``(positions (chains, steps//thin, dim), final_state, acceptance per chain)``.
+    Returns ``(positions (chains, steps//thin, dim), final_state, acceptance per chain,
+    counts)`` with ``counts`` the run's ``num_divergent`` (``None`` when the kernel does not
+    report divergences) and ``num_nonfinite`` proposals. The chunks' own verdicts are not
+    issued (a chunk is not a run); the caller judges the whole run.
     """
     num_chunks = max(1, min(num_chunks, num_steps // thin))
     chunk = (num_steps // num_chunks) // thin * thin
     done, pieces, acc, state = 0, [], [], start
+    counts: dict[str, int | None] = {"num_divergent": 0, "num_nonfinite": 0}
     with _progress(num_steps, desc, progress) as bar:
         for i in range(num_chunks):
             n = chunk if i < num_chunks - 1 else num_steps - done
             n -= n % thin
             if n <= 0:
                 continue
-            trace = samplers.sample(jax.random.fold_in(key, i), kernel, state, n, thin=thin)
+            trace = samplers.sample(jax.random.fold_in(key, i), kernel, state, n, thin=thin, warn=False)
             state = trace.final_state
+            counts["num_nonfinite"] += int(np.sum(np.asarray(trace.num_nonfinite)))
+            div = trace.diagnostics.get("num_divergent")
+            counts["num_divergent"] = None if div is None or counts["num_divergent"] is None else (
+                counts["num_divergent"] + int(div))
             pieces.append(np.asarray(trace.positions))
             acc.append((n, np.asarray(trace.acceptance_rate)))
             done += n
             bar.update(n)
     total = sum(n for n, _ in acc)
     acceptance = sum(n * a for n, a in acc) / total
-    return np.concatenate(pieces, axis=1), state, acceptance
+    return np.concatenate(pieces, axis=1), state, acceptance, counts
 
 
 def _grid_log_prob(target: Any) -> Callable | None:
@@ -120,55 +129,44 @@ def summarize(
     acceptance: np.ndarray,
     wall_time: float,
     extra: dict[str, Any] | None = None,
+    counts: dict[str, int | None] | None = None,
 ) -> dict[str, Any]:
-    """Estimates and diagnostics of a run (mode weights +/- SE vs exact, R-hat, ESS)."""
-    result: dict[str, Any] = {
-        "chains": int(positions.shape[0]),
-        "draws_per_chain": int(positions.shape[1]),
-        "wall_time_s": wall_time,
-        "acceptance_mean": float(np.mean(acceptance)),
-        "acceptance_min": float(np.min(acceptance)),
-    }
-    if positions.shape[1] >= 4:
-        result["rhat_max"] = float(np.max(estimators.rhat(positions)))
-        ess = estimators.mcmc_ess(positions)
-        result["ess_min"] = float(np.min(ess))
-        result["ess_min_per_s"] = result["ess_min"] / wall_time
-    num_modes = getattr(target, "num_modes", None)
-    exact = getattr(target, "mode_weights", None)
-    if num_modes and num_modes > 1:
-        labels = np.asarray(jax.jit(jax.vmap(target.mode_of))(jnp.asarray(positions).reshape(-1, target.dim)))
-        labels = labels.reshape(positions.shape[:2])
-        w, se = estimators.mode_weights(jnp.asarray(labels), int(num_modes))
-        result["mode_weights"] = np.asarray(w).tolist()
-        result["mode_weights_se"] = np.asarray(se).tolist()
-        if exact is not None:
-            result["mode_weights_exact"] = np.asarray(exact).tolist()
-            err = np.abs(np.asarray(w) - np.asarray(exact))
-            result["mode_weights_max_abs_error"] = float(err.max())
-            with np.errstate(divide="ignore", invalid="ignore"):
-                z = np.where(err == 0, 0.0, err / np.asarray(se))
-            result["mode_weights_z"] = z.tolist()
-    if getattr(target, "log_Z", None) is not None:
-        result["log_Z_exact"] = float(target.log_Z)
+    """The run summary (:func:`flowsamp.estimators.summary.summarize`) of chains' draws, plus ``extra``."""
+    counts = counts or {}
+    result = run_summary(np.asarray(positions), target, wall_s=wall_time, acceptance=acceptance,
+                         num_divergent=counts.get("num_divergent"), num_nonfinite=counts.get("num_nonfinite"))
     result.update(extra or {})
     return result
 
 
+def format_verdict(result: dict[str, Any]) -> str:
+    """The verdict lines: ``verdict: converged`` or ``verdict: NOT CONVERGED`` and the problems."""
+    if "converged" not in result:
+        return "verdict: not available"
+    if result["converged"]:
+        return "verdict: converged (R-hat, ESS, divergences and mode checks passed)"
+    return "\n".join(["verdict: NOT CONVERGED, do not trust these numbers:"] + [f"  - {p}" for p in result["problems"]])
+
+
 def format_report(name: str, result: dict[str, Any]) -> str:
-    """Human-readable table of :func:`summarize`'s result."""
+    """Human-readable table of a run summary, ending with the verdict."""
     lines = [
-        f"target: {name}   chains: {result['chains']}   draws/chain: {result['draws_per_chain']}",
-        f"wall time (compile included): {result['wall_time_s']:.1f} s",
-        f"acceptance: mean {result['acceptance_mean']:.3f}  min {result['acceptance_min']:.3f}",
+        f"target: {name}   chains: {result['num_chains']}   draws/chain: {result['num_draws']}",
+        f"wall time (compile included): {result['wall_s']:.1f} s",
     ]
-    if "rhat_max" in result:
+    if "acceptance" in result:
+        glob = result.get("global_acceptance")
+        lines.append(f"acceptance: local {result['acceptance']:.3f}"
+                     + (f"   global (flow) {glob:.3f}" if glob is not None else ""))
+    if "max_rhat" in result:
+        ess = result.get("min_ess_bulk")
         lines.append(
-            f"R-hat max: {result['rhat_max']:.3f}   min ESS: {result['ess_min']:.0f} "
-            f"({result['ess_min_per_s']:.1f}/s)"
+            f"R-hat max: {result['max_rhat']:.3f}"
+            + (f"   min bulk ESS: {ess:.0f} ({result.get('min_ess_bulk_per_s', float('nan')):.1f}/s)"
+               f"   min tail ESS: {result.get('min_ess_tail', float('nan')):.0f}" if ess is not None else "")
         )
     if "mode_weights" in result:
-        exact = result.get("mode_weights_exact")
+        exact = result.get("exact_mode_weights")
         lines.append("mode   estimate ± SE          exact      |err|/SE")
         for i, (w, se) in enumerate(zip(result["mode_weights"], result["mode_weights_se"])):
             if exact is not None:
@@ -177,11 +175,11 @@ def format_report(name: str, result: dict[str, Any]) -> str:
             else:
                 lines.append(f"{i:>4}   {w:.4f} ± {se:.4f}")
         if exact is not None:
-            zmax = max(result["mode_weights_z"])
-            verdict = "agree within 4 SE" if zmax <= 4 else "DISAGREE beyond 4 SE (chains have not mixed?)"
-            lines.append(f"mode weights {verdict}; max |err| = {result['mode_weights_max_abs_error']:.4f}")
-    if "log_Z_exact" in result:
-        lines.append(f"exact ln Z = {result['log_Z_exact']:.6f}")
+            agree = "agree within 4 SE" if result["max_z"] <= 4 else "DISAGREE beyond 4 SE (chains have not mixed?)"
+            lines.append(f"mode weights {agree}; max |err| = {result['max_abs_error']:.4f}")
+    if "exact_log_Z" in result:
+        lines.append(f"exact ln Z = {result['exact_log_Z']:.6f}")
+    lines.append(format_verdict(result))
     return "\n".join(lines)
 
 
@@ -218,11 +216,12 @@ def run_local_job(config: JobConfig, out_dir: Path, progress: bool = True, echo=
         else:
             state = samplers.sample(key_warm, factory(step_size), x0, r.warmup, keep="summary").final_state
     echo(f"{s.kernel}: step size {float(step_size):.4g} after {r.warmup} warm-up steps")
-    positions, _, acceptance = run_chains(
+    positions, _, acceptance, counts = run_chains(
         key_run, factory(step_size), state, r.steps, thin=r.thin, progress=progress, desc=s.kernel
     )
     wall = time.perf_counter() - start_time
-    result = summarize(target, positions, acceptance, wall, {"kernel": s.kernel, "step_size": float(step_size)})
+    result = summarize(target, positions, acceptance, wall, {"kernel": s.kernel, "step_size": float(step_size)},
+                       counts)
     if config.output.plot:
         result["plots"] = [str(p) for p in _write_outputs(out_dir, config.target.name, target, positions, result)]
     else:
@@ -251,8 +250,6 @@ def make_flow(config: JobConfig, dim: int) -> Any:
 
 def run_adaptive_job(config: JobConfig, out_dir: Path, progress: bool = True, echo=print) -> dict[str, Any]:
     """Adaptive global-local flow MCMC (local MALA/HMC + flow-IMH, flow trained by forward KL)."""
-    from flowsamp.samplers.flow_mcmc_summary import summarize as summarize_flow_run
-
     start_time = time.perf_counter()
     s, r = config.sampler, config.run
     target = make_target(config.target.name, config.target.options)
@@ -273,22 +270,12 @@ def run_adaptive_job(config: JobConfig, out_dir: Path, progress: bool = True, ec
         raise ConfigError(f"sampler.options: {err}") from err
     wall = time.perf_counter() - start_time
     positions = np.asarray(out.positions)
-    flow_summary = summarize_flow_run(out, target)
-    result = summarize(
-        target,
-        positions,
-        np.asarray([out.local_acceptance]),
-        wall,
-        {
-            "kernel": "adaptive_flow_mcmc",
-            "local_acceptance": flow_summary["local_acceptance"],
-            "global_acceptance": flow_summary["global_acceptance"],
-            "training_loops": flow_summary["training_loops"],
-        },
-    )
+    # the result's own verdict (out.converged / out.problems) when the sampler carries one,
+    # else the summary computes it from the production draws
+    result = {**run_summary(out, target, wall_s=wall), "kernel": "adaptive_flow_mcmc"}
     echo(
-        f"adaptive flow MCMC: {result['training_loops']} training loops; acceptance local "
-        f"{result['local_acceptance']:.3f}, global (flow) {result['global_acceptance']:.3f}"
+        f"adaptive flow MCMC: {result.get('training_loops')} training loops; acceptance local "
+        f"{result.get('acceptance', float('nan')):.3f}, global (flow) {result.get('global_acceptance', float('nan')):.3f}"
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     if config.output.plot:

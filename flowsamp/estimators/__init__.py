@@ -19,6 +19,7 @@ from flowsamp.estimators.verdict import (
     rank_diagnostics,
     warn_if_not_converged,
 )
+from flowsamp.estimators.summary import summarize
 from flowsamp.estimators.weights import ess, normalized_weights
 
 __all__ = [
@@ -42,5 +43,6 @@ __all__ = [
     "pareto_k",
     "rank_diagnostics",
     "rhat",
+    "summarize",
     "warn_if_not_converged",
 ]
