@@ -105,3 +105,19 @@ def test_global_initial_positions(two_processes):
     assert errors == [None, None], errors
     for i in range(2):
         check_equal(np.load(out / f"process_{i}_global.npz"), reference, f"process {i}, global inputs")
+
+
+def test_helpers_in_one_process():
+    """In one process: nothing spans processes, gather is the identity, put_chains splits."""
+    from flowsamp import parallel
+
+    mesh = parallel.chain_mesh(jax.devices())
+    assert not parallel.spans_processes(mesh)
+    x = np.arange(2.0 * mesh.devices.size).reshape(mesh.devices.size, 2).astype(np.float32)
+    tree = {"x": jax.numpy.asarray(x), "n": 3}
+    assert parallel.gather(tree)["x"] is tree["x"]
+    keys = jax.random.split(jax.random.key(5), mesh.devices.size)
+    put = parallel.put_chains({"x": x, "k": keys}, mesh)
+    assert put["x"].sharding.spec == parallel.CHAINS
+    np.testing.assert_array_equal(np.asarray(put["x"]), x)
+    np.testing.assert_array_equal(jax.random.key_data(put["k"]), jax.random.key_data(keys))
