@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpyro import diagnostics as _nd
 from scipy.special import ndtri
-from scipy.stats import rankdata
 
 from flowsamp.types import Array
 
@@ -91,7 +90,12 @@ def _z_scale(x: np.ndarray) -> np.ndarray:
     :math:`r` the (average) rank among the :math:`S` pooled draws (Blom's offset, as ArviZ).
     """
     c, n, d = x.shape
-    r = rankdata(x.reshape(c * n, d), method="average", axis=0)
+    flat = x.reshape(c * n, d)
+    r = np.empty_like(flat, dtype=float)
+    for j in range(d):  # average ranks (ties share the mean of their ranks), as rankdata(method="average")
+        col = flat[:, j]
+        srt = np.sort(col)
+        r[:, j] = 0.5 * (np.searchsorted(srt, col, "left") + np.searchsorted(srt, col, "right") + 1)
     return ndtri((r - 0.375) / (c * n + 0.25)).reshape(c, n, d)
 
 
@@ -101,12 +105,16 @@ def _split(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[:, :half], x[:, -half:]], axis=0)
 
 
-def _rhat_rank(x: np.ndarray) -> np.ndarray:
-    r"""Rank-normalised split :math:`\hat R` = max(bulk, folded) per coordinate (Vehtari et al. eq. 11)."""
+def _rhat_rank(x: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+    r"""Rank-normalised split :math:`\hat R` = max(bulk, folded) per coordinate (Vehtari et al. eq. 11).
+
+    ``z``: ``_z_scale(x)`` when already computed (used for an even number of draws)."""
     half = x.shape[1] // 2
-    x = np.concatenate([x[:, :half], x[:, -half:]], axis=1)  # odd draws: drop the middle one first
+    if x.shape[1] % 2:
+        x = np.concatenate([x[:, :half], x[:, -half:]], axis=1)  # odd draws: drop the middle one first
+        z = None
     with np.errstate(invalid="ignore", divide="ignore"):
-        bulk = _nd.split_gelman_rubin(_z_scale(x))
+        bulk = _nd.split_gelman_rubin(_z_scale(x) if z is None else z)
         folded = np.abs(x - np.median(x.reshape(-1, x.shape[-1]), axis=0))
         tail = _nd.split_gelman_rubin(_z_scale(folded))
     return np.maximum(bulk, tail)
@@ -117,9 +125,9 @@ def _ess(x: np.ndarray) -> np.ndarray:
         return np.asarray(_nd.effective_sample_size(_split(x)), dtype=float)
 
 
-def _ess_bulk(x: np.ndarray) -> np.ndarray:
-    """Bulk ESS: ESS of the split, rank-normalised draws."""
-    return _ess(_z_scale(x))
+def _ess_bulk(x: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+    """Bulk ESS: ESS of the split, rank-normalised draws (``z``: ``_z_scale(x)`` if computed)."""
+    return _ess(_z_scale(x) if z is None else z)
 
 
 def _ess_tail(x: np.ndarray) -> np.ndarray:
@@ -162,8 +170,9 @@ def rank_diagnostics(samples: Array) -> dict:
     ok = finite & ~const_chain
     if np.any(ok):
         xs = x[:, :, ok]
-        rhat[ok] = _rhat_rank(xs)
-        ess_bulk[ok] = _ess_bulk(xs)
+        z = _z_scale(xs)
+        rhat[ok] = _rhat_rank(xs, z)
+        ess_bulk[ok] = _ess_bulk(xs, z)
         ess_tail[ok] = _ess_tail(xs)
     const = finite & const_chain
     rhat[const & agree] = 1.0
