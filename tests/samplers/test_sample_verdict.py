@@ -10,7 +10,15 @@ import pytest
 import flowsamp as fs
 
 CHAINS, DIM = 8, 2
-GAUSS = fs.kernels.mala(lambda x: -0.5 * jnp.sum(x**2), step_size=1.2)
+TRACES = {"n": 0}
+
+
+def gauss_log_prob(x):
+    TRACES["n"] += 1  # counts JAX traces (a Python side effect)
+    return -0.5 * jnp.sum(x**2)
+
+
+GAUSS = fs.kernels.mala(gauss_log_prob, step_size=1.2)
 SEP = 6.0  # two unit components 12 sigma apart: MALA never crosses
 
 
@@ -68,9 +76,11 @@ def test_summary_mode_gives_classic_rhat_and_no_ess(gauss):
 
 
 def test_target_ess_runs_blocks_equal_to_one_long_run(gauss):
+    fs.sample(jax.random.key(0), GAUSS, X0, 100, warn=False)  # compiles the 100-step block
+    traces = TRACES["n"]
     tr = fs.sample(jax.random.key(0), GAUSS, X0, 100, target_ess=1500, warn=False)
+    assert TRACES["n"] == traces, "the blocks of a target_ess run re-traced"
     n = tr.num_steps
-    print(n, tr.diagnostics["min_ess_bulk"], gauss.diagnostics["min_ess_bulk"])
     assert n > 100 and n % 100 == 0 and tr.diagnostics["min_ess_bulk"] >= 1500
     np.testing.assert_array_equal(tr.positions, gauss.positions[:, :n])
     np.testing.assert_array_equal(tr.num_accepted, np.asarray(gauss.info.is_accepted[:, :n]).sum(1))
