@@ -7,9 +7,9 @@ from the same over-dispersed start (uniform on [-2, 2]^d, Stan's default), in th
   and mass matrix) then ``fs.kernels.nuts`` through ``fs.sample`` (falls back to windowed HMC,
   then to dual-averaging HMC, while those kernels are not available; the row names what ran);
 * ``flowsamp_flow``: ``fs.samplers.adaptive_flow_mcmc`` with a default ``fs.flows.rq_spline``
-  and every option at its default;
+  and every option at its default, on ``--flow-chains`` (64, as in the README) chains;
 * ``numpyro_nuts``: ``numpyro.infer.MCMC(NUTS(potential_fn=...))`` at its defaults,
-  vectorised chains;
+  vectorised chains (all NUTS runs: ``--chains`` = 4 chains, ``--warmup`` / ``--draws`` each);
 * ``blackjax_nuts``: ``blackjax.window_adaptation(blackjax.nuts, ...)`` per chain (vmapped),
   then ``blackjax.nuts``.
 
@@ -262,7 +262,8 @@ def run_cell(name, sampler, chains, warmup, draws, seed):
 
 
 def _spawn(args, name, sampler):
-    cmd = [sys.executable, __file__, "--_cell", name, sampler, "--chains", str(args.chains), "--warmup", str(args.warmup),
+    chains = args.flow_chains if sampler == "flowsamp_flow" else args.chains
+    cmd = [sys.executable, __file__, "--_cell", name, sampler, "--chains", str(chains), "--warmup", str(args.warmup),
            "--draws", str(args.draws), "--seed", str(args.seed)]
     t0 = time.perf_counter()
     try:
@@ -301,6 +302,7 @@ def main(argv=None):
     p.add_argument("--targets", default=None, help=f"comma-separated, from {list(TARGETS)}")
     p.add_argument("--samplers", default=",".join(SAMPLERS))
     p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--flow-chains", type=int, default=64, help="chains of adaptive_flow_mcmc (README: 64)")
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
@@ -325,7 +327,7 @@ def main(argv=None):
             raise SystemExit(f"unknown sampler {s!r}; choose from {list(RUNNERS)}")
     import jax
 
-    config = dict(chains=args.chains, warmup=args.warmup, draws=args.draws, seed=args.seed, quick=args.quick,
+    config = dict(chains=args.chains, flow_chains=args.flow_chains, warmup=args.warmup, draws=args.draws, seed=args.seed, quick=args.quick,
                   backend=jax.default_backend(), cpu_count=os.cpu_count(), started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     rows = []
     out = Path(args.out)

@@ -49,8 +49,9 @@ class InferenceGymTarget(Target):
     model : inference_gym VectorModel
         The wrapped (vectorised) gym model.
     ground_truth_mean, ground_truth_sd : numpy.ndarray or None
-        Posterior mean and standard deviation of each constrained coordinate (the gym's
-        ``identity`` sample transformation), where the gym provides them.
+        Posterior mean and standard deviation of each coordinate of ``constrain(z)`` (the gym's
+        ``identity`` sample transformation, reordered to the event's coordinates), where the
+        gym provides them.
     ground_truth_mean_se, ground_truth_sd_se : numpy.ndarray or None
         Their Monte Carlo standard errors where the truth was estimated by sampling (``None``
         where it is analytic or unknown).
@@ -171,13 +172,39 @@ def inference_gym(name_or_model: Any, **kwargs: Any) -> InferenceGymTarget:
     shape = tuple(int(s) for s in model.event_shape)
     if len(shape) != 1:
         raise ValueError(f"expected a vector event after flattening, got event shape {shape}")
-    truth = model.sample_transformations.get("identity")
-    fields = {}
-    if truth is not None:
-        fields = dict(
-            ground_truth_mean=_as_array(truth.ground_truth_mean),
-            ground_truth_sd=_as_array(truth.ground_truth_standard_deviation),
-            ground_truth_mean_se=_as_array(truth.ground_truth_mean_standard_error),
-            ground_truth_sd_se=_as_array(truth.ground_truth_standard_deviation_standard_error),
-        )
+    fields = _ground_truth(model, shape[0])
     return InferenceGymTarget(dim=shape[0], name=str(model.model.name), model=model, **fields)
+
+
+def _ground_truth(model: Any, dim: int) -> dict:
+    """The ``identity`` ground truths, reordered to the coordinates of the flattened event.
+
+    The gym flattens a model's event and its ``identity`` transformation separately, and they can
+    differ in order: a transformation returning a ``dict`` is flattened with its keys sorted
+    (Brownian motion: ``innovation_noise_scale, locs..., observation_noise_scale`` against the
+    event's ``innovation_noise_scale, observation_noise_scale, x_0...``). The order is read off by
+    pushing the point ``(1, ..., dim)`` through the transformation; a transformation that is not
+    a permutation of the coordinates gives no ground truth here.
+    """
+    truth = model.sample_transformations.get("identity")
+    if truth is None or truth.ground_truth_mean is None:
+        return {}
+    probe = np.asarray(truth(jnp.arange(1, dim + 1, dtype=jnp.dtype(model.dtype))), np.float64).reshape(-1)
+    order = np.rint(probe).astype(int) - 1  # truth entry j belongs to event coordinate order[j]
+    if probe.shape != (dim,) or not np.array_equal(np.sort(order), np.arange(dim)) or not np.allclose(probe, order + 1):
+        return {}
+
+    def aligned(value: Any) -> np.ndarray | None:
+        a = _as_array(value)
+        if a is None:
+            return None
+        out = np.empty(dim)
+        out[order] = a
+        return out
+
+    return dict(
+        ground_truth_mean=aligned(truth.ground_truth_mean),
+        ground_truth_sd=aligned(truth.ground_truth_standard_deviation),
+        ground_truth_mean_se=aligned(truth.ground_truth_mean_standard_error),
+        ground_truth_sd_se=aligned(truth.ground_truth_standard_deviation_standard_error),
+    )

@@ -73,6 +73,17 @@ def test_change_of_variables_is_softplus_jacobian(brownian):
     np.testing.assert_allclose(np.asarray(round_trip), np.asarray(z), rtol=1e-5, atol=1e-5)
 
 
+def test_ground_truth_follows_the_event_order():
+    """The gym's truth dict flattens as (innovation, locs, observation); the event as (innovation, observation, x)."""
+    t = inference_gym("BrownianMotionUnknownScalesMissingMiddleObservations")
+    raw = t.model.model.sample_transformations["identity"]
+    for field, gt in [("ground_truth_mean", t.ground_truth_mean), ("ground_truth_standard_deviation", t.ground_truth_sd),
+                      ("ground_truth_mean_standard_error", t.ground_truth_mean_se)]:
+        d = getattr(raw, field)
+        want = np.concatenate([[d["innovation_noise_scale"], d["observation_noise_scale"]], d["locs"]])
+        np.testing.assert_allclose(gt, want, rtol=EPS32)
+
+
 @pytest.mark.parametrize("name", ["EightSchools", "banana", "neals_funnel"])
 def test_log_prob_finite_vmappable_with_ground_truth(name):
     t = inference_gym(name)
