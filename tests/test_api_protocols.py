@@ -76,6 +76,7 @@ FACTORIES = {
     "flow_imh": Case(lambda lp: fs.kernels.flow_imh(lp, wide_gaussian_proposal()), std_normal, X0, "continuous"),
     "isir": Case(lambda lp: fs.kernels.isir(lp, wide_gaussian_proposal(), 4), std_normal, X0, "continuous"),
     "neutra": Case(_neutra, std_normal, X0, "continuous"),
+    "nuts": Case(lambda lp: fs.kernels.nuts(lp, step_size=0.3), std_normal, X0, "continuous"),
     "global_local": Case(_global_local, std_normal, X0, "continuous"),
     "gibbs": Case(lambda t: fs.kernels.gibbs(t), ISING, SPINS, "spin"),
     "spin_metropolis": Case(lambda t: fs.kernels.spin_metropolis(t), ISING, SPINS, "spin"),

@@ -8,7 +8,8 @@ carries the module's parts (``foo.init``, ``foo.build_kernel``, ``foo.transition
 ``foo.FooState`` ...). ``from flowsamp.kernels.foo import transition`` names the same function.
 Every ``KernelAPI`` listed in ``__all__`` is covered by the conformance test
 ``tests/test_api_protocols.py``. Adaptation (dual averaging, Robbins-Monro, the target
-acceptance table) lives in :mod:`flowsamp.kernels.adaptation`.
+acceptance table) lives in :mod:`flowsamp.kernels.adaptation`; Stan's windowed warm-up of the
+step size and mass matrix is :func:`window_adaptation` (:mod:`flowsamp.kernels.windowed`).
 """
 
 from flowsamp.kernels import integrators
@@ -28,8 +29,10 @@ from flowsamp.kernels.hmc import HMCInfo, HMCState, hmc
 from flowsamp.kernels.isir import ISIRInfo, ISIRState, isir
 from flowsamp.kernels.mala import MALAInfo, MALAState, mala
 from flowsamp.kernels.neutra import NeuTraInfo, NeuTraState, neutra
+from flowsamp.kernels.nuts import NUTSInfo, NUTSState, nuts
 from flowsamp.kernels.rwmh import RWMHInfo, RWMHState, rwmh
 from flowsamp.kernels.spin_metropolis import spin_metropolis
+from flowsamp.kernels.windowed import WindowAdaptation, window_adaptation
 from flowsamp.kernels.wolff import wolff
 
 __all__ = [
@@ -47,11 +50,14 @@ __all__ = [
     "MALAState",
     "NeuTraInfo",
     "NeuTraState",
+    "NUTSInfo",
+    "NUTSState",
     "RWMHInfo",
     "RWMHState",
     "SimultaneousGibbsWarning",
     "SpinInfo",
     "SpinState",
+    "WindowAdaptation",
     "dual_averaging",
     "dual_averaging_adaptation",
     "find_step_size",
@@ -63,8 +69,10 @@ __all__ = [
     "isir",
     "mala",
     "neutra",
+    "nuts",
     "robbins_monro",
     "rwmh",
     "spin_metropolis",
+    "window_adaptation",
     "wolff",
 ]

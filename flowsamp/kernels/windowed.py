@@ -1,0 +1,231 @@
+r"""Stan's windowed warm-up: dual-averaging step size and a diagonal or dense inverse mass.
+
+For a batch of chains run together (one ``vmap``; the step size and :math:`M^{-1}` are shared
+and adapted on statistics pooled over the chains), the warm-up of ``num_steps`` iterations is
+split as in Stan (Stan Reference Manual, "HMC algorithm parameters"; Carpenter et al. 2017):
+
+* an initial fast window of 75 steps (step size only);
+* slow windows of 25, 50, 100, ... steps (doubling; the last one stretched to the end of the
+  slow phase), at the end of each of which :math:`M^{-1}` is set to the regularised sample
+  covariance :math:`\Sigma_n` of the window's draws, pooled over chains,
+
+  .. math::
+
+      M^{-1} = \frac{n}{n + 5}\,\Sigma_n + 10^{-3}\,\frac{5}{n + 5}\,I
+
+  (its diagonal by default, the full matrix with ``dense_mass=True``), and dual averaging is
+  restarted from the current step size;
+* a final fast window of 50 steps (step size only).
+
+If ``num_steps < 150`` the windows are 15% / 75% / 10% of it, as Stan does. The step size is
+adapted throughout by :func:`flowsamp.kernels.adaptation.dual_averaging` (the one
+implementation) toward ``TARGET_ACCEPTANCE[kernel]`` on the chain-averaged acceptance rate;
+the returned step size is its final average :math:`\bar\epsilon`. Covariances are accumulated
+with Chan et al.'s pairwise update (one batch of chains per step), stable in float32.
+
+``params`` go straight back into the constructor:
+``fs.kernels.hmc(log_prob, **params, num_integration_steps=10)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowsamp.base import as_key, check_finite_positions
+from flowsamp.kernels import _flat
+from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE, dual_averaging, find_step_size
+from flowsamp.types import Array
+
+__all__ = ["WindowAdaptation", "window_adaptation", "window_schedule"]
+
+INIT_BUFFER, TERM_BUFFER, BASE_WINDOW = 75, 50, 25
+
+
+class WindowAdaptation(NamedTuple):
+    """``run(key, initial_positions, num_steps) -> (states, params)``."""
+
+    run: Callable[..., tuple[Any, dict]]
+
+
+class _Moments(NamedTuple):
+    count: Array
+    mean: Array
+    m2: Array  # sum of squared deviations: (dim,) or (dim, dim)
+
+
+def window_schedule(num_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return boolean arrays ``(in_slow_window, ends_slow_window)`` of length ``num_steps``.
+
+    Step ``t`` contributes to the current covariance window when ``in_slow_window[t]``; the
+    inverse mass is updated (and dual averaging restarted) after step ``t`` when
+    ``ends_slow_window[t]``.
+    """
+    if num_steps < 20:
+        raise ValueError(f"window adaptation needs num_steps >= 20, got {num_steps}")
+    init, term, base = INIT_BUFFER, TERM_BUFFER, BASE_WINDOW
+    if init + term + base > num_steps:
+        init, term = int(0.15 * num_steps), int(0.1 * num_steps)
+        base = num_steps - init - term
+    in_slow = np.zeros(num_steps, bool)
+    ends = np.zeros(num_steps, bool)
+    last = num_steps - term
+    in_slow[init:last] = True
+    start, size = init, base
+    while start < last:
+        end = start + size
+        if end + 2 * size > last:
+            end = last
+        ends[end - 1] = True
+        start, size = end, 2 * size
+    return in_slow, ends
+
+
+def _accumulate(m: _Moments, x: Array, dense: bool) -> _Moments:
+    """Add a batch ``x`` (chains, dim) to the running moments (Chan et al. 1979)."""
+    n_b = x.shape[0]
+    mean_b = jnp.mean(x, axis=0)
+    dev = x - mean_b
+    m2_b = dev.T @ dev if dense else jnp.sum(dev * dev, axis=0)
+    n = m.count + n_b
+    delta = mean_b - m.mean
+    mean = m.mean + delta * (n_b / n)
+    corr = jnp.outer(delta, delta) if dense else delta * delta
+    m2 = m.m2 + m2_b + corr * (m.count * n_b / n)
+    return _Moments(n, mean, m2)
+
+
+def _regularised(m: _Moments, dense: bool) -> Array:
+    n = m.count
+    cov = m.m2 / (n - 1.0)
+    eye = jnp.eye(cov.shape[0], dtype=cov.dtype) if dense else jnp.ones_like(cov)
+    return (n / (n + 5.0)) * cov + 1e-3 * (5.0 / (n + 5.0)) * eye
+
+
+def _takes(constructor: Callable, name: str) -> bool:
+    try:
+        return name in inspect.signature(constructor).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def window_adaptation(
+    constructor: Callable,
+    log_prob: Callable[[Any], Array],
+    *,
+    dense_mass: bool = False,
+    target_acceptance: float | None = None,
+    initial_step_size: float | None = None,
+    **static: Any,
+) -> WindowAdaptation:
+    """Stan's windowed warm-up of ``constructor``'s step size and inverse mass (see module doc).
+
+    Parameters
+    ----------
+    constructor
+        A kernel constructor taking ``step_size`` and ``inverse_mass``: ``fs.kernels.hmc``,
+        ``fs.kernels.nuts`` or ``fs.kernels.mala``.
+    log_prob
+        Unnormalized log-density of one position.
+    dense_mass
+        Adapt a dense :math:`M^{-1}` (full covariance) instead of its diagonal.
+    target_acceptance
+        Dual-averaging target; default ``TARGET_ACCEPTANCE[constructor.__name__]``
+        (0.65 HMC, 0.8 NUTS, 0.574 MALA).
+    initial_step_size
+        :math:`\\epsilon_0`; default found by :func:`flowsamp.kernels.adaptation.find_step_size`
+        from the initial positions with the identity mass.
+    **static
+        Other constructor arguments, fixed (e.g. ``num_integration_steps=10``).
+
+    Returns
+    -------
+    WindowAdaptation
+        ``run(key, initial_positions, num_steps) -> (states, params)``: ``initial_positions``
+        has chains on the leading axis; ``states`` are the chains' kernel states after the
+        warm-up and ``params = {"step_size": ..., "inverse_mass": ...}`` (diagonal vector or
+        dense matrix over the flat position).
+
+    Examples
+    --------
+    >>> warm = fs.kernels.window_adaptation(fs.kernels.hmc, log_prob, num_integration_steps=10)
+    >>> states, params = warm.run(key, x0, 1000)              # doctest: +SKIP
+    >>> kernel = fs.kernels.hmc(log_prob, **params, num_integration_steps=10)  # doctest: +SKIP
+    """
+    for name in ("step_size", "inverse_mass"):
+        if not _takes(constructor, name):
+            raise TypeError(
+                f"window_adaptation needs a constructor taking `{name}` (hmc, nuts, mala); "
+                f"{getattr(constructor, '__name__', constructor)!r} does not"
+            )
+    name = getattr(constructor, "__name__", "")
+    if target_acceptance is None:
+        if name not in TARGET_ACCEPTANCE:
+            raise ValueError(f"no default target acceptance for {name!r}; pass target_acceptance=")
+        target_acceptance = TARGET_ACCEPTANCE[name]
+    dual_averaging(target_acceptance)  # validates it
+    dense = bool(dense_mass)
+
+    def make(step_size: Array, inverse_mass: Any) -> Any:
+        return constructor(log_prob, step_size=step_size, inverse_mass=inverse_mass, **static)
+
+    def run(key: Any, initial_positions: Any, num_steps: int) -> tuple[Any, dict]:
+        if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)):
+            raise ValueError(f"num_steps must be an int, got {num_steps!r}")
+        in_slow, ends = window_schedule(int(num_steps))
+        key = as_key(key)
+        key_find, key_run = jax.random.split(key)
+        positions = jax.tree.map(lambda a: _flat.as_float_position(jnp.asarray(a)), initial_positions)
+        check_finite_positions(positions)
+        if initial_step_size is None:
+            eps0 = find_step_size(key_find, lambda e: make(e, None), positions, target_acceptance)
+        else:
+            _flat.check_positive("initial_step_size", initial_step_size)
+            eps0 = jnp.asarray(initial_step_size)
+        states = jax.jit(jax.vmap(make(eps0, None).init))(positions)
+        states, step_size, inv_mass = _run(
+            key_run, states, eps0, jnp.asarray(in_slow), jnp.asarray(ends),
+            make=make, dense=dense, target=float(target_acceptance),
+        )
+        return states, {"step_size": step_size, "inverse_mass": inv_mass}
+
+    return WindowAdaptation(run)
+
+
+@functools.partial(jax.jit, static_argnames=("make", "dense", "target"))
+def _run(key, states, eps0, in_slow, ends, *, make, dense, target):
+    flat0 = jax.vmap(lambda p: _flat.flatten(p)[0])(states.position)
+    num_chains, dim = flat0.shape
+    dtype = flat0.dtype
+    optimiser = dual_averaging(target)
+    chain_keys = jax.random.split(key, num_chains)
+    inv0 = jnp.eye(dim, dtype=dtype) if dense else jnp.ones(dim, dtype)
+    zero = _Moments(jnp.zeros((), dtype), jnp.zeros(dim, dtype), jnp.zeros_like(inv0))
+
+    def body(carry, inp):
+        states, da, inv_mass, moments = carry
+        t, slow, end = inp
+        eps = jnp.exp(da.log_step_size).astype(dtype)
+        keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, t)
+        kernel = make(eps, inv_mass)
+        states, info = jax.vmap(kernel.step)(keys, states)
+        da = optimiser.update(da, jnp.mean(info.acceptance_rate))
+        flat = jax.vmap(lambda p: _flat.flatten(p)[0])(states.position)
+        moments = jax.tree.map(lambda a, b: jnp.where(slow, a, b), _accumulate(moments, flat, dense), moments)
+        new_inv = _regularised(moments, dense)
+        use = end & jnp.all(jnp.isfinite(new_inv))
+        inv_mass = jnp.where(use, new_inv, inv_mass)
+        restarted = optimiser.init(jnp.exp(da.log_step_size_avg))
+        da = jax.tree.map(lambda a, b: jnp.where(end, a, b), restarted, da)
+        moments = jax.tree.map(lambda a, b: jnp.where(end, a, b), zero, moments)
+        return (states, da, inv_mass, moments), None
+
+    da0 = optimiser.init(eps0.astype(dtype))
+    steps = jnp.arange(in_slow.shape[0])
+    (states, da, inv_mass, _), _ = jax.lax.scan(body, (states, da0, inv0, zero), (steps, in_slow, ends))
+    return states, jnp.exp(da.log_step_size_avg), inv_mass
