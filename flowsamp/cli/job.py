@@ -106,9 +106,23 @@ def run_chains(
             acc.append((n, np.asarray(trace.acceptance_rate)))
             done += n
             bar.update(n)
+            if progress:
+                bar.set_postfix(_progress_stats(pieces, acc), refresh=False)
     total = sum(n for n, _ in acc)
     acceptance = sum(n * a for n, a in acc) / total
     return np.concatenate(pieces, axis=1), state, acceptance, counts
+
+
+def _progress_stats(pieces: list[np.ndarray], acc: list[tuple[int, np.ndarray]]) -> dict[str, str]:
+    """Acceptance and minimum bulk ESS so far, for the progress bar (ESS skipped past 4M values)."""
+    total = sum(n for n, _ in acc)
+    stats = {"acc": f"{float(np.mean(sum(n * a for n, a in acc) / total)):.3f}"}
+    size = sum(p.size for p in pieces)
+    if size <= 4_000_000 and sum(p.shape[1] for p in pieces) >= 4:
+        ess = estimators.rank_diagnostics(np.concatenate(pieces, axis=1))["ess_bulk"]
+        if not np.all(np.isnan(ess)):
+            stats["min_ess"] = f"{float(np.nanmin(ess)):.0f}"
+    return stats
 
 
 def _grid_log_prob(target: Any) -> Callable | None:
