@@ -318,6 +318,8 @@ def mcmc_verdict(
     if bad_draws:
         problems.append(f"{bad_draws} non-finite values in the draws")
     max_rhat, min_bulk, min_tail = _nanmax(rd["rhat"]), _nanmin(rd["ess_bulk"]), _nanmin(rd["ess_tail"])
+    if d and np.all(np.isfinite(x)) and np.all(x == x[:1, :1]):
+        problems.append("every draw is the same point: the chains never moved")
     if max_rhat > th.rhat:
         bad = int(np.sum(rd["rhat"] > th.rhat))
         problems.append(f"R-hat {_fmt(max_rhat)} > {th.rhat} for {bad} of {d} coordinates")

@@ -82,6 +82,7 @@ def test_constant_coordinate_is_not_a_failure_unless_chains_disagree():
     x[0, :, 1] = 3.0
     v = mcmc_verdict(x)
     assert np.isinf(v.diagnostics["rhat"][1]) and not v.converged
+    assert mcmc_verdict(np.ones((4, 100, 2))).problems == ["every draw is the same point: the chains never moved"]
 
 
 def test_divergences_nonfinite_and_flow_acceptance_are_problems():
