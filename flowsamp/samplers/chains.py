@@ -409,6 +409,10 @@ def sample(
         raise ValueError(f"keep must be one of {_KEEP}, got {keep!r}")
     if mode_of is not None and not callable(mode_of):
         raise TypeError(f"mode_of must be callable, got {type(mode_of).__name__}")
+    if (mode_of is not None or num_modes is not None) and keep != "all":
+        raise ValueError("mode_of / num_modes need keep='all' (mode diagnostics read the kept draws)")
+    if num_modes is not None and mode_of is None:
+        raise ValueError("num_modes is the number of labels of mode_of; pass mode_of too")
     if thresholds is not None and not isinstance(thresholds, Thresholds):
         raise TypeError(f"thresholds must be a flowsamp.estimators.Thresholds, got {type(thresholds).__name__}")
     if target_ess is not None:

@@ -101,6 +101,10 @@ def test_bad_verdict_options_raise():
         fs.sample(0, GAUSS, X0, 10, keep="summary", target_ess=100)
     with pytest.raises(ValueError, match="pass target_ess"):
         fs.sample(0, GAUSS, X0, 10, max_steps=100)
+    with pytest.raises(ValueError, match="mode_of / num_modes need keep='all'"):
+        fs.sample(0, GAUSS, X0, 10, keep="summary", mode_of=mode_of)
+    with pytest.raises(ValueError, match="pass mode_of too"):
+        fs.sample(0, GAUSS, X0, 10, num_modes=2)
     with pytest.raises(TypeError, match="Thresholds"):
         fs.sample(0, GAUSS, X0, 10, thresholds={"rhat": 1.1})
 
