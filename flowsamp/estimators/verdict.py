@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpyro import diagnostics as _nd
 from scipy.special import ndtri
+from scipy.stats import rankdata
 
 from flowsamp.types import Array
 
@@ -91,11 +92,16 @@ def _z_scale(x: np.ndarray) -> np.ndarray:
     """
     c, n, d = x.shape
     flat = x.reshape(c * n, d)
-    r = np.empty_like(flat, dtype=float)
-    for j in range(d):  # average ranks (ties share the mean of their ranks), as rankdata(method="average")
-        col = flat[:, j]
-        srt = np.sort(col)
-        r[:, j] = 0.5 * (np.searchsorted(srt, col, "left") + np.searchsorted(srt, col, "right") + 1)
+    # one vectorised argsort gives the ranks; average ranks (rankdata(method="average"), what
+    # ArviZ uses) are only recomputed for the coordinates that have ties (discrete draws).
+    cols = np.ascontiguousarray(flat.T)  # (dim, draws): sort along contiguous rows
+    order = np.argsort(cols, axis=1)
+    r = np.empty(cols.shape, dtype=float)
+    np.put_along_axis(r, order, np.broadcast_to(np.arange(1.0, c * n + 1.0), cols.shape), axis=1)
+    srt = np.take_along_axis(cols, order, axis=1)
+    for j in np.flatnonzero(np.any(srt[:, 1:] == srt[:, :-1], axis=1)):
+        r[j] = rankdata(cols[j], method="average")
+    r = r.T
     return ndtri((r - 0.375) / (c * n + 0.25)).reshape(c, n, d)
 
 
