@@ -427,6 +427,7 @@ def sample(
             raise ValueError(f"max_steps must be an int >= num_steps ({num_steps}), got {max_steps!r}")
     th = thresholds if thresholds is not None else Thresholds()
     key = as_key(key)
+    initial_positions = parallel.gather(initial_positions)  # global arrays over processes -> host-local
 
     if _is_state(initial_positions):
         states = initial_positions
