@@ -41,6 +41,7 @@ __all__ = [
     "dual_averaging",
     "dual_averaging_adaptation",
     "find_step_size",
+    "heuristic_step_size",
     "robbins_monro",
 ]
 
@@ -224,6 +225,26 @@ def _adapt(chain_keys, states, eps0, *, kernel_factory, optimiser_args, num_step
     (states, da), (eps_hist, rate_hist) = jax.lax.scan(body, (states, da0), jnp.arange(num_steps))
     return states, jnp.exp(da.log_step_size_avg), eps_hist, rate_hist
 
+
+
+def heuristic_step_size(
+    keys: Array,
+    kernel_factory: KernelFactory,
+    states: Any,
+    step_size: Array,
+    target_acceptance: float,
+    max_doublings: int = 40,
+) -> Array:
+    """The traceable core of :func:`find_step_size` on already batched ``states`` with one key
+    per chain (usable inside ``jit``/``vmap``, e.g. in numpyro's per-chain ``init``)."""
+    return _find(
+        keys,
+        states,
+        jnp.asarray(step_size),
+        kernel_factory=kernel_factory,
+        target_acceptance=float(target_acceptance),
+        max_doublings=int(max_doublings),
+    )
 
 
 def find_step_size(

@@ -42,7 +42,14 @@ from flowsamp.kernels import _flat
 from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE, dual_averaging, find_step_size
 from flowsamp.types import Array
 
-__all__ = ["WindowAdaptation", "window_adaptation", "window_schedule"]
+__all__ = [
+    "WindowAdaptation",
+    "WindowState",
+    "window_adaptation",
+    "window_init",
+    "window_schedule",
+    "window_update",
+]
 
 INIT_BUFFER, TERM_BUFFER, BASE_WINDOW = 75, 50, 25
 
@@ -57,6 +64,16 @@ class _Moments(NamedTuple):
     count: Array
     mean: Array
     m2: Array  # sum of squared deviations: (dim,) or (dim, dim)
+
+
+class WindowState(NamedTuple):
+    """Per-step warm-up state: the dual-averaging state ``da`` (the step size to use now is
+    ``exp(da.log_step_size)``, the adapted one ``exp(da.log_step_size_avg)``), the current
+    ``inverse_mass`` and the running moments of the current slow window."""
+
+    da: Any
+    inverse_mass: Array
+    moments: _Moments
 
 
 def window_schedule(num_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,6 +122,43 @@ def _regularised(m: _Moments, dense: bool) -> Array:
     cov = m.m2 / (n - 1.0)
     eye = jnp.eye(cov.shape[0], dtype=cov.dtype) if dense else jnp.ones_like(cov)
     return (n / (n + 5.0)) * cov + 1e-3 * (5.0 / (n + 5.0)) * eye
+
+
+def window_init(step_size: Array, dim: int, dtype: Any, dense: bool, target_acceptance: float) -> WindowState:
+    """Warm-up state at step size ``step_size`` with the identity inverse mass."""
+    inv0 = jnp.eye(dim, dtype=dtype) if dense else jnp.ones(dim, dtype)
+    zero = _Moments(jnp.zeros((), dtype), jnp.zeros(dim, dtype), jnp.zeros_like(inv0))
+    return WindowState(dual_averaging(target_acceptance).init(jnp.asarray(step_size, dtype)), inv0, zero)
+
+
+def window_update(
+    ws: WindowState,
+    flat_positions: Array,
+    acceptance_rate: Array,
+    in_slow: Array,
+    ends_slow: Array,
+    dense: bool,
+    target_acceptance: float,
+) -> WindowState:
+    """One warm-up update after a transition.
+
+    ``flat_positions`` (chains, dim): the chains' new flat positions (one chain: ``x[None]``);
+    ``acceptance_rate``: the acceptance (averaged over the chains); ``in_slow`` / ``ends_slow``:
+    this step's entries of :func:`window_schedule`. Dual averaging is updated on the
+    acceptance; in a slow window the positions join the window's moments; at its end the inverse
+    mass becomes their regularised covariance (kept if not finite) and dual averaging restarts
+    from its averaged step size.
+    """
+    optimiser = dual_averaging(target_acceptance)
+    da = optimiser.update(ws.da, acceptance_rate)
+    moments = jax.tree.map(
+        lambda a, b: jnp.where(in_slow, a, b), _accumulate(ws.moments, flat_positions, dense), ws.moments
+    )
+    new_inv = _regularised(moments, dense)
+    inv_mass = jnp.where(ends_slow & jnp.all(jnp.isfinite(new_inv)), new_inv, ws.inverse_mass)
+    da = jax.tree.map(lambda a, b: jnp.where(ends_slow, a, b), optimiser.init(jnp.exp(da.log_step_size_avg)), da)
+    moments = jax.tree.map(lambda a, b: jnp.where(ends_slow, jnp.zeros_like(a), a), moments, moments)
+    return WindowState(da, inv_mass, moments)
 
 
 def _takes(constructor: Callable, name: str) -> bool:
@@ -201,31 +255,19 @@ def window_adaptation(
 def _run(key, states, eps0, in_slow, ends, *, make, dense, target):
     flat0 = jax.vmap(lambda p: _flat.flatten(p)[0])(states.position)
     num_chains, dim = flat0.shape
-    dtype = flat0.dtype
-    optimiser = dual_averaging(target)
     chain_keys = jax.random.split(key, num_chains)
-    inv0 = jnp.eye(dim, dtype=dtype) if dense else jnp.ones(dim, dtype)
-    zero = _Moments(jnp.zeros((), dtype), jnp.zeros(dim, dtype), jnp.zeros_like(inv0))
 
     def body(carry, inp):
-        states, da, inv_mass, moments = carry
+        states, ws = carry
         t, slow, end = inp
-        eps = jnp.exp(da.log_step_size).astype(dtype)
+        eps = jnp.exp(ws.da.log_step_size).astype(flat0.dtype)
         keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, t)
-        kernel = make(eps, inv_mass)
-        states, info = jax.vmap(kernel.step)(keys, states)
-        da = optimiser.update(da, jnp.mean(info.acceptance_rate))
+        states, info = jax.vmap(make(eps, ws.inverse_mass).step)(keys, states)
         flat = jax.vmap(lambda p: _flat.flatten(p)[0])(states.position)
-        moments = jax.tree.map(lambda a, b: jnp.where(slow, a, b), _accumulate(moments, flat, dense), moments)
-        new_inv = _regularised(moments, dense)
-        use = end & jnp.all(jnp.isfinite(new_inv))
-        inv_mass = jnp.where(use, new_inv, inv_mass)
-        restarted = optimiser.init(jnp.exp(da.log_step_size_avg))
-        da = jax.tree.map(lambda a, b: jnp.where(end, a, b), restarted, da)
-        moments = jax.tree.map(lambda a, b: jnp.where(end, a, b), zero, moments)
-        return (states, da, inv_mass, moments), None
+        ws = window_update(ws, flat, jnp.mean(info.acceptance_rate), slow, end, dense, target)
+        return (states, ws), None
 
-    da0 = optimiser.init(eps0.astype(dtype))
+    ws0 = window_init(eps0, dim, flat0.dtype, dense, target)
     steps = jnp.arange(in_slow.shape[0])
-    (states, da, inv_mass, _), _ = jax.lax.scan(body, (states, da0, inv0, zero), (steps, in_slow, ends))
-    return states, jnp.exp(da.log_step_size_avg), inv_mass
+    (states, ws), _ = jax.lax.scan(body, (states, ws0), (steps, in_slow, ends))
+    return states, jnp.exp(ws.da.log_step_size_avg), ws.inverse_mass

@@ -1,13 +1,14 @@
 """Any flowsamp kernel as a :class:`numpyro.infer.mcmc.MCMCKernel`.
 
-``numpyro.infer.MCMC(fs.numpyro.Kernel(model, kernel=fs.kernels.hmc, step_size=0.1), ...)``
-runs the flowsamp kernel on the model's flattened unconstrained latent vector (the same
+``numpyro.infer.MCMC(fs.numpyro.Kernel(model), ...)`` runs a flowsamp kernel (default
+:func:`flowsamp.kernels.nuts`) on the model's flattened unconstrained latent vector (the same
 vector as :func:`flowsamp.numpyro.target`), with numpyro's own transforms, init strategy
 and post-processing, under every ``chain_method`` (``sequential``, ``parallel``,
-``vectorized``). During numpyro's warm-up the kernel's ``step_size`` (when it has one) is
-tuned per chain by dual averaging (numpyro's :func:`~numpyro.infer.hmc_util.dual_averaging`,
-Hoffman & Gelman 2014) towards ``target_accept_prob``; it is frozen at the averaged value
-when warm-up ends.
+``vectorized``). During numpyro's warm-up, per chain and as in Stan and numpyro's NUTS, the
+kernel's step size (when it has one) is found by a doubling heuristic and then tuned by dual
+averaging (:func:`flowsamp.kernels.adaptation.dual_averaging`, Hoffman & Gelman 2014) towards
+``target_accept_prob``, and its inverse mass matrix (when it takes one) is adapted in Stan's
+windows (:mod:`flowsamp.kernels.windowed`); both are frozen when warm-up ends.
 """
 
 from __future__ import annotations
@@ -19,21 +20,27 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from numpyro.infer.hmc_util import dual_averaging
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import initialize_model
 from numpyro.util import identity, is_prng_key, not_jax_tracer
 
+import inspect
+
+import numpy as np
+
 from flowsamp.base import as_key
+from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE, heuristic_step_size
+from flowsamp.kernels.windowed import window_init, window_schedule, window_update
 from flowsamp.numpyro.target import check_model_sites
 from flowsamp.types import Array
 
-__all__ = ["Kernel", "KernelState", "DEFAULT_TARGET_ACCEPT"]
+__all__ = ["Kernel", "KernelState", "DEFAULT_NUM_INTEGRATION_STEPS"]
 
-#: Dual-averaging targets by kernel name (optimal-scaling results: RWMH 0.234,
-#: MALA 0.574, HMC ~0.65); other kernels default to 0.65.
-DEFAULT_TARGET_ACCEPT = {"rwmh": 0.234, "mala": 0.574, "hmc": 0.65}
+#: Leapfrog steps per HMC transition when ``kernel=fs.kernels.hmc`` is given none (after the
+#: mass matrix is adapted the step size is ~1 in whitened units, so ~10 steps make a
+#: trajectory of a few radians; NUTS, the default kernel, chooses its own length).
+DEFAULT_NUM_INTEGRATION_STEPS = 10
 
 
 class KernelState(NamedTuple):
@@ -41,7 +48,8 @@ class KernelState(NamedTuple):
 
     ``z`` is the unconstrained latent pytree (numpyro's sample field), ``inner`` the
     flowsamp kernel's own state on the flat vector, ``step_size`` the current step size
-    (NaN for kernels without one), ``da_state`` the dual-averaging state,
+    (NaN for kernels without one), ``adapt_state`` the warm-up state
+    (:class:`flowsamp.kernels.windowed.WindowState`: dual averaging and the inverse mass),
     ``accept_prob`` / ``is_accepted`` the last transition's MH statistics,
     ``potential_energy`` :math:`U(z) = -\\log \\pi(z)` and ``mean_accept_prob`` the running
     mean of ``accept_prob`` (reset when sampling starts).
@@ -51,7 +59,7 @@ class KernelState(NamedTuple):
     z: Any
     inner: Any
     step_size: Array
-    da_state: Any
+    adapt_state: Any
     accept_prob: Array
     is_accepted: Array
     mean_accept_prob: Array
@@ -60,11 +68,16 @@ class KernelState(NamedTuple):
 
 
 def _default_kernel() -> Callable:
-    from flowsamp import kernels
+    from flowsamp.kernels.nuts import nuts
 
-    if not hasattr(kernels, "hmc"):
-        raise ValueError("flowsamp.kernels.hmc is not available; pass kernel= explicitly")
-    return kernels.hmc
+    return nuts
+
+
+def _parameters(constructor: Callable) -> dict:
+    try:
+        return dict(inspect.signature(constructor).parameters)
+    except (TypeError, ValueError):
+        return {}
 
 
 class Kernel(MCMCKernel):
@@ -77,7 +90,8 @@ class Kernel(MCMCKernel):
     kernel : callable
         A flowsamp kernel constructor ``kernel(log_prob_fn, **kernel_options) ->
         SamplingAlgorithm(init, step)`` acting on flat vectors (default
-        ``flowsamp.kernels.hmc``). Flow kernels (``flow_imh``, ``neutra``) take their
+        ``flowsamp.kernels.nuts``, everything adapted). ``fs.kernels.hmc`` without
+        ``num_integration_steps`` uses :data:`DEFAULT_NUM_INTEGRATION_STEPS`. Flow kernels (``flow_imh``, ``neutra``) take their
         trained flow/proposal in ``kernel_options``; its space is the flat unconstrained
         vector of :func:`flowsamp.numpyro.target` for the same model.
     potential_fn : callable, optional
@@ -85,11 +99,18 @@ class Kernel(MCMCKernel):
     init_strategy : callable
         numpyro init strategy (default ``init_to_uniform``).
     adapt_step_size : bool
-        Tune ``kernel_options["step_size"]`` (or ``"scale"``, rwmh's name) during warm-up
-        by dual averaging, on the kernel's ``acceptance_rate`` (on ``local_acceptance_rate``
-        for :func:`flowsamp.kernels.global_local`, whose step size is the local move's).
+        Tune the step size (``step_size``, or ``scale`` for rwmh) during warm-up by dual
+        averaging, on the kernel's ``acceptance_rate`` (on ``local_acceptance_rate`` for
+        :func:`flowsamp.kernels.global_local`, whose step size is the local move's). Without
+        an initial ``step_size`` one is found per chain by doubling/halving from 1.
+    adapt_mass_matrix : bool
+        Adapt ``inverse_mass`` (kernels that take one: nuts, hmc, mala) in Stan's windows,
+        unless ``inverse_mass`` is given. Needs ``num_warmup >= 20``.
+    dense_mass : bool
+        Adapt a dense inverse mass instead of its diagonal.
     target_accept_prob : float, optional
-        Dual-averaging target (default from :data:`DEFAULT_TARGET_ACCEPT`).
+        Dual-averaging target (default
+        :data:`flowsamp.kernels.adaptation.TARGET_ACCEPTANCE` of the kernel, else 0.65).
     **kernel_options
         Passed to ``kernel``; ``step_size`` is the initial value when adapted.
 
@@ -129,6 +150,8 @@ class Kernel(MCMCKernel):
         potential_fn: Callable | None = None,
         init_strategy: Callable = init_to_uniform,
         adapt_step_size: bool = True,
+        adapt_mass_matrix: bool = True,
+        dense_mass: bool = False,
         target_accept_prob: float | None = None,
         **kernel_options: Any,
     ) -> None:
@@ -153,18 +176,29 @@ class Kernel(MCMCKernel):
             self._flow_training = self._options
             self._options = {}
             adapt_step_size = False  # the sampler adapts its own step size while training
-        # the tuned scale is called step_size (mala, hmc) or scale (rwmh)
-        self._step_name = next((k for k in ("step_size", "scale") if k in self._options), None)
+        # the tuned scale is called step_size (mala, hmc, nuts) or scale (rwmh)
+        takes = {} if self._flow_training is not None else _parameters(self._kernel)
+        self._step_name = next((k for k in ("step_size", "scale") if k in self._options or k in takes), None)
         self._adapt = bool(adapt_step_size) and self._step_name is not None
+        if self._step_name is not None and self._step_name not in self._options and not self._adapt:
+            raise ValueError(f"pass {self._step_name}= or adapt_step_size=True")
+        self._adapt_mass = (
+            bool(adapt_mass_matrix) and self._adapt and "inverse_mass" in takes and "inverse_mass" not in self._options
+        )
+        self._dense = bool(dense_mass)
+        steps = takes.get("num_integration_steps")
+        if steps is not None and steps.default is inspect.Parameter.empty and "num_integration_steps" not in self._options:
+            self._options["num_integration_steps"] = DEFAULT_NUM_INTEGRATION_STEPS
         if target_accept_prob is None:
             name = getattr(self._kernel, "__name__", "")
             if name == "global_local":  # the step size is the local move's
                 name = self._options.get("local", "mala")
-            target_accept_prob = DEFAULT_TARGET_ACCEPT.get(name, 0.65)
+            target_accept_prob = TARGET_ACCEPTANCE.get(name, 0.65)
         if not 0.0 < float(target_accept_prob) < 1.0:
             raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
         self._target_accept = float(target_accept_prob)
         self._num_warmup = 0
+        self._schedule = (np.zeros(1, bool), np.zeros(1, bool))
         self._potential_fn_gen = None
         self._postprocess_fn_gen = None
         self._unravel = None
@@ -205,7 +239,7 @@ class Kernel(MCMCKernel):
             return self._potential_fn
         return self._potential_fn_gen(*model_args, **(model_kwargs or {}))
 
-    def _algorithm(self, potential: Callable, step_size: Array | None) -> Any:
+    def _algorithm(self, potential: Callable, step_size: Array | None, inverse_mass: Array | None = None) -> Any:
         unravel = self._unravel
 
         def log_prob(x: Array) -> Array:
@@ -214,16 +248,25 @@ class Kernel(MCMCKernel):
         options = dict(self._options)
         if step_size is not None:
             options[self._step_name] = step_size
+        if inverse_mass is not None and self._adapt_mass:
+            options["inverse_mass"] = inverse_mass
         return self._sampling_kernel(log_prob, **options)
 
     def _init_one(self, rng_key: Any, flat: Array, potential: Callable) -> KernelState:
         dtype = flat.dtype
-        if self._step_name is not None:
+        rng_key, key_find = jax.random.split(rng_key)
+        if self._step_name is not None and self._step_name in self._options:
             step_size = jnp.asarray(self._options[self._step_name], dtype)
+        elif self._adapt:  # no initial value: double / halve from 1 on this chain
+            alg0 = self._algorithm(potential, jnp.ones((), dtype))
+            states = jax.tree.map(lambda a: a[None], alg0.init(flat))
+            factory = lambda e: self._algorithm(potential, e)  # noqa: E731
+            step_size = heuristic_step_size(
+                as_key(key_find)[None], factory, states, jnp.ones((), dtype), self._target_accept
+            ).astype(dtype)
         else:
             step_size = jnp.asarray(jnp.nan, dtype)
-        da_init, _ = dual_averaging()
-        da_state = da_init(jnp.log(10.0 * step_size))
+        adapt_state = window_init(step_size, flat.shape[0], dtype, self._dense, self._target_accept)
         alg = self._algorithm(potential, step_size if self._adapt else None)
         inner = alg.init(flat)
         z = self._unravel(flat)
@@ -233,7 +276,7 @@ class Kernel(MCMCKernel):
             z,
             inner,
             step_size,
-            da_state,
+            adapt_state,
             zero,
             jnp.array(False),
             zero,
@@ -250,6 +293,10 @@ class Kernel(MCMCKernel):
         model_kwargs: dict | None,
     ) -> KernelState:
         self._num_warmup = int(num_warmup)
+        if self._adapt_mass and self._num_warmup >= 20:
+            self._schedule = window_schedule(self._num_warmup)
+        else:
+            self._schedule = (np.zeros(max(self._num_warmup, 1), bool), np.zeros(max(self._num_warmup, 1), bool))
         self._batched = not is_prng_key(rng_key)
         model_kwargs = {} if model_kwargs is None else model_kwargs
         rng_key, key_init = (
@@ -326,22 +373,25 @@ class Kernel(MCMCKernel):
 
     def _sample_one(self, state: KernelState, potential: Callable) -> KernelState:
         rng_key, key_step = jax.random.split(state.rng_key)
-        alg = self._algorithm(potential, state.step_size if self._adapt else None)
+        ws = state.adapt_state
+        alg = self._algorithm(potential, state.step_size if self._adapt else None, ws.inverse_mass)
         inner, info = alg.step(as_key(key_step), state.inner)
         accept_prob = jnp.asarray(info.acceptance_rate, state.accept_prob.dtype)
-        step_size, da_state = state.step_size, state.da_state
+        step_size = state.step_size
         in_warmup = state.i < self._num_warmup
         if self._adapt:
             # the step size is the local move's: a global-local kernel (flow move + MALA/HMC)
             # reports the flow move as acceptance_rate and the local one separately
             local_rate = getattr(info, "local_acceptance_rate", info.acceptance_rate)
             local_rate = jnp.asarray(local_rate, state.accept_prob.dtype)
-            _, da_update = dual_averaging()
-            new_da = da_update(self._target_accept - local_rate, da_state)
+            t = jnp.clip(state.i, 0, len(self._schedule[0]) - 1)
+            in_slow, ends = jnp.asarray(self._schedule[0])[t], jnp.asarray(self._schedule[1])[t]
+            flat = ravel_pytree(inner.position)[0]
+            new_ws = window_update(ws, flat[None], local_rate, in_slow, ends, self._dense, self._target_accept)
             last = state.i == self._num_warmup - 1
-            log_step = jnp.where(last, new_da[1], new_da[0])
+            log_step = jnp.where(last, new_ws.da.log_step_size_avg, new_ws.da.log_step_size)
             step_size = jnp.where(in_warmup, jnp.exp(log_step).astype(step_size.dtype), step_size)
-            da_state = jax.tree.map(lambda a, b: jnp.where(in_warmup, a, b), new_da, da_state)
+            ws = jax.tree.map(lambda a, b: jnp.where(in_warmup, a, b), new_ws, ws)
         itr = state.i + 1
         n = jnp.where(in_warmup, itr, itr - self._num_warmup)
         mean_accept = state.mean_accept_prob + (accept_prob - state.mean_accept_prob) / n
@@ -353,7 +403,7 @@ class Kernel(MCMCKernel):
             self._unravel(position),
             inner,
             step_size,
-            da_state,
+            ws,
             accept_prob,
             jnp.asarray(info.is_accepted),
             mean_accept,

@@ -68,7 +68,7 @@ def test_numpyro_warmup_tunes_the_local_step_size(flow_and_params):
     from numpyro.infer import MCMC
 
     from flowsamp.numpyro import Kernel
-    from flowsamp.numpyro.kernel import DEFAULT_TARGET_ACCEPT
+    from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE
 
     def model():
         numpyro.sample("x", dist.Normal(jnp.zeros(2), 1.0).to_event(1))
@@ -83,7 +83,7 @@ def test_numpyro_warmup_tunes_the_local_step_size(flow_and_params):
     x0 = jax.random.normal(jax.random.key(5), (2000, 2))
     alg = global_local(lambda x: -0.5 * jnp.sum(x**2), flow, params, float(step_size.mean()))
     rate = float(np.mean(fs.sample(jax.random.key(6), alg, x0, 5).info.local_acceptance_rate))
-    target = DEFAULT_TARGET_ACCEPT["mala"]
+    target = TARGET_ACCEPTANCE["mala"]
     assert abs(rate - target) < 0.15, (rate, target, step_size)
 
 

@@ -74,6 +74,23 @@ def test_samples_are_constrained_and_extra_fields(vectorized_run):
     assert state.step_size.shape == (4,) and bool(np.all(state.step_size != HMC_OPTIONS["step_size"]))
 
 
+@pytest.mark.parametrize("kernel", [None, fs.kernels.hmc], ids=["default_nuts", "hmc"])
+def test_no_step_size_everything_adapted_matches_nuts(kernel, nuts_reference):
+    """Kernel(model) (flowsamp NUTS) and Kernel(model, kernel=fs.kernels.hmc) with no step
+    size, mass matrix or trajectory length: the step size is found and dual-averaged and the
+    diagonal inverse mass adapted in Stan's windows during numpyro's warm-up."""
+    kern = Kernel(eight_schools) if kernel is None else Kernel(eight_schools, kernel=kernel)
+    mcmc = MCMC(kern, num_warmup=500, num_samples=1000, num_chains=4, chain_method="vectorized",
+                progress_bar=False)
+    mcmc.run(jax.random.key(11), *ARGS, **KWARGS)
+    stats = mean_and_mcse(mcmc.get_samples(group_by_chain=True))
+    assert stats["mu"][2] > 200 and stats["tau"][2] > 100
+    assert_agrees(stats, nuts_reference)
+    inv_mass = np.asarray(mcmc.last_state.adapt_state.inverse_mass)
+    assert inv_mass.shape == (4, 10) and np.all(inv_mass > 0) and np.ptp(inv_mass) > 1.0  # adapted
+    assert bool(np.all(np.isfinite(mcmc.last_state.step_size)))
+
+
 def test_sequential_mala_matches_nuts(nuts_reference):
     mcmc = MCMC(Kernel(eight_schools, kernel=fs.kernels.mala, step_size=0.2), num_warmup=500,
                 num_samples=3000, num_chains=2, chain_method="sequential", progress_bar=False)
