@@ -8,7 +8,7 @@ back to the latent space is
     \\log \\tilde p(z) = \\log p(f_\\theta(z)) + \\log\\left|\\det \\frac{\\partial f_\\theta}{\\partial z}\\right|,
 
 which is close to a standard normal when :math:`q_\\theta \\approx p`. An inner kernel
-(MALA or HMC) leaving :math:`\\tilde p` invariant, mapped through :math:`f_\\theta`, leaves
+(MALA, HMC or NUTS) leaving :math:`\\tilde p` invariant, mapped through :math:`f_\\theta`, leaves
 ``p`` invariant for *any* bijection (a good flow only makes it mix faster). Positions are
 reported in x space; the latent chain state rides along.
 
@@ -78,7 +78,7 @@ def neutra(
         A :class:`flowsamp.base.Flow` and its parameters; ``forward`` maps latent z to x.
     inner
         Kernel constructor ``inner(log_prob_fn, **inner_params) -> SamplingAlgorithm``
-        (e.g. ``fs.kernels.mala``, ``fs.kernels.hmc``).
+        (e.g. ``fs.kernels.mala``, ``fs.kernels.hmc``, ``fs.kernels.nuts``).
     **inner_params
         Passed to ``inner`` (e.g. ``step_size=0.3``, ``num_integration_steps=8``).
 

@@ -44,7 +44,15 @@ def test_bad_arguments_raise():
         neutra(target_log_prob, object(), {})
 
 
-@pytest.mark.parametrize("inner,kw", [(fs.kernels.mala, {"step_size": 0.15}), (fs.kernels.hmc, {"step_size": 0.3, "num_integration_steps": 4})], ids=["mala", "hmc"])
+@pytest.mark.parametrize(
+    "inner,kw",
+    [
+        (fs.kernels.mala, {"step_size": 0.15}),
+        (fs.kernels.hmc, {"step_size": 0.3, "num_integration_steps": 4}),
+        (fs.kernels.nuts, {"step_size": 0.3}),
+    ],
+    ids=["mala", "hmc", "nuts"],
+)
 def test_invariance_poor_flow(poor_params, inner, kw):
     key_x, key_run = jax.random.split(jax.random.key(31))
     x0 = exact_samples(key_x, NUM_CHAINS)
