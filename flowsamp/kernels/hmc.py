@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from flowsamp.base import KernelAPI, SamplingAlgorithm, metropolis_test, select
 from flowsamp.kernels import _flat, _mass

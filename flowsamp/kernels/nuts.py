@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-import jax
 import jax.numpy as jnp
 
 from flowsamp.base import KernelAPI, SamplingAlgorithm, as_key, select
