@@ -341,9 +341,18 @@ def run_flowmc_cell(t, spec, key):
     x0 = _initial_positions(k0, t, spec, CHAINS)
     sched = FlowMCSchedule()
     pos, info = run_flowmc(k1, t.log_prob, t.dim, x0, sched)
+    labels = _labels(t, pos)
     extra = {"global_acceptance": info["global_acceptance"], "local_acceptance": info["local_acceptance"],
              "draws_per_chain": int(pos.shape[1]), "schedule": sched.__dict__}
-    return _labels(t, pos), info["wall_s"], True, "none", [], extra
+    try:  # what flowsamp's diagnostics would say on flowMC's draws (flowMC itself gives no verdict)
+        import flowsamp as fs
+
+        v = fs.estimators.mcmc_verdict(pos, mode_labels=labels, num_modes=t.num_modes,
+                                       global_acceptance=info["global_acceptance"])
+        extra["flowsamp_verdict_on_draws"] = {"converged": bool(v.converged), "problems": list(v.problems)[:8]}
+    except Exception as e:  # informative only
+        extra["flowsamp_verdict_on_draws"] = {"error": f"{type(e).__name__}: {e}"[:300]}
+    return labels, info["wall_s"], True, "none", [], extra
 
 
 RUNNERS = {
