@@ -109,7 +109,7 @@ def explore(
     num_fit_steps: int = 1000,
     learning_rate: float = 1e-3,
     batch_size: int = 512,
-    num_mcmc_steps: int = 20,
+    num_mcmc_steps: int | None = None,
 ) -> Exploration:
     r"""Tempered-SMC warm start: particles, affine preconditioner, forward-KL flow, chain seeds.
 
@@ -140,7 +140,10 @@ def explore(
         At most ``num_fit_steps`` Adam steps of forward KL on minibatches of ``batch_size``,
         early-stopped (patience 3 evaluations of 50 steps) on the validation NLL.
     num_mcmc_steps
-        RWMH steps per SMC step.
+        RWMH steps per SMC step; default :math:`\min(\max(20, d), 100)`: random-walk
+        Metropolis needs :math:`O(d)` steps to decorrelate (Roberts & Rosenthal 2001), and with
+        20 steps in 100-D the particles of an ill-conditioned Gaussian came out with 0.41-0.82
+        of its standard deviations (100 steps: 0.92-1.01).
 
     Returns
     -------
@@ -171,7 +174,8 @@ def explore(
             return log_prob(x) - log_base(x)
 
         z0 = loc_j + scale_j * jax.random.normal(k_base, (num_particles, dim), dt)
-        smc = tempered_smc(k_smc, log_lik, log_base, z0, num_mcmc_steps=num_mcmc_steps)
+        m = min(max(20, dim), 100) if num_mcmc_steps is None else int(num_mcmc_steps)
+        smc = tempered_smc(k_smc, log_lik, log_base, z0, num_mcmc_steps=m)
         parts = smc.particles
     else:
         parts = jnp.asarray(particles)
