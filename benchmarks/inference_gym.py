@@ -41,7 +41,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # run as a script, this file's folder comes first on sys.path and its name would shadow the
@@ -64,6 +66,12 @@ TARGETS = {
 SAMPLERS = ("flowsamp_nuts", "flowsamp_flow", "numpyro_nuts", "blackjax_nuts")
 QUICK_TARGETS = ("eight_schools", "banana")
 RESULT_MARK = "CELL-RESULT "
+NOTES = [
+    "eight_schools is the gym's centred model with log_stddev ~ Normal(5, 1), a mild funnel (not the "
+    "half-Cauchy prior of the classic example)",
+    "ground truths are the gym's (Stan / analytic), reordered to the event's coordinates by "
+    "fs.targets.inference_gym",
+]
 
 
 # --------------------------------------------------------------------------- samplers (child side)
@@ -307,6 +315,7 @@ def main(argv=None):
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cell-timeout", type=float, default=1200.0)
+    p.add_argument("--jobs", type=int, default=1, help="cells run at once (each in its own process)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "inference_gym.json"))
     p.add_argument("--_cell", nargs=2, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -332,13 +341,22 @@ def main(argv=None):
     rows = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for n in names:
-        for s in samplers:
-            row = _spawn(args, n, s)
+    lock = threading.Lock()
+
+    def cell(n, s):
+        row = _spawn(args, n, s)
+        with lock:
             rows.append(row)
             print_table([row], header=len(rows) == 1)
             sys.stdout.flush()
-            out.write_text(json.dumps(dict(config=config, rows=rows), indent=1))
+            out.write_text(json.dumps(dict(config=config, notes=NOTES, rows=rows), indent=1))
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for fut in [pool.submit(cell, n, s) for n in names for s in samplers]:
+            fut.result()
+    order = {(n, s): i for i, (n, s) in enumerate((n, s) for n in names for s in samplers)}
+    rows.sort(key=lambda r: order.get((r["target"], r["sampler"]), 0))
+    out.write_text(json.dumps(dict(config=config, notes=NOTES, rows=rows), indent=1))
     print()
     print_table(rows)
     print(f"wrote {out}")
