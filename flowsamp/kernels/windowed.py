@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowsamp import parallel
 from flowsamp.base import as_key, check_finite_positions
 from flowsamp.kernels import _flat
 from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE, dual_averaging, find_step_size
@@ -103,12 +104,21 @@ def window_schedule(num_steps: int) -> tuple[np.ndarray, np.ndarray]:
     return in_slow, ends
 
 
-def _accumulate(m: _Moments, x: Array, dense: bool) -> _Moments:
-    """Add a batch ``x`` (chains, dim) to the running moments (Chan et al. 1979)."""
+def _accumulate(m: _Moments, x: Array, dense: bool, axis_name: str | None = None) -> _Moments:
+    """Add a batch ``x`` (chains, dim) to the running moments (Chan et al. 1979).
+
+    With ``axis_name`` (inside ``shard_map``) the batch is the union of every device's chains
+    (equal numbers per device).
+    """
     n_b = x.shape[0]
     mean_b = jnp.mean(x, axis=0)
+    if axis_name is not None:
+        mean_b = jax.lax.pmean(mean_b, axis_name)
+        n_b = n_b * jax.lax.psum(1, axis_name)
     dev = x - mean_b
     m2_b = dev.T @ dev if dense else jnp.sum(dev * dev, axis=0)
+    if axis_name is not None:
+        m2_b = jax.lax.psum(m2_b, axis_name)
     n = m.count + n_b
     delta = mean_b - m.mean
     mean = m.mean + delta * (n_b / n)
@@ -139,12 +149,14 @@ def window_update(
     ends_slow: Array,
     dense: bool,
     target_acceptance: float,
+    axis_name: str | None = None,
 ) -> WindowState:
     """One warm-up update after a transition.
 
     ``flat_positions`` (chains, dim): the chains' new flat positions (one chain: ``x[None]``);
     ``acceptance_rate``: the acceptance (averaged over the chains); ``in_slow`` / ``ends_slow``:
-    this step's entries of :func:`window_schedule`. Dual averaging is updated on the
+    this step's entries of :func:`window_schedule`; ``axis_name``: the ``shard_map`` axis
+    the chains are split over (the moments are then pooled over every device). Dual averaging is updated on the
     acceptance; in a slow window the positions join the window's moments; at its end the inverse
     mass becomes their regularised covariance (kept if not finite) and dual averaging restarts
     from its averaged step size.
@@ -152,7 +164,7 @@ def window_update(
     optimiser = dual_averaging(target_acceptance)
     da = optimiser.update(ws.da, acceptance_rate)
     moments = jax.tree.map(
-        lambda a, b: jnp.where(in_slow, a, b), _accumulate(ws.moments, flat_positions, dense), ws.moments
+        lambda a, b: jnp.where(in_slow, a, b), _accumulate(ws.moments, flat_positions, dense, axis_name), ws.moments
     )
     new_inv = _regularised(moments, dense)
     inv_mass = jnp.where(ends_slow & jnp.all(jnp.isfinite(new_inv)), new_inv, ws.inverse_mass)
@@ -200,8 +212,10 @@ def window_adaptation(
     Returns
     -------
     WindowAdaptation
-        ``run(key, initial_positions, num_steps) -> (states, params)``: ``initial_positions``
-        has chains on the leading axis; ``states`` are the chains' kernel states after the
+        ``run(key, initial_positions, num_steps, devices=None) -> (states, params)``:
+        ``initial_positions`` has chains on the leading axis (``devices=jax.devices()`` splits
+        them over the devices with ``shard_map``, the window statistics and the acceptance
+        pooled over all of them, in one process); ``states`` are the chains' kernel states after the
         warm-up and ``params = {"step_size": ..., "inverse_mass": ...}`` (diagonal vector or
         dense matrix over the flat position).
 
@@ -228,7 +242,7 @@ def window_adaptation(
     def make(step_size: Array, inverse_mass: Any) -> Any:
         return constructor(log_prob, step_size=step_size, inverse_mass=inverse_mass, **static)
 
-    def run(key: Any, initial_positions: Any, num_steps: int) -> tuple[Any, dict]:
+    def run(key: Any, initial_positions: Any, num_steps: int, devices: Any = None) -> tuple[Any, dict]:
         if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)):
             raise ValueError(f"num_steps must be an int, got {num_steps!r}")
         in_slow, ends = window_schedule(int(num_steps))
@@ -242,32 +256,55 @@ def window_adaptation(
             _flat.check_positive("initial_step_size", initial_step_size)
             eps0 = jnp.asarray(initial_step_size)
         states = jax.jit(jax.vmap(make(eps0, None).init))(positions)
+        num_chains = jax.tree.leaves(states.position)[0].shape[0]
+        mesh = None
+        if devices is not None:
+            mesh = parallel.chain_mesh(devices)
+            parallel.check_divisible(num_chains, mesh)
+        chain_keys = jax.random.split(key_run, num_chains)
         states, step_size, inv_mass = _run(
-            key_run, states, eps0, jnp.asarray(in_slow), jnp.asarray(ends),
-            make=make, dense=dense, target=float(target_acceptance),
+            chain_keys, states, eps0, jnp.asarray(in_slow), jnp.asarray(ends),
+            make=make, dense=dense, target=float(target_acceptance), mesh=mesh,
         )
         return states, {"step_size": step_size, "inverse_mass": inv_mass}
 
     return WindowAdaptation(run)
 
 
-@functools.partial(jax.jit, static_argnames=("make", "dense", "target"))
-def _run(key, states, eps0, in_slow, ends, *, make, dense, target):
-    flat0 = jax.vmap(lambda p: _flat.flatten(p)[0])(states.position)
-    num_chains, dim = flat0.shape
-    chain_keys = jax.random.split(key, num_chains)
+@functools.partial(jax.jit, static_argnames=("make", "dense", "target", "mesh"))
+def _run(chain_keys, states, eps0, in_slow, ends, *, make, dense, target, mesh):
+    axis = None if mesh is None else parallel.CHAIN_AXIS
 
-    def body(carry, inp):
-        states, ws = carry
-        t, slow, end = inp
-        eps = jnp.exp(ws.da.log_step_size).astype(flat0.dtype)
-        keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, t)
-        states, info = jax.vmap(make(eps, ws.inverse_mass).step)(keys, states)
-        flat = jax.vmap(lambda p: _flat.flatten(p)[0])(states.position)
-        ws = window_update(ws, flat, jnp.mean(info.acceptance_rate), slow, end, dense, target)
-        return (states, ws), None
+    def warm(chain_keys, states, eps0, in_slow, ends):
+        flat0 = jax.vmap(lambda p: _flat.flatten(p)[0])(states.position)
+        dim = flat0.shape[1]
 
-    ws0 = window_init(eps0, dim, flat0.dtype, dense, target)
-    steps = jnp.arange(in_slow.shape[0])
-    (states, ws), _ = jax.lax.scan(body, (states, ws0), (steps, in_slow, ends))
-    return states, jnp.exp(ws.da.log_step_size_avg), ws.inverse_mass
+        def body(carry, inp):
+            states, ws = carry
+            t, slow, end = inp
+            eps = jnp.exp(ws.da.log_step_size).astype(flat0.dtype)
+            keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, t)
+            states, info = jax.vmap(make(eps, ws.inverse_mass).step)(keys, states)
+            flat = jax.vmap(lambda p: _flat.flatten(p)[0])(states.position)
+            rate = jnp.mean(info.acceptance_rate)
+            if axis is not None:
+                rate = jax.lax.pmean(rate, axis)
+            ws = window_update(ws, flat, rate, slow, end, dense, target, axis)
+            return (states, ws), None
+
+        ws0 = window_init(eps0, dim, flat0.dtype, dense, target)
+        steps = jnp.arange(in_slow.shape[0])
+        (states, ws), _ = jax.lax.scan(body, (states, ws0), (steps, in_slow, ends))
+        return states, jnp.exp(ws.da.log_step_size_avg), ws.inverse_mass
+
+    if mesh is None:
+        return warm(chain_keys, states, eps0, in_slow, ends)
+    rep = parallel.REPLICATED
+    sharded = jax.shard_map(
+        warm,
+        mesh=mesh,
+        in_specs=(parallel.CHAINS, parallel.CHAINS, rep, rep, rep),
+        out_specs=(parallel.CHAINS, rep, rep),
+        check_vma=False,
+    )
+    return sharded(chain_keys, states, eps0, in_slow, ends)
