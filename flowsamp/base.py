@@ -64,6 +64,14 @@ class KernelAPI:
     def __repr__(self) -> str:
         return f"<flowsamp kernel {self.__module__}.{self.__name__} ({', '.join(self.parts)})>"
 
+    def __reduce__(self) -> tuple:
+        # pickled by reference: the module attribute of this name is this object
+        return (_kernel_api, (self.__module__, self.__name__))
+
+
+def _kernel_api(module: str, name: str) -> KernelAPI:
+    return getattr(__import__(module, fromlist=[name]), name)
+
 
 def as_key(key: Any) -> PRNGKey:
     """Return ``key`` as a typed JAX key of any ``impl`` (raw uint32 keys are wrapped)."""

@@ -16,6 +16,7 @@ object as the model (``init(position, target)``) and integer positions.
 
 import inspect
 import pathlib
+import pickle
 import sys
 from typing import Any, Callable, NamedTuple
 
@@ -127,6 +128,7 @@ def test_api_object_carries_its_module(name):
             assert getattr(api, part) is getattr(module, part)
     assert any(p.endswith("State") for p in module.__all__), module.__all__
     assert inspect.signature(api) == inspect.signature(api.__wrapped__)
+    assert pickle.loads(pickle.dumps(api)) is api
 
 
 def test_no_importlib_and_one_all_in_the_package():
