@@ -101,9 +101,12 @@ def run_flowsamp_nuts(key, target, x0, warmup, draws):
         method, constructor, static = "window_adaptation+hmc(L=16)", kernels.hmc, {"num_integration_steps": 16}
     else:
         constructor = None
+    t0 = time.perf_counter()
     if constructor is not None:
         states, params = wa(constructor, target.log_prob, **static).run(k_warm, x0, warmup)
         params = _params_dict(params)
+        jax.block_until_ready(states)
+        t_warm = time.perf_counter() - t0
 
         def kernel(p):
             return constructor(target.log_prob, **p, **static)
@@ -116,8 +119,10 @@ def run_flowsamp_nuts(key, target, x0, warmup, draws):
             return kernels.hmc(target.log_prob, e, 16)
 
         res = kernels.dual_averaging_adaptation(k_warm, kernel, x0, warmup, 0.65)
+        t_warm = time.perf_counter() - t0
         trace = fs.sample(k_draw, kernel, res.state, draws, params=res.step_size)
     info = trace.info
+    steps = getattr(info, "num_integration_steps", None)
     div = getattr(info, "is_divergent", None)
     num_div = int(np.sum(np.asarray(div))) if div is not None else int(np.sum(np.asarray(trace.num_nonfinite)))
     return dict(
@@ -126,6 +131,9 @@ def run_flowsamp_nuts(key, target, x0, warmup, draws):
         claimed=getattr(trace, "converged", None),
         problems=getattr(trace, "problems", None),
         method=method,
+        warmup_s=t_warm,
+        sample_s=time.perf_counter() - t0 - t_warm,
+        mean_leapfrog_steps=None if steps is None else float(np.mean(np.asarray(steps))),
     )
 
 
@@ -156,10 +164,12 @@ def run_numpyro_nuts(key, target, x0, warmup, draws):
         chain_method="vectorized",
         progress_bar=False,
     )
-    mcmc.run(key, init_params=x0, extra_fields=("diverging",))
+    mcmc.run(key, init_params=x0, extra_fields=("diverging", "num_steps"))
     pos = np.asarray(mcmc.get_samples(group_by_chain=True))
-    div = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
-    return dict(positions=pos, num_divergent=div, claimed=None, problems=None, method="numpyro NUTS defaults")
+    extra = mcmc.get_extra_fields()
+    div = int(np.sum(np.asarray(extra["diverging"])))
+    return dict(positions=pos, num_divergent=div, claimed=None, problems=None, method="numpyro NUTS defaults",
+                mean_leapfrog_steps=float(np.mean(np.asarray(extra["num_steps"]))))
 
 
 def run_blackjax_nuts(key, target, x0, warmup, draws):
@@ -179,20 +189,21 @@ def run_blackjax_nuts(key, target, x0, warmup, draws):
 
             def body(s, k):
                 s, info = step(k, s)
-                return s, (s.position, info.is_divergent)
+                return s, (s.position, info.is_divergent, info.num_integration_steps)
 
-            _, (pos, div) = jax.lax.scan(body, state, jax.random.split(kd, draws))
-            return pos, div
+            _, out = jax.lax.scan(body, state, jax.random.split(kd, draws))
+            return out
 
         return jax.vmap(one)(jax.random.split(k_warm, n), jax.random.split(k_draw, n), x0)
 
-    pos, div = run(k_warm, k_draw, x0)
+    pos, div, steps = run(k_warm, k_draw, x0)
     return dict(
         positions=np.asarray(pos),
         num_divergent=int(np.sum(np.asarray(div))),
         claimed=None,
         problems=None,
         method="blackjax window_adaptation+nuts",
+        mean_leapfrog_steps=float(np.mean(np.asarray(steps))),
     )
 
 
@@ -260,8 +271,9 @@ def run_cell(name, sampler, chains, warmup, draws, seed):
     row.update(score(target, out["positions"], out["num_divergent"], wall))
     row["claimed"] = out["claimed"] if out["claimed"] is None else bool(out["claimed"])
     row["problems"] = out["problems"]
-    if "global_acceptance" in out:
-        row["global_acceptance"] = out["global_acceptance"]
+    for extra in ("global_acceptance", "warmup_s", "sample_s", "mean_leapfrog_steps"):
+        if extra in out:
+            row[extra] = out[extra]
     row["silent"] = bool(row["claimed"]) and (row["max_abs_z"] is None or row["max_abs_z"] > 4.0)
     return row
 
@@ -290,7 +302,7 @@ def _fmt(v, f):
 
 
 def print_table(rows, header=True):
-    head = f"{'target':26s} {'sampler':14s} {'max|z|':>8s} {'sd err':>7s} {'R-hat':>7s} {'minESS':>7s} {'ESS/s':>7s} {'wall s':>7s} {'div':>6s} {'verdict':>7s} {'claimed':>7s}"
+    head = f"{'target':26s} {'sampler':14s} {'max|z|':>8s} {'sd err':>7s} {'R-hat':>7s} {'minESS':>7s} {'ESS/s':>7s} {'wall s':>7s} {'div':>6s} {'steps':>6s} {'verdict':>7s} {'claimed':>7s}"
     if header:
         print(head)
         print("-" * len(head))
@@ -300,7 +312,7 @@ def print_table(rows, header=True):
             continue
         print(f"{r['target']:26s} {r['sampler']:14s} {_fmt(r['max_abs_z'], '8.2f')} {_fmt(r['max_sd_err'], '7.2f')} "
               f"{_fmt(r['max_rhat'], '7.3f')} {_fmt(r['min_ess_bulk'], '7.0f')} {_fmt(r['ess_per_s'], '7.1f')} "
-              f"{r['wall_s']:7.0f} {_fmt(r['num_divergent'], '6d')} {str(r['verdict_ok']):>7s} {str(r['claimed']):>7s}"
+              f"{r['wall_s']:7.0f} {_fmt(r['num_divergent'], '6d')} {_fmt(r.get('mean_leapfrog_steps'), '6.0f')} {str(r['verdict_ok']):>7s} {str(r['claimed']):>7s}"
               + ("  SILENT" if r.get("silent") else ""))
 
 
