@@ -15,10 +15,12 @@ class AdaptiveFlowConfig:
     """Schedule and algorithm options of the adaptive global-local flow sampler.
 
     Per loop: ``num_local_steps`` local steps (``local = "mala"`` or ``"hmc"`` with
-    ``num_integration_steps`` leapfrog steps; initial ``step_size``, adapted in training by
-    ``log eps += adapt_rate * (mean acceptance - target)`` after every step, target 0.574
-    for MALA / 0.65 for HMC), then (training only) ``num_epochs`` full-batch optimizer
-    steps of forward KL on the buffer, then ``num_global_steps`` flow independent-MH steps.
+    ``num_integration_steps`` leapfrog steps; initial ``step_size``, adapted in training
+    after every step by :func:`flowsamp.kernels.adaptation.robbins_monro` at ``rate =
+    adapt_rate`` on the fraction of chains that accepted, target ``TARGET_ACCEPTANCE[local]``;
+    ``adapt_rate = 0`` freezes it), then (training only) ``num_epochs`` full-batch
+    optimizer steps (:func:`flowsamp.train.fit_steps`) of forward KL on the buffer, then
+    ``num_global_steps`` flow independent-MH steps.
     The buffer holds ``buffer_points_per_chain`` evenly spaced local samples per chain from
     each of the last ``buffer_loops`` loops. Training runs at least ``min_training_loops``
     and at most ``max_training_loops`` loops; with ``early_stop`` it stops once the last

@@ -13,14 +13,20 @@ flow is trained by forward KL (maximum likelihood) on the chains' recent samples
 with ``B`` a bounded buffer of the last ``buffer_loops`` loops' samples. A *training*
 phase (flow and step size adapted; stopped early once the global acceptance plateaus)
 is followed by a *production* phase with everything frozen, whose samples are exact
-MCMC draws from ``p``. Each phase is one jitted program reused across loops; host work
+MCMC draws from ``p``. The sampler is a composition of the library's parts
+(:mod:`flowsamp.samplers._flow_mcmc_loop`): :func:`flowsamp.kernels.mala.transition` /
+:func:`flowsamp.kernels.hmc.transition` for the local moves,
+:func:`flowsamp.kernels.flow_imh.imh_test` for the global ones,
+:func:`flowsamp.kernels.adaptation.robbins_monro` for the step size and
+:func:`flowsamp.train.fit_steps` on :func:`flowsamp.train.forward_kl` for the flow; its
+state nests their states. One jitted program serves every loop of both phases; host work
 (progress, callback, checkpoint) happens only between loops.
 
 Optional ``symmetries``: volume-preserving involutions :math:`g` (e.g. ``lambda x: -x``)
 under which the *support* of ``p`` maps to itself. The global proposal is then the
-symmetrised :math:`q_G(x) = \\frac{1}{|G|}\\sum_{g \\in G} q_\\theta(g(x))` with
-:math:`G = \\{\\mathrm{id}\\} \\cup` ``symmetries``, which lets chains started in one mode
-jump to its images (the MH test keeps the chain exact even when ``p`` is not symmetric).
+symmetrised :math:`q_G(x) = \\frac{1}{|G|}\\sum_{g \\in G} q_\\theta(g(x))`
+(:func:`flowsamp.flows.symmetrize`), which lets chains started in one mode jump to its
+images (the MH test keeps the chain exact even when ``p`` is not symmetric).
 
 References: arXiv:2105.12603 (PNAS 119, e2109420119); flowMC, arXiv:2211.06397.
 """
@@ -33,18 +39,20 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from flowsamp.base import Flow, as_key, check_finite_positions
-from flowsamp.samplers import _flow_mcmc_steps as steps
+from flowsamp.flows.symmetrize import symmetrize
+from flowsamp.kernels.adaptation import RobbinsMonroState
+from flowsamp.kernels.flow_imh import FlowIMHState
 from flowsamp.samplers._flow_mcmc_config import AdaptiveFlowConfig, make_config
-from flowsamp.samplers._flow_mcmc_symmetry import symmetrized
+from flowsamp.samplers._flow_mcmc_loop import LoopStats, build_loop, init_adaptation, local_init
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = [
     "AdaptiveFlowConfig",
     "AdaptiveFlowOutput",
     "AdaptiveFlowState",
+    "LoopStats",
     "adaptive_flow_mcmc",
     "init_state",
 ]
@@ -53,22 +61,42 @@ __all__ = [
 class AdaptiveFlowState(NamedTuple):
     """Everything the next loop needs (checkpointable with ``fs.io.save``).
 
-    ``position`` (C, d), ``log_prob`` (C,), ``grad`` (C, d) of the chains;
-    ``log_step_size`` the local step size's log; ``params``/``opt_state`` of the flow;
-    ``buffer`` (L, n, d) the last ``L`` loops' training samples with ``buffer_filled`` (L,);
-    ``loop`` the number of loops run; ``training_done`` whether training has stopped.
+    ``local``: the batched local-kernel state (:class:`~flowsamp.kernels.mala.MALAState` or
+    :class:`~flowsamp.kernels.hmc.HMCState`: position ``(C, d)``, ``log_prob`` ``(C,)``,
+    ``grad`` ``(C, d)``), where the next local phase starts; ``flow_imh``: the batched
+    :class:`~flowsamp.kernels.flow_imh.FlowIMHState` at the end of the last global phase
+    (the same chains with the cached :math:`\\log q_\\theta(x)` under ``params``);
+    ``adaptation``: the step-size state
+    (:class:`~flowsamp.kernels.adaptation.RobbinsMonroState`, ``log_step_size``);
+    ``params``/``opt_state``: the flow's parameters and optimiser state; ``buffer``
+    ``(L, n, d)``: the last ``L`` loops' training samples with ``buffer_filled`` ``(L,)``;
+    ``loop``: the number of loops run; ``training_done``: whether training has stopped.
     """
 
-    position: Array
-    log_prob: Array
-    grad: Array
-    log_step_size: Array
+    local: Any
+    flow_imh: FlowIMHState
+    adaptation: RobbinsMonroState
     params: Any
     opt_state: Any
     buffer: Array
     buffer_filled: Array
     loop: Array
     training_done: Array
+
+    @property
+    def position(self) -> Array:
+        """Chain positions ``(C, d)``."""
+        return self.local.position
+
+    @property
+    def log_prob(self) -> Array:
+        """:math:`\\log p` at the chain positions ``(C,)``."""
+        return self.local.log_prob
+
+    @property
+    def log_step_size(self) -> Array:
+        """Log of the local step size."""
+        return self.adaptation.log_step_size
 
 
 class AdaptiveFlowOutput(NamedTuple):
@@ -78,10 +106,9 @@ class AdaptiveFlowOutput(NamedTuple):
     ``local_acceptance`` / ``global_acceptance``: mean acceptance rates in production;
     ``params``: the trained flow's parameters; ``state``: the final
     :class:`AdaptiveFlowState` (resume with ``initial_state=``); ``history``: per-loop
-    numpy arrays (``phase`` 0 = training / 1 = production, ``local_acceptance``,
-    ``global_acceptance``, ``loss``, ``step_size``, ``positions`` (loops, C, d) at the end
-    of each loop, ``wall_s`` since the start); ``num_training_loops``; ``wall_s`` total
-    wall time (compilation included).
+    numpy arrays (``phase`` 0 = training / 1 = production, every :class:`LoopStats` field,
+    ``positions`` (loops, C, d) at the end of each loop, ``wall_s`` since the start);
+    ``num_training_loops``; ``wall_s`` total wall time (compilation included).
     """
 
     positions: Array
@@ -95,8 +122,38 @@ class AdaptiveFlowOutput(NamedTuple):
     wall_s: float
 
 
-def _points_per_chain(cfg: AdaptiveFlowConfig) -> int:
-    return min(cfg.buffer_points_per_chain, cfg.num_local_steps)
+def _check_positions(initial_positions: Array, dim: int) -> Array:
+    x = jnp.asarray(initial_positions)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"initial_positions must have shape (chains, {dim}), got {tuple(x.shape)}")
+    check_finite_positions(x)
+    return x
+
+
+def _build_init(cfg: AdaptiveFlowConfig, log_prob: LogProbFn, flow: Flow, q: Flow) -> Callable:
+    """One jitted program ``(key, x, params) -> AdaptiveFlowState`` (``params=None``: ``flow.init``)."""
+    n = min(cfg.buffer_points_per_chain, cfg.num_local_steps)
+
+    def init(key, x, params):
+        if params is None:
+            params = flow.init(key)
+        local = local_init(cfg.local, log_prob, x)
+        imh = FlowIMHState(x, local.log_prob, q.log_prob(params, x).astype(x.dtype))
+        return AdaptiveFlowState(
+            local=local,
+            flow_imh=imh,
+            adaptation=init_adaptation(cfg, x.dtype),
+            params=params,
+            opt_state=cfg.optimizer.init(params),
+            buffer=jnp.zeros((cfg.buffer_loops, x.shape[0] * n, x.shape[1]), x.dtype),
+            buffer_filled=jnp.zeros((cfg.buffer_loops,), bool),
+            loop=jnp.zeros((), jnp.int32),
+            training_done=jnp.zeros((), bool),
+        )
+
+    return jax.jit(init)
 
 
 def init_state(
@@ -108,93 +165,13 @@ def init_state(
     params: Any = None,
 ) -> AdaptiveFlowState:
     """Return the state before the first loop (flow at ``params`` or ``flow.init(key)``)."""
-    x = jnp.asarray(initial_positions)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    if x.ndim != 2 or x.shape[1] != flow.dim:
-        raise ValueError(
-            f"initial_positions must have shape (chains, {flow.dim}), got {tuple(x.shape)}"
-        )
-    check_finite_positions(x)
-    lp, g = jax.jit(steps.value_and_grad_batch, static_argnums=0)(log_prob, x)
-    bad = ~np.isfinite(np.asarray(lp))
+    x = _check_positions(initial_positions, flow.dim)
+    q = symmetrize(flow, config.symmetries)
+    state = _build_init(config, log_prob, flow, q)(as_key(key), x, params)
+    bad = ~np.isfinite(np.asarray(state.local.log_prob))
     if bad.any():
         raise ValueError(f"log_prob is not finite at the initial position of chain {int(np.argmax(bad))}")
-    if params is None:
-        params = flow.init(key)
-    opt_state = config.optimizer.init(params)
-    n = x.shape[0] * _points_per_chain(config)
-    return AdaptiveFlowState(
-        position=x,
-        log_prob=lp,
-        grad=g,
-        log_step_size=jnp.log(jnp.asarray(config.step_size, x.dtype)),
-        params=params,
-        opt_state=opt_state,
-        buffer=jnp.zeros((config.buffer_loops, n, x.shape[1]), x.dtype),
-        buffer_filled=jnp.zeros((config.buffer_loops,), bool),
-        loop=jnp.zeros((), jnp.int32),
-        training_done=jnp.zeros((), bool),
-    )
-
-
-def _local(cfg, log_prob, key, state, adapt_rate):
-    if cfg.local == "mala":
-        return steps.local_mala(
-            key, state.position, state.log_prob, state.grad, state.log_step_size,
-            log_prob, cfg.num_local_steps, adapt_rate,
-        )
-    return steps.local_hmc(
-        key, state.position, state.log_prob, state.grad, state.log_step_size,
-        log_prob, cfg.num_local_steps, adapt_rate, cfg.num_integration_steps,
-    )
-
-
-def _build_programs(cfg: AdaptiveFlowConfig, log_prob: LogProbFn, flow: Flow):
-    """One jitted program for a loop of either phase (compiled once, reused by all loops)."""
-    sample_q, log_q = symmetrized(flow, cfg.symmetries)
-    k_keep = _points_per_chain(cfg)
-    keep_idx = np.linspace(0, cfg.num_local_steps - 1, k_keep).round().astype(int)
-
-    def loop(state: AdaptiveFlowState, key: PRNGKey, training: Array):
-        """One loop; ``training`` (traced bool) switches adaptation and flow training on."""
-        k_loc, k_glob = jax.random.split(key)
-        adapt = jnp.where(training, cfg.adapt_rate, 0.0)
-        (x, lp, g, log_eps), (tx, tlp, lrate) = _local(cfg, log_prob, k_loc, state, adapt)
-        fresh = jnp.swapaxes(tx[keep_idx], 0, 1).reshape(-1, x.shape[1])  # (C * k, d)
-        slot = state.loop % cfg.buffer_loops
-
-        def train(operand):
-            params, opt_state, buffer, filled = operand
-            buffer = buffer.at[slot].set(fresh)
-            filled = filled.at[slot].set(True)
-            data = buffer.reshape(-1, x.shape[1])
-            mask = jnp.repeat(filled, buffer.shape[1])
-            params, opt_state, losses = steps.forward_kl_epochs(
-                flow, cfg.optimizer, params, opt_state, data, mask, cfg.num_epochs, log_q
-            )
-            return params, opt_state, buffer, filled, losses[-1]
-
-        def frozen(operand):
-            params, opt_state, buffer, filled = operand
-            return params, opt_state, buffer, filled, jnp.zeros((), x.dtype)
-
-        operand = (state.params, state.opt_state, state.buffer, state.buffer_filled)
-        params, opt_state, buffer, filled, loss = jax.lax.cond(training, train, frozen, operand)
-        (x, lp), (gx, glp, grate) = steps.global_imh(
-            k_glob, x, lp, flow, params, log_prob, cfg.num_global_steps, sample_q, log_q
-        )
-        # the flow moved the chains: refresh the gradients for the next local phase
-        _, g = steps.value_and_grad_batch(log_prob, x)
-        new = AdaptiveFlowState(
-            x, lp, g, log_eps, params, opt_state, buffer, filled, state.loop + 1, state.training_done
-        )
-        stats = (jnp.mean(lrate), jnp.mean(grate), loss, jnp.exp(log_eps))
-        traj = jnp.concatenate([tx, gx], axis=0)[cfg.thinning - 1 :: cfg.thinning]
-        traj_lp = jnp.concatenate([tlp, glp], axis=0)[cfg.thinning - 1 :: cfg.thinning]
-        return new, stats, jnp.swapaxes(traj, 0, 1), jnp.swapaxes(traj_lp, 0, 1)
-
-    return jax.jit(loop)
+    return state
 
 
 def _plateaued(global_acc: list[float], cfg: AdaptiveFlowConfig) -> bool:
@@ -219,16 +196,16 @@ def _place(state: AdaptiveFlowState, devices) -> AdaptiveFlowState:
     chains = NamedSharding(mesh, PartitionSpec("chain"))
     repl = NamedSharding(mesh, PartitionSpec())
     put = lambda tree, s: jax.tree.map(lambda a: jax.device_put(a, s), tree)  # noqa: E731
-    return state._replace(
-        position=put(state.position, chains),
-        log_prob=put(state.log_prob, chains),
-        grad=put(state.grad, chains),
-        log_step_size=put(state.log_step_size, repl),
-        params=put(state.params, repl),
-        opt_state=put(state.opt_state, repl),
-        buffer=put(state.buffer, repl),
-        buffer_filled=put(state.buffer_filled, repl),
+    return AdaptiveFlowState(
+        *(put(getattr(state, f), chains if f in ("local", "flow_imh") else repl) for f in state._fields)
     )
+
+
+def _done(state: AdaptiveFlowState, sharded: bool) -> AdaptiveFlowState:
+    """``state`` with ``training_done`` set, placed like ``loop`` when ``sharded`` (a host-side
+    constant: no compiled program, and no new sharding that would recompile the loop)."""
+    flag = np.ones((), bool)
+    return state._replace(training_done=jax.device_put(flag, state.loop.sharding) if sharded else flag)
 
 
 def adaptive_flow_mcmc(
@@ -251,6 +228,7 @@ def adaptive_flow_mcmc(
     ----------
     key
         PRNG key (any ``impl``; ``jax.random.key(0, impl="rbg")`` draws faster on CPU).
+        The flow is initialised with ``key``; loop ``t`` draws from ``fold_in(key, t)``.
     log_prob
         Unnormalized, differentiable log-density :math:`\\log p(x)` of one point ``(dim,)``.
     flow
@@ -268,7 +246,8 @@ def adaptive_flow_mcmc(
         mesh) shards the chain axis over them (chains must divide evenly).
     callback
         ``callback(loop, phase, stats, state)`` called on the host after every loop
-        (``phase`` is ``"training"`` or ``"production"``).
+        (``phase`` is ``"training"`` or ``"production"``, ``stats`` a dict of the
+        :class:`LoopStats` fields as floats).
     progress
         Show a tqdm progress bar.
     checkpoint_path
@@ -295,75 +274,74 @@ def adaptive_flow_mcmc(
     if not callable(log_prob):
         raise TypeError(f"log_prob must be callable, got {type(log_prob).__name__}")
     key = as_key(key)
-    k_init, key = jax.random.split(key)
     if initial_state is None:
-        state = init_state(k_init, log_prob, flow, initial_positions, cfg, params)
+        state = init_state(key, log_prob, flow, initial_positions, cfg, params)
     else:
         if not isinstance(initial_state, AdaptiveFlowState):
             raise TypeError("initial_state must be an AdaptiveFlowState")
         state = initial_state
     if devices is not None:
         state = _place(state, devices)
-    loop = _build_programs(cfg, log_prob, flow)
-    on, off = jnp.ones((), bool), jnp.zeros((), bool)
+    loop = build_loop(cfg, log_prob, symmetrize(flow, cfg.symmetries))
+    on, off = np.ones((), bool), np.zeros((), bool)
 
-    hist = {k: [] for k in ("phase", "local_acceptance", "global_acceptance", "loss", "step_size", "positions", "wall_s")}
+    fields = ("phase", *LoopStats._fields, "positions", "wall_s")
+    hist: dict[str, list] = {k: [] for k in fields}
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.max_training_loops + cfg.num_production_loops, desc="training")
 
-    def record(phase, stats, st):
-        loc, glob, loss, eps = (float(s) for s in stats)
+    def record(phase: str, stats: LoopStats, st: AdaptiveFlowState) -> dict:
+        host = {k: float(v) for k, v in zip(LoopStats._fields, jax.device_get(tuple(stats)))}
         hist["phase"].append(0 if phase == "training" else 1)
-        hist["local_acceptance"].append(loc)
-        hist["global_acceptance"].append(glob)
-        hist["loss"].append(loss)
-        hist["step_size"].append(eps)
+        for k, v in host.items():
+            hist[k].append(v)
         hist["positions"].append(np.asarray(st.position))
         hist["wall_s"].append(time.perf_counter() - t0)
         if bar is not None:
-            bar.set_postfix(local=f"{loc:.2f}", glob=f"{glob:.2f}")
+            bar.set_postfix(local=f"{host['local_acceptance']:.2f}", glob=f"{host['global_acceptance']:.2f}")
             bar.update(1)
         if callback is not None:
-            callback(len(hist["phase"]) - 1, phase, {"local_acceptance": loc, "global_acceptance": glob, "loss": loss, "step_size": eps}, st)
+            callback(len(hist["phase"]) - 1, phase, host, st)
         if checkpoint_path is not None:
             from flowsamp import io as _io
 
             _io.save(checkpoint_path, st)
+        return host
 
     num_train = 0
     global_acc: list[float] = []
     while not bool(state.training_done) and int(state.loop) < cfg.max_training_loops:
-        key, sub = jax.random.split(key)
-        state, stats, _, _ = loop(state, sub, on)
+        state, stats, _, _ = loop(state, key, on)
         num_train += 1
-        global_acc.append(float(stats[1]))
-        done = _plateaued(global_acc, cfg) or int(state.loop) >= cfg.max_training_loops
-        if done:
-            state = state._replace(training_done=jnp.ones((), bool))
+        global_acc.append(float(stats.global_acceptance))
+        if _plateaued(global_acc, cfg) or int(state.loop) >= cfg.max_training_loops:
+            state = _done(state, devices is not None)
         record("training", stats, state)
     if not bool(state.training_done):
-        state = state._replace(training_done=jnp.ones((), bool))
+        state = _done(state, devices is not None)
     if bar is not None:
         bar.total = num_train + cfg.num_production_loops
         bar.set_description("production")
 
     traj, traj_lp, loc_acc, glob_acc = [], [], [], []
     for _ in range(cfg.num_production_loops):
-        key, sub = jax.random.split(key)
-        state, stats, tx, tlp = loop(state, sub, off)
+        state, stats, tx, tlp = loop(state, key, off)
         traj.append(tx)
         traj_lp.append(tlp)
-        loc_acc.append(float(stats[0]))
-        glob_acc.append(float(stats[1]))
-        record("production", stats, state)
+        host = record("production", stats, state)
+        loc_acc.append(host["local_acceptance"])
+        glob_acc.append(host["global_acceptance"])
     if bar is not None:
         bar.close()
-    positions = jnp.concatenate(traj, axis=1) if traj else jnp.zeros((state.position.shape[0], 0, flow.dim), state.position.dtype)
-    log_probs = jnp.concatenate(traj_lp, axis=1) if traj_lp else jnp.zeros(positions.shape[:2], positions.dtype)
-    positions.block_until_ready()
+    if traj:
+        positions, log_probs = jnp.concatenate(traj, axis=1), jnp.concatenate(traj_lp, axis=1)
+    else:
+        positions = np.zeros((state.position.shape[0], 0, flow.dim), state.position.dtype)
+        log_probs = np.zeros(positions.shape[:2], positions.dtype)
+    jax.block_until_ready(positions)
     history = {k: np.asarray(v) for k, v in hist.items()}
     return AdaptiveFlowOutput(
         positions=positions,

@@ -29,9 +29,9 @@ import numpy as np
 import optax
 
 from flowsamp.base import Flow, as_key, select
-from flowsamp.types import PRNGKey
+from flowsamp.types import Array, PRNGKey
 
-__all__ = ["fit", "FitHistory"]
+__all__ = ["FitHistory", "fit", "fit_steps", "guarded_step"]
 
 
 class FitHistory(NamedTuple):
@@ -77,8 +77,53 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
-def _one_step(loss, optimizer, takes_step, key, carry, step):
-    params, opt_state = carry
+def guarded_step(
+    loss: Callable,
+    optimizer: optax.GradientTransformation,
+    params: Any,
+    opt_state: Any,
+    key: PRNGKey,
+    step: Array | int,
+    *,
+    takes_step: bool | None = None,
+) -> tuple[Any, Any, dict[str, Any]]:
+    r"""One optimiser step that is skipped when it is not finite (jittable).
+
+    .. math::
+
+        g = \nabla_\theta L(\theta; k, t), \quad
+        \theta' = \theta + \mathrm{update}(g), \qquad
+        (\theta, s) \leftarrow \begin{cases} (\theta', s') & L, g, \theta' \text{ finite} \\
+        (\theta, s) & \text{otherwise} \end{cases}
+
+    with :math:`k = \mathrm{fold\_in}(key, t)`. This is the one guarded step of flowsamp:
+    :func:`fit`, :func:`fit_steps` and the flow training inside
+    :func:`flowsamp.samplers.adaptive_flow_mcmc` all call it.
+
+    Parameters
+    ----------
+    loss
+        ``loss(params, key[, step]) -> (scalar, aux dict)``.
+    optimizer
+        Any ``optax.GradientTransformation``.
+    params, opt_state
+        Current parameters and optimiser state.
+    key
+        PRNG key of the run; the step's key is ``fold_in(key, step)``.
+    step
+        Step counter ``t`` (traced or concrete int).
+    takes_step
+        Whether ``loss`` takes the step as a third argument (``None``: read its signature).
+
+    Returns
+    -------
+    params, opt_state
+        Updated, or unchanged when the step was not finite.
+    record
+        ``{"loss", "grad_norm", "is_finite", "aux"}`` of the step.
+    """
+    if takes_step is None:
+        takes_step = _takes_step(loss)
 
     def loss_of(p):
         k = jax.random.fold_in(key, step)
@@ -98,6 +143,36 @@ def _one_step(loss, optimizer, takes_step, key, carry, step):
         "is_finite": ok,
         "aux": aux,
     }
+    return params, opt_state, record
+
+
+def fit_steps(
+    loss: Callable,
+    optimizer: optax.GradientTransformation,
+    params: Any,
+    opt_state: Any,
+    key: PRNGKey,
+    num_steps: int,
+    start: Array | int = 0,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """``num_steps`` :func:`guarded_step` calls as one ``lax.scan`` (jittable; ``num_steps`` static).
+
+    Steps are numbered ``start, start + 1, ...`` (keys ``fold_in(key, step)``). Returns the
+    final ``(params, opt_state)`` and the per-step records stacked along a leading axis.
+    """
+    takes_step = _takes_step(loss)
+    steps = jnp.asarray(start, jnp.int32) + jnp.arange(num_steps, dtype=jnp.int32)
+
+    def body(carry, step):
+        p, s, rec = guarded_step(loss, optimizer, *carry, key, step, takes_step=takes_step)
+        return (p, s), rec
+
+    (params, opt_state), records = jax.lax.scan(body, (params, opt_state), steps)
+    return params, opt_state, records
+
+
+def _one_step(loss, optimizer, takes_step, key, carry, step):
+    params, opt_state, record = guarded_step(loss, optimizer, *carry, key, step, takes_step=takes_step)
     return (params, opt_state), record
 
 

@@ -199,11 +199,16 @@ def forward_kl(
     *,
     log_prob: LogProbFn | None = None,
     ess_batch_size: int = 256,
+    weights: Array | None = None,
 ) -> LossFn:
     r"""Forward KL (maximum likelihood) on samples ``data`` from the target.
 
     .. math::
         L(\theta) = -\frac1B \sum_{j=1}^{B} \log q_\theta(y_j),\qquad y_j \in \texttt{data},
+
+    or, with ``weights`` :math:`m_j \ge 0`, the weighted mean
+    :math:`-\sum_j m_j \log q_\theta(y_j) / \sum_j m_j` (rows of weight 0 are ignored,
+    whatever they hold: a 0/1 mask selects the filled slots of a buffer).
 
     equal up to a θ-independent constant to :math:`\mathrm{KL}(p\,\|\,q_\theta)` when the
     data are distributed as p. Mass-covering: it does not collapse onto one mode.
@@ -221,6 +226,8 @@ def forward_kl(
         Optional unnormalised target log-density. When given, each evaluation also draws
         ``ess_batch_size`` points from q_theta (no gradient) to report ``"ess"`` and
         ``"log_w_mean"``; otherwise those diagnostics are NaN.
+    weights
+        Optional non-negative weights of shape ``(n,)``, one per row of ``data``.
 
     Returns
     -------
@@ -234,16 +241,27 @@ def forward_kl(
         batch_size = _check_batch(batch_size, "forward_kl")
     ess_batch_size = _check_batch(ess_batch_size, "forward_kl", "ess_batch_size")
     log_prob_v = None if log_prob is None else jax.vmap(log_prob)
+    if weights is not None:
+        weights = jnp.asarray(weights)
+        if weights.shape != (n,):
+            raise ValueError(f"forward_kl: `weights` must have shape ({n},), got {tuple(weights.shape)}")
 
     def loss_fn(params: Any, key: PRNGKey, step: Array | int = 0) -> tuple[Array, dict]:
         del step
         key_data, key_q = jax.random.split(key)
         if batch_size is None:
-            batch = data
+            batch, w = data, weights
         else:
-            batch = data[jax.random.randint(key_data, (batch_size,), 0, n)]
+            idx = jax.random.randint(key_data, (batch_size,), 0, n)
+            batch, w = data[idx], None if weights is None else weights[idx]
+        if w is not None:  # rows of weight 0 are evaluated at 0, so they cannot poison the gradient
+            batch = jnp.where((w > 0)[:, None], batch, jnp.zeros((), batch.dtype))
         log_q = flow.log_prob(params, batch)
-        loss = -jnp.mean(log_q)
+        if w is None:
+            loss = -jnp.mean(log_q)
+        else:
+            w = w.astype(log_q.dtype)
+            loss = -jnp.sum(jnp.where(w > 0, w * log_q, 0.0)) / jnp.maximum(jnp.sum(w), jnp.finfo(log_q.dtype).tiny)
         if log_prob_v is None:
             nan = jnp.full((), jnp.nan, dtype=log_q.dtype)
             aux = {"ess": nan, "log_w_mean": nan}

@@ -1,0 +1,189 @@
+r"""One loop of the adaptive global-local flow sampler, composed from the library's parts.
+
+A loop, for all ``C`` chains at once:
+
+1. *local phase* -- ``num_local_steps`` steps of :func:`flowsamp.kernels.mala.transition`
+   (or :func:`flowsamp.kernels.hmc.transition`) vmapped over chains, with all the Gaussian
+   noise and all the uniforms of the phase drawn in one call each (on CPU the threefry draw,
+   not the density, dominates cheap kernels); in training the step size follows
+   :func:`flowsamp.kernels.adaptation.robbins_monro` on the fraction of chains that
+   accepted (an unbiased estimate of the mean acceptance rate);
+2. *training* (training loops only) -- the fresh local samples enter a ring buffer of the
+   last ``buffer_loops`` loops and the flow takes ``num_epochs`` steps of
+   :func:`flowsamp.train.fit_steps` (the guarded optimiser step of :func:`flowsamp.train.fit`)
+   on :func:`flowsamp.train.forward_kl` over the buffer, its unfilled slots masked out;
+3. *global phase* -- ``num_global_steps`` independence-MH tests
+   :func:`flowsamp.kernels.flow_imh.imh_test`, vmapped over chains, on candidates
+   :math:`y \sim q_\theta` drawn in bulk: all ``num_global_steps * C`` candidates with
+   :math:`\log q_\theta(y)`, :math:`\log p(y)` and :math:`\nabla\log p(y)` in one batched
+   call (candidates never depend on the chain, so this is exact), the gradient of the
+   accepted candidate carried into the next local phase instead of recomputed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowsamp.base import Flow, select
+from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE, RobbinsMonroState, robbins_monro
+from flowsamp.kernels.flow_imh import FlowIMHState, imh_test
+from flowsamp.kernels.hmc import init as hmc_init
+from flowsamp.kernels.hmc import sample_momentum
+from flowsamp.kernels.hmc import transition as hmc_transition
+from flowsamp.kernels.mala import init as mala_init
+from flowsamp.kernels.mala import transition as mala_transition
+from flowsamp.train.fit import fit_steps
+from flowsamp.train.losses import forward_kl
+from flowsamp.types import Array, LogProbFn, PRNGKey
+
+__all__ = ["LoopStats", "build_loop", "init_adaptation", "local_init"]
+
+
+class LoopStats(NamedTuple):
+    """Statistics of one loop (scalars).
+
+    ``local_acceptance`` / ``global_acceptance``: mean acceptance rate over chains and steps
+    of the local and the global (flow) phase; ``loss``: forward-KL loss at the loop's last
+    training step (0 in production); ``step_size``: the local step size at the end of the
+    loop; ``num_local_nonfinite``: local proposals whose log-ratio was not finite (rejected);
+    ``num_divergent``: local proposals that were divergent (HMC: energy error > 1000 or not
+    finite; MALA: not finite); ``num_global_nonfinite``:
+    flow proposals whose log-ratio was not finite (all rejected); ``num_skipped_updates``:
+    optimiser steps the non-finite guard skipped.
+    """
+
+    local_acceptance: Array
+    global_acceptance: Array
+    loss: Array
+    step_size: Array
+    num_local_nonfinite: Array
+    num_divergent: Array
+    num_global_nonfinite: Array
+    num_skipped_updates: Array
+
+
+def local_init(local: str, log_prob: LogProbFn, x: Array) -> Any:
+    """Batched local-kernel state (``MALAState`` or ``HMCState``) at the rows of ``x``."""
+    init = mala_init if local == "mala" else hmc_init
+    st = jax.vmap(lambda p: init(p, log_prob))(x)
+    return st._replace(log_prob=st.log_prob.astype(x.dtype), grad=st.grad.astype(x.dtype))
+
+
+def _adaptation(cfg: Any):
+    """The step-size adaptation (``None`` when ``adapt_rate = 0`` freezes the step size)."""
+    if cfg.adapt_rate > 0:
+        return robbins_monro(TARGET_ACCEPTANCE[cfg.local], cfg.adapt_rate)
+    return None
+
+
+def init_adaptation(cfg: Any, dtype: Any) -> RobbinsMonroState:
+    """The step-size state before the first loop (``log_step_size`` of ``cfg.step_size``)."""
+    step_size = jnp.asarray(cfg.step_size, dtype)
+    adapt = _adaptation(cfg)
+    return adapt.init(step_size) if adapt is not None else RobbinsMonroState(jnp.log(step_size))
+
+
+def build_loop(cfg: Any, log_prob: LogProbFn, flow: Flow) -> Callable:
+    """Return ``loop(state, key, training) -> (state, LoopStats, positions, log_prob)``.
+
+    Loop ``t = state.loop`` draws its random numbers from ``fold_in(key, t)``.
+
+    ``flow`` is the (possibly symmetrised) proposal :math:`q`; ``state`` an
+    ``AdaptiveFlowState``; ``training`` a traced bool (one compiled program serves both
+    phases); ``positions`` ``(C, S, d)`` and ``log_prob`` ``(C, S)`` the loop's thinned
+    trajectory (local then global steps).
+    """
+    adapt = _adaptation(cfg)
+    n_loc, n_glob = cfg.num_local_steps, cfg.num_global_steps
+    k_keep = min(cfg.buffer_points_per_chain, n_loc)
+    keep_idx = np.linspace(0, n_loc - 1, k_keep).round().astype(int)
+    init_local = mala_init if cfg.local == "mala" else hmc_init
+
+    def local_step(st, eps, noise, log_u):
+        if cfg.local == "mala":
+            return mala_transition(st, log_prob, eps, noise, log_u)
+        return hmc_transition(st, log_prob, eps, cfg.num_integration_steps, sample_momentum(noise), log_u)
+
+    def local_phase(key, chains, ad, training):
+        dt = chains.position.dtype
+        k_n, k_u = jax.random.split(key)
+        noise = jax.random.normal(k_n, (n_loc,) + chains.position.shape, dtype=dt)
+        log_u = jnp.log(jax.random.uniform(k_u, (n_loc,) + chains.log_prob.shape, dtype=dt))
+
+        def one(carry, inp):
+            st, ad = carry
+            eps = jnp.exp(ad.log_step_size).astype(dt)
+            st, info = jax.vmap(local_step, in_axes=(0, None, 0, 0))(st, eps, *inp)
+            if adapt is not None:
+                # the fraction of chains that accepted: an exact count, so the step size is the
+                # same bit for bit however the chains are sharded (a mean of the rates
+                # min(1, r) is not: vectorised exp differs in the last bit across layouts)
+                ad = select(training, adapt.update(ad, jnp.mean(info.is_accepted.astype(dt))), ad)
+            div = info.is_divergent if cfg.local == "hmc" else ~info.is_finite
+            return (st, ad), (st.position, st.log_prob, info.acceptance_rate, ~info.is_finite, div)
+
+        (chains, ad), (tx, tlp, rate, bad, div) = jax.lax.scan(one, (chains, ad), (noise, log_u))
+        return chains, ad, tx, tlp, jnp.mean(rate), jnp.sum(bad), jnp.sum(div)
+
+    def global_phase(key, chains, params):
+        x = chains.position
+        (c, d), dt = x.shape, x.dtype
+        k_q, k_u = jax.random.split(key)
+        y, log_q_y = flow.sample_and_log_prob(params, k_q, n_glob * c)
+        cand = jax.vmap(lambda p: init_local(p, log_prob))(y.astype(dt))  # log p and its gradient, in bulk
+        shape = lambda a: a.astype(dt).reshape((n_glob, c) + a.shape[1:])  # noqa: E731
+        cand = jax.tree.map(shape, cand)
+        log_q_y = shape(log_q_y)
+        log_u = jnp.log(jax.random.uniform(k_u, (n_glob, c), dtype=dt))
+        start = FlowIMHState(x, chains.log_prob, flow.log_prob(params, x).astype(dt))
+
+        def one(carry, inp):
+            imh, grad = carry
+            cand, lq, lu = inp
+            proposed = FlowIMHState(cand.position, cand.log_prob, lq)
+            imh, info = jax.vmap(imh_test)(lu, imh, proposed)
+            grad = jnp.where(info.is_accepted[:, None], cand.grad, grad)
+            return (imh, grad), (imh.position, imh.log_prob, info.acceptance_rate, ~info.is_finite)
+
+        (imh, grad), (gx, glp, rate, bad) = jax.lax.scan(one, (start, chains.grad), (cand, log_q_y, log_u))
+        chains = chains._replace(position=imh.position, log_prob=imh.log_prob, grad=grad)
+        return chains, imh, gx, glp, jnp.mean(rate), jnp.sum(bad)
+
+    def train(key, fresh, slot, operand):
+        params, opt_state, buffer, filled = operand
+        buffer = buffer.at[slot].set(fresh)
+        filled = filled.at[slot].set(True)
+        data = buffer.reshape(-1, buffer.shape[-1])
+        loss = forward_kl(flow, data, weights=jnp.repeat(filled, buffer.shape[1]))
+        params, opt_state, rec = fit_steps(loss, cfg.optimizer, params, opt_state, key, cfg.num_epochs)
+        skipped = jnp.sum(~rec["is_finite"]).astype(jnp.int32)
+        return params, opt_state, buffer, filled, rec["loss"][-1].astype(data.dtype), skipped
+
+    def frozen(operand):
+        params, opt_state, buffer, filled = operand
+        return params, opt_state, buffer, filled, jnp.zeros((), buffer.dtype), jnp.zeros((), jnp.int32)
+
+    def loop(state, key, training):
+        k_loc, k_train, k_glob = jax.random.split(jax.random.fold_in(key, state.loop), 3)
+        chains, ad, tx, tlp, lrate, lbad, ldiv = local_phase(k_loc, state.local, state.adaptation, training)
+        fresh = jnp.swapaxes(tx[keep_idx], 0, 1).reshape(-1, tx.shape[-1])  # (C * k, d)
+        slot = state.loop % cfg.buffer_loops
+        operand = (state.params, state.opt_state, state.buffer, state.buffer_filled)
+        params, opt_state, buffer, filled, loss, skipped = jax.lax.cond(
+            training, lambda op: train(k_train, fresh, slot, op), frozen, operand
+        )
+        chains, imh, gx, glp, grate, gbad = global_phase(k_glob, chains, params)
+        new = state._replace(
+            local=chains, flow_imh=imh, adaptation=ad, params=params, opt_state=opt_state,
+            buffer=buffer, buffer_filled=filled, loop=state.loop + 1,
+        )
+        stats = LoopStats(lrate, grate, loss, jnp.exp(ad.log_step_size), lbad, ldiv, gbad, skipped)
+        traj = jnp.concatenate([tx, gx], axis=0)[cfg.thinning - 1 :: cfg.thinning]
+        traj_lp = jnp.concatenate([tlp, glp], axis=0)[cfg.thinning - 1 :: cfg.thinning]
+        return new, stats, jnp.swapaxes(traj, 0, 1), jnp.swapaxes(traj_lp, 0, 1)
+
+    return jax.jit(loop)
