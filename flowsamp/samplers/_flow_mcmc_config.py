@@ -7,12 +7,15 @@ from typing import Any, Callable
 
 import optax
 
+from flowsamp.estimators.verdict import Thresholds
+from flowsamp.flows.preconditioning import Affine
+
 __all__ = ["AdaptiveFlowConfig", "make_config"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class AdaptiveFlowConfig:
-    """Schedule and algorithm options of the adaptive global-local flow sampler.
+    r"""Schedule and algorithm options of the adaptive global-local flow sampler.
 
     Per loop: ``num_local_steps`` local steps (``local = "mala"`` or ``"hmc"`` with
     ``num_integration_steps`` leapfrog steps; initial ``step_size``, adapted in training
@@ -29,6 +32,28 @@ class AdaptiveFlowConfig:
     Production runs ``num_production_loops`` loops with everything frozen and keeps every
     ``thinning``-th step. ``optimizer`` defaults to ``optax.adam(learning_rate)``.
     ``symmetries``: volume-preserving involutions of the support (see the module docs).
+
+    Stopping when the result is there (:mod:`flowsamp.samplers._flow_mcmc_stopping`):
+    with ``early_stop``, training stops only when the global acceptance has plateaued *and*
+    the chains mix over the last ``patience`` loops' draws: between-chain rank
+    :math:`\hat R` of :math:`\log p` (and of the indicators of ``mode_of(x)`` when
+    ``mode_of`` is given, ``num_modes`` modes if known) at most ``thresholds.rhat``, and no
+    one-sided drift of :math:`\log p`. Production runs at least ``num_production_loops``
+    loops, then until the smallest bulk ESS over coordinates reaches ``target_ess`` and the
+    largest rank :math:`\hat R` is at most ``thresholds.rhat``
+    (``None``: exactly ``num_production_loops`` loops) or ``max_steps`` production steps per
+    chain (local + global) are spent; a spent budget is reported in ``problems``.
+
+    Exploring before exploiting (:mod:`flowsamp.samplers._flow_mcmc_explore`): with
+    ``explore`` (default), tempered SMC from the over-dispersed Gaussian
+    :math:`\mathcal N(\bar x_0, s^2)`, ``s = explore_scale`` (default
+    :math:`5\max(1, \mathrm{sd}(x_0))` per coordinate), with ``explore_particles``
+    particles (or your own ``(N, d)`` array of approximate posterior draws, SMC skipped),
+    fits the affine preconditioner (``precondition=True``; an
+    :class:`~flowsamp.flows.Affine` is used as given; ``False``: none) and trains the flow
+    by forward KL for at most ``explore_fit_steps`` steps, early-stopped on held-out
+    particles, from which the chains then start. ``thresholds``: the
+    :class:`~flowsamp.estimators.Thresholds` of the verdict (default ``Thresholds()``).
     """
 
     num_local_steps: int = 50
@@ -51,6 +76,16 @@ class AdaptiveFlowConfig:
     patience: int = 2
     min_global_acceptance: float = 0.1
     symmetries: tuple[Callable, ...] = ()
+    target_ess: float | None = 1000.0
+    max_steps: int = 10_000
+    mode_of: Callable | None = None
+    num_modes: int | None = None
+    explore: bool = True
+    explore_scale: Any = None
+    explore_particles: Any = 2048
+    explore_fit_steps: int = 500
+    precondition: Any = True
+    thresholds: Any = None
 
 
 _POSITIVE_INTS = (
@@ -96,6 +131,25 @@ def make_config(**options: Any) -> AdaptiveFlowConfig:
     cfg = AdaptiveFlowConfig(**options)
     if cfg.thinning > cfg.num_local_steps + cfg.num_global_steps:
         raise ValueError("thinning exceeds the number of steps per loop")
+    if cfg.target_ess is not None and not float(cfg.target_ess) > 0:
+        raise ValueError(f"target_ess must be positive or None, got {cfg.target_ess!r}")
+    if isinstance(cfg.max_steps, bool) or not isinstance(cfg.max_steps, int) or cfg.max_steps < 1:
+        raise ValueError(f"max_steps must be an int >= 1, got {cfg.max_steps!r}")
+    if cfg.mode_of is not None and not callable(cfg.mode_of):
+        raise TypeError(f"mode_of must be a callable x -> int labels, got {type(cfg.mode_of).__name__}")
+    if cfg.num_modes is not None and (isinstance(cfg.num_modes, bool) or not isinstance(cfg.num_modes, int) or cfg.num_modes < 1):
+        raise ValueError(f"num_modes must be an int >= 1 or None, got {cfg.num_modes!r}")
+    if not isinstance(cfg.explore, bool):
+        raise TypeError(f"explore must be a bool, got {cfg.explore!r}")
+    if isinstance(cfg.explore_fit_steps, bool) or not isinstance(cfg.explore_fit_steps, int) or cfg.explore_fit_steps < 0:
+        raise ValueError(f"explore_fit_steps must be an int >= 0, got {cfg.explore_fit_steps!r}")
+    ep = cfg.explore_particles
+    if isinstance(ep, bool) or (isinstance(ep, int) and ep < 4):
+        raise ValueError(f"explore_particles must be an int >= 4 or an (N, dim) array, got {ep!r}")
+    if not isinstance(cfg.precondition, (bool, Affine)):
+        raise TypeError(f"precondition must be a bool or an Affine, got {type(cfg.precondition).__name__}")
+    if cfg.thresholds is not None and not isinstance(cfg.thresholds, Thresholds):
+        raise TypeError(f"thresholds must be a flowsamp.estimators.Thresholds, got {type(cfg.thresholds).__name__}")
     if cfg.min_training_loops > cfg.max_training_loops:
         raise ValueError("min_training_loops exceeds max_training_loops")
     return cfg

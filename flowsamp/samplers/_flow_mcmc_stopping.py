@@ -16,8 +16,11 @@ histories without running a sampler.
   window's halves, :math:`\Delta_c`, has :math:`|\bar\Delta| \le 4\, s_\Delta/\sqrt C`
   (chains still climbing towards the typical set, or sliding off it, fail this).
 
-**Production** runs until the smallest bulk ESS over the coordinates reaches ``target_ess``,
-or ``max_steps`` production steps per chain are spent; then :func:`budget_problem` says so.
+**Production** runs until the smallest bulk ESS over the coordinates reaches ``target_ess``
+and the largest rank :math:`\hat R` is at most ``thresholds.rhat`` (the sampler checks both at
+:func:`next_check`), or ``max_steps`` production steps per chain are spent; then
+:func:`budget_problem` says so when the ESS fell short (an :math:`\hat R` above threshold is
+in the verdict's own problems).
 """
 
 from __future__ import annotations

@@ -41,10 +41,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowsamp.base import Flow, as_key, check_finite_positions
+from flowsamp.estimators.verdict import Thresholds, mcmc_verdict, rank_diagnostics, warn_if_not_converged
+from flowsamp.flows.preconditioning import Affine, preconditioned
 from flowsamp.flows.symmetrize import symmetrize
 from flowsamp.kernels.adaptation import RobbinsMonroState
 from flowsamp.kernels.flow_imh import FlowIMHState
+from flowsamp.samplers import _flow_mcmc_stopping as stopping
 from flowsamp.samplers._flow_mcmc_config import AdaptiveFlowConfig, make_config
+from flowsamp.samplers._flow_mcmc_explore import Exploration, explore
 from flowsamp.samplers._flow_mcmc_loop import LoopStats, build_loop, init_adaptation, local_init
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
@@ -109,6 +113,13 @@ class AdaptiveFlowOutput(NamedTuple):
     numpy arrays (``phase`` 0 = training / 1 = production, every :class:`LoopStats` field,
     ``positions`` (loops, C, d) at the end of each loop, ``wall_s`` since the start);
     ``num_training_loops``; ``wall_s`` total wall time (compilation included).
+    ``diagnostics`` / ``converged`` / ``problems``: the verdict of the production draws
+    (:func:`flowsamp.estimators.mcmc_verdict`, with mode diagnostics when ``mode_of`` is given)
+    plus ``training_stopped_by`` (``"converged"`` or ``"max_training_loops"``),
+    ``num_production_steps``, ``target_ess`` and, after exploration, ``explore_smc_steps`` and
+    ``explore_wall_s``; ``flow``: the flow the chains used (the affine-preconditioned one after
+    exploration: evaluate ``out.flow.log_prob(out.params, x)``, resume with
+    ``flow=out.flow``); ``exploration``: the :class:`Exploration` (``None`` without one).
     """
 
     positions: Array
@@ -120,6 +131,11 @@ class AdaptiveFlowOutput(NamedTuple):
     history: dict
     num_training_loops: int
     wall_s: float
+    diagnostics: dict
+    converged: bool
+    problems: list
+    flow: Flow
+    exploration: Exploration | None
 
 
 def _check_positions(initial_positions: Array, dim: int) -> Array:
@@ -174,17 +190,6 @@ def init_state(
     return state
 
 
-def _plateaued(global_acc: list[float], cfg: AdaptiveFlowConfig) -> bool:
-    """Training stops when the last ``patience`` loops improved the best earlier global
-    acceptance by less than ``plateau_tol`` (absolute) and it is at least ``min_global_acceptance``."""
-    t = len(global_acc)
-    if not cfg.early_stop or t < max(cfg.min_training_loops, cfg.patience + 1):
-        return False
-    recent = max(global_acc[-cfg.patience :])
-    before = max(global_acc[: -cfg.patience])
-    return recent >= cfg.min_global_acceptance and recent < before + cfg.plateau_tol
-
-
 def _place(state: AdaptiveFlowState, devices) -> AdaptiveFlowState:
     """Shard the chain axis over ``devices`` (a ``"chain"`` mesh); the rest is replicated."""
     from jax.sharding import NamedSharding, PartitionSpec
@@ -208,6 +213,49 @@ def _done(state: AdaptiveFlowState, sharded: bool) -> AdaptiveFlowState:
     return state._replace(training_done=jax.device_put(flag, state.loop.sharding) if sharded else flag)
 
 
+_EXPLORE_STREAM = 0x7FFFFFFF  # fold_in data of the exploration's key (loops use 0, 1, 2, ...)
+
+
+def _explore(key: PRNGKey, log_prob: LogProbFn, flow: Flow, x: Array, params: Any, cfg: AdaptiveFlowConfig) -> Exploration:
+    """The tempered-SMC warm start (:mod:`flowsamp.samplers._flow_mcmc_explore`)."""
+    ep = cfg.explore_particles
+    own = None if isinstance(ep, (int, np.integer)) else ep
+    return explore(
+        jax.random.fold_in(key, _EXPLORE_STREAM), log_prob, flow, x, params,
+        num_particles=int(ep) if own is None else 4, base_scale=cfg.explore_scale, particles=own,
+        precondition=cfg.precondition, num_fit_steps=cfg.explore_fit_steps, learning_rate=cfg.learning_rate,
+    )
+
+
+def _prefill(state: AdaptiveFlowState, particles: Array) -> AdaptiveFlowState:
+    """Fill the training buffer with exploration particles, so that the first training loops
+    learn from draws spread over every mode found, not only from the chains' first steps."""
+    buf = state.buffer
+    n_slot = buf.shape[1]
+    k = min(buf.shape[0], particles.shape[0] // n_slot)
+    if k == 0:
+        return state
+    rows = jnp.asarray(particles[: k * n_slot], buf.dtype).reshape(k, n_slot, buf.shape[2])
+    return state._replace(buffer=buf.at[:k].set(rows), buffer_filled=state.buffer_filled.at[:k].set(True))
+
+
+def _labels(cfg: AdaptiveFlowConfig, positions: Array) -> np.ndarray | None:
+    if cfg.mode_of is None:
+        return None
+    return np.asarray(cfg.mode_of(positions)).astype(np.int64)
+
+
+def _ess_and_rhat(traj: list) -> tuple[float, float]:
+    """Smallest bulk ESS and largest rank R-hat over the coordinates of the draws so far."""
+    x = np.concatenate([np.asarray(a) for a in traj], axis=1)
+    if x.shape[1] < 4:
+        return float("nan"), float("nan")
+    rd = rank_diagnostics(x)
+    ess, rhat = rd["ess_bulk"], rd["rhat"]
+    min_ess = float(np.nanmin(ess)) if not np.all(np.isnan(ess)) else float("nan")
+    return min_ess, float(np.nanmax(rhat)) if not np.all(np.isnan(rhat)) else float("nan")
+
+
 def adaptive_flow_mcmc(
     key: PRNGKey,
     log_prob: LogProbFn,
@@ -222,7 +270,8 @@ def adaptive_flow_mcmc(
     checkpoint_path: str | None = None,
     **options: Any,
 ) -> AdaptiveFlowOutput:
-    """Run the adaptive global-local flow sampler.
+    """Run the adaptive global-local flow sampler: explore, train until it mixes, produce until
+    ``target_ess``.
 
     Parameters
     ----------
@@ -233,14 +282,17 @@ def adaptive_flow_mcmc(
         Unnormalized, differentiable log-density :math:`\\log p(x)` of one point ``(dim,)``.
     flow
         A :class:`flowsamp.base.Flow` of ``flow.dim == dim`` (e.g. ``fs.flows.rq_spline``).
+        After exploration it is wrapped by the fitted affine map (``out.flow``).
     initial_positions
-        ``(chains, dim)`` starting points (must have finite ``log_prob``).
+        ``(chains, dim)`` starting points (must have finite ``log_prob``). With exploration
+        (default) they centre the over-dispersed base and the chains start from SMC
+        particles instead.
     params
         Initial flow parameters (default ``flow.init(key)``).
     initial_state
         Resume from a previous :class:`AdaptiveFlowState` (``out.state`` or a checkpoint
-        loaded with ``fs.io.load(path, like=state)``); ``initial_positions`` then only
-        fixes the shape.
+        loaded with ``fs.io.load(path, like=state)``) with ``flow=out.flow``; no exploration
+        is run and ``initial_positions`` then only fixes the shape.
     devices
         ``None`` runs all chains on the default device; a list of devices (or a ``"chain"``
         mesh) shards the chain axis over them (chains must divide evenly).
@@ -253,19 +305,26 @@ def adaptive_flow_mcmc(
     checkpoint_path
         If given, the state is saved there (msgpack, ``fs.io.save``) after every loop.
     **options
-        Schedule and algorithm options, see :class:`AdaptiveFlowConfig` (unknown names raise
-        ``TypeError``): ``num_local_steps``, ``num_global_steps``, ``max_training_loops``,
+        Options of :class:`AdaptiveFlowConfig` (unknown names raise ``TypeError``). Schedule:
+        ``num_local_steps``, ``num_global_steps``, ``max_training_loops``,
         ``min_training_loops``, ``num_production_loops``, ``num_epochs``, ``learning_rate``,
         ``optimizer``, ``buffer_loops``, ``buffer_points_per_chain``, ``local`` (``"mala"`` |
         ``"hmc"``), ``step_size``, ``num_integration_steps``, ``adapt_rate``, ``thinning``,
-        ``early_stop``, ``plateau_tol``, ``patience``, ``min_global_acceptance``, ``symmetries``.
+        ``early_stop``, ``plateau_tol``, ``patience``, ``min_global_acceptance``,
+        ``symmetries``. Stopping: ``target_ess`` (default 1000 bulk ESS on every coordinate;
+        ``None``: exactly ``num_production_loops``), ``max_steps`` (production steps per chain,
+        default 10 000), ``mode_of`` (``x -> int`` mode labels), ``num_modes``,
+        ``thresholds``. Exploration: ``explore`` (default ``True``), ``explore_scale``,
+        ``explore_particles``, ``explore_fit_steps``, ``precondition``.
 
     Returns
     -------
     AdaptiveFlowOutput
         Production samples ``positions`` (C, S, d), exact MCMC draws from
-        :math:`p(x)/Z`, with acceptance rates, trained ``params``, final ``state`` and
-        per-loop ``history``.
+        :math:`p(x)/Z`, with acceptance rates, trained ``params`` of ``out.flow``, final
+        ``state``, per-loop ``history`` and the verdict (``diagnostics``, ``converged``,
+        ``problems``); a :class:`~flowsamp.estimators.NotConvergedWarning` is issued when
+        not converged.
     """
     t0 = time.perf_counter()
     cfg = make_config(**options)
@@ -273,9 +332,20 @@ def adaptive_flow_mcmc(
         raise TypeError(f"flow must be a flowsamp Flow, got {type(flow).__name__}")
     if not callable(log_prob):
         raise TypeError(f"log_prob must be callable, got {type(log_prob).__name__}")
+    th = cfg.thresholds if cfg.thresholds is not None else Thresholds()
     key = as_key(key)
+    exploration, x_init = None, None
     if initial_state is None:
-        state = init_state(key, log_prob, flow, initial_positions, cfg, params)
+        x_init = _check_positions(initial_positions, flow.dim)
+        x_start = x_init
+        if cfg.explore:
+            exploration = _explore(key, log_prob, flow, x_init, params, cfg)
+            flow, params, x_start = exploration.flow, exploration.params, exploration.seeds
+        elif isinstance(cfg.precondition, Affine):
+            flow = preconditioned(flow, cfg.precondition)
+        state = init_state(key, log_prob, flow, x_start, cfg, params)
+        if exploration is not None:
+            state = _prefill(state, exploration.train)
     else:
         if not isinstance(initial_state, AdaptiveFlowState):
             raise TypeError("initial_state must be an AdaptiveFlowState")
@@ -311,13 +381,28 @@ def adaptive_flow_mcmc(
             _io.save(checkpoint_path, st)
         return host
 
-    num_train = 0
+    # training: until the flow's acceptance plateaus AND the chains mix (or max_training_loops)
+    num_train, stopped_by = 0, "max_training_loops"
     global_acc: list[float] = []
+    window_lp: list = []
+    window_x: list = []
     while not bool(state.training_done) and int(state.loop) < cfg.max_training_loops:
-        state, stats, _, _ = loop(state, key, on)
+        state, stats, tx, tlp = loop(state, key, on)
         num_train += 1
         global_acc.append(float(stats.global_acceptance))
-        if _plateaued(global_acc, cfg) or int(state.loop) >= cfg.max_training_loops:
+        window_lp = (window_lp + [tlp])[-cfg.patience :]
+        if cfg.mode_of is not None:
+            window_x = (window_x + [tx])[-cfg.patience :]
+        done = False
+        if cfg.early_stop and num_train >= cfg.min_training_loops and stopping.plateaued(
+            global_acc, patience=cfg.patience, tol=cfg.plateau_tol, min_acceptance=cfg.min_global_acceptance
+        ):
+            lp_w = np.concatenate([np.asarray(a) for a in window_lp], axis=1)
+            labels = _labels(cfg, jnp.concatenate(window_x, axis=1)) if cfg.mode_of is not None else None
+            done = stopping.mixing(lp_w, labels, cfg.num_modes, th).ok
+            if done:
+                stopped_by = "converged"
+        if done or int(state.loop) >= cfg.max_training_loops:
             state = _done(state, devices is not None)
         record("training", stats, state)
     if not bool(state.training_done):
@@ -326,14 +411,36 @@ def adaptive_flow_mcmc(
         bar.total = num_train + cfg.num_production_loops
         bar.set_description("production")
 
+    # production: at least num_production_loops, then until min bulk ESS >= target_ess and
+    # max R-hat <= thresholds.rhat, or max_steps
+    steps_per_loop = cfg.num_local_steps + cfg.num_global_steps
     traj, traj_lp, loc_acc, glob_acc = [], [], [], []
-    for _ in range(cfg.num_production_loops):
+    steps, check_at, num_bad, by_budget = 0, 0, 0, False
+    while True:
+        if len(traj) >= cfg.num_production_loops:
+            if cfg.target_ess is None:
+                break
+            if steps >= cfg.max_steps:
+                by_budget = True
+                break
+            if steps >= check_at and traj:
+                min_ess, max_rhat = _ess_and_rhat(traj)
+                if stopping.production_done(min_ess, steps, target_ess=cfg.target_ess, max_steps=cfg.max_steps) and (
+                    max_rhat <= th.rhat
+                ):
+                    break
+                check_at = stopping.next_check(steps, steps_per_loop, min_ess, cfg.target_ess)
+        elif cfg.target_ess is not None and steps >= cfg.max_steps:
+            by_budget = True
+            break
         state, stats, tx, tlp = loop(state, key, off)
         traj.append(tx)
         traj_lp.append(tlp)
+        steps += steps_per_loop
         host = record("production", stats, state)
         loc_acc.append(host["local_acceptance"])
         glob_acc.append(host["global_acceptance"])
+        num_bad += int(host["num_local_nonfinite"] + host["num_global_nonfinite"])
     if bar is not None:
         bar.close()
     if traj:
@@ -343,14 +450,48 @@ def adaptive_flow_mcmc(
         log_probs = np.zeros(positions.shape[:2], positions.dtype)
     jax.block_until_ready(positions)
     history = {k: np.asarray(v) for k, v in hist.items()}
+    local_acc = float(np.mean(loc_acc)) if loc_acc else float("nan")
+    global_acc_prod = float(np.mean(glob_acc)) if glob_acc else float("nan")
+
+    # the verdict, with what only this sampler knows
+    x_host = np.asarray(positions)
+    if x_host.shape[1] >= 4:
+        verdict = mcmc_verdict(
+            x_host, num_nonfinite=num_bad, acceptance=local_acc, global_acceptance=global_acc_prod,
+            mode_labels=_labels(cfg, positions), num_modes=cfg.num_modes, thresholds=th,
+        )
+        diagnostics, problems = dict(verdict.diagnostics), list(verdict.problems)
+    else:
+        diagnostics, problems = {}, [f"only {x_host.shape[1]} production draws per chain: no verdict"]
+    if by_budget and not diagnostics.get("min_ess_bulk", 0.0) >= cfg.target_ess:
+        problems.append(stopping.budget_problem(diagnostics.get("min_ess_bulk", float("nan")), cfg.target_ess, cfg.max_steps))
+    if exploration is None and x_init is not None and x_host.shape[1] >= 2:
+        clustered = stopping.clustered_start_problem(np.asarray(x_init), x_host.reshape(-1, x_host.shape[-1]).std(0))
+        if clustered is not None:
+            problems.append(clustered)
+    diagnostics.update(
+        training_stopped_by=stopped_by, num_production_steps=steps, target_ess=cfg.target_ess,
+        explore_smc_steps=None if exploration is None or exploration.smc is None else exploration.smc.num_steps,
+        explore_wall_s=None if exploration is None else exploration.wall_s,
+    )
+    converged = not problems
+    if not converged:
+        from flowsamp.estimators.verdict import Verdict
+
+        warn_if_not_converged(Verdict(diagnostics, converged, problems), "adaptive_flow_mcmc")
     return AdaptiveFlowOutput(
         positions=positions,
         log_prob=log_probs,
-        local_acceptance=float(np.mean(loc_acc)) if loc_acc else float("nan"),
-        global_acceptance=float(np.mean(glob_acc)) if glob_acc else float("nan"),
+        local_acceptance=local_acc,
+        global_acceptance=global_acc_prod,
         params=state.params,
         state=state,
         history=history,
         num_training_loops=num_train,
         wall_s=time.perf_counter() - t0,
+        diagnostics=diagnostics,
+        converged=converged,
+        problems=problems,
+        flow=flow,
+        exploration=exploration,
     )

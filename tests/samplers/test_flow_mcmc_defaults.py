@@ -126,3 +126,134 @@ def test_own_particles_and_bad_options(two_modes):
         explore(jax.random.key(0), t.log_prob, flow, x0, base_scale=0.0)
     with pytest.raises(ValueError, match="shape"):
         explore(jax.random.key(0), t.log_prob, flow, x0, particles=parts[:, :1])
+
+
+# ------------------------------------------------------------------ the sampler with these defaults
+
+SCHED = dict(num_local_steps=10, num_global_steps=20, max_training_loops=8, min_training_loops=2,
+             num_production_loops=4, num_epochs=5, buffer_points_per_chain=8, explore_particles=512,
+             explore_fit_steps=100)
+
+
+@pytest.fixture(scope="module")
+def tiny_flow():
+    return fs.flows.realnvp(2, num_layers=2, hidden=(16,))
+
+
+@pytest.fixture(scope="module")
+def default_run(two_modes, tiny_flow):
+    t = two_modes
+    x0 = jnp.asarray(t.means[0], jnp.float32) + 0.1 * jax.random.normal(jax.random.key(1), (32, 2))
+    return fs.samplers.adaptive_flow_mcmc(jax.random.key(4), t.log_prob, tiny_flow, x0, mode_of=t.mode_of,
+                                          num_modes=2, target_ess=400, **SCHED)
+
+
+def test_default_run_explores_and_gets_the_weights(default_run, two_modes):
+    """Chains all start in mode 0; exploration seeds both and the weights come out within 4 SE
+    (SE from the bulk ESS of the mode indicator), or the run says it did not converge."""
+    out = default_run
+    labels = np.asarray(two_modes.mode_of(out.positions))
+    w1 = labels.mean()
+    ess = fs.estimators.rank_diagnostics((labels == 1).astype(float))["ess_bulk"][0]
+    se = np.sqrt(w1 * (1 - w1) / ess)
+    print(f"w1={w1:.4f} +- {se:.4f} (exact {two_modes.mode_weights[1]:.4f}) converged={out.converged} {out.problems}")
+    assert out.exploration is not None and out.exploration.smc is not None
+    assert out.converged or out.problems
+    if out.converged:
+        assert abs(w1 - two_modes.mode_weights[1]) < 4 * se
+    assert set(out.diagnostics) >= {"max_rhat", "min_ess_bulk", "mode_visits", "global_acceptance"}
+    # out.flow is the preconditioned flow the chains used; out.params are its parameters
+    x, lq = out.flow.sample_and_log_prob(out.params, jax.random.key(0), 8)
+    np.testing.assert_allclose(out.flow.log_prob(out.params, x), lq, rtol=1e-4, atol=1e-3)
+
+
+def test_production_runs_until_target_ess(default_run):
+    out = default_run
+    assert out.diagnostics["min_ess_bulk"] >= 400 or any("max_steps" in p for p in out.problems)
+
+
+def test_spent_budget_and_clustered_start_are_reported(two_modes, tiny_flow):
+    t = two_modes
+    x0 = jnp.asarray(t.means[0], jnp.float32) + 0.01 * jax.random.normal(jax.random.key(1), (16, 2))
+    sched = {**SCHED, "max_training_loops": 2, "num_production_loops": 1}
+    with pytest.warns(fs.NotConvergedWarning) as rec:
+        out = fs.samplers.adaptive_flow_mcmc(jax.random.key(0), t.log_prob, tiny_flow, x0, explore=False,
+                                             target_ess=1e6, max_steps=60, **sched)
+    assert stop.CLUSTERED_PROBLEM in out.problems
+    assert any("max_steps=60" in p for p in out.problems)
+    assert not out.converged and out.exploration is None
+    msgs = [str(r.message) for r in rec if issubclass(r.category, fs.NotConvergedWarning)]
+    assert len(msgs) == 1 and stop.CLUSTERED_PROBLEM in msgs[0]
+
+
+def test_new_options_are_validated(tiny_flow):
+    x0 = jnp.zeros((4, 2))
+    lp = lambda x: -0.5 * jnp.sum(x * x)  # noqa: E731
+    for bad in (dict(target_ess=0.0), dict(max_steps=0), dict(mode_of=3), dict(explore="yes"),
+                dict(explore_particles=2), dict(precondition="full"), dict(num_modes=0)):
+        with pytest.raises((TypeError, ValueError)):
+            fs.samplers.adaptive_flow_mcmc(jax.random.key(0), lp, tiny_flow, x0, **bad)
+
+
+# ------------------------------------------------------------------ acceptance cases of issue 12 (slow)
+
+
+def _weights_and_se(labels, k):
+    """Mode weights and their SEs from the bulk ESS of each indicator (autocorrelation counted)."""
+    onehot = (np.asarray(labels)[..., None] == np.arange(k)).astype(float)
+    w = onehot.mean((0, 1))
+    ess = fs.estimators.rank_diagnostics(onehot)["ess_bulk"]
+    return w, np.sqrt(w * (1 - w) / np.where(np.isfinite(ess), ess, 1.0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dim,separation,seed", [(6, 8.0, 0), (4, 12.0, 1), (10, 8.0, 2)])
+def test_mixture_from_one_mode_is_right_or_warns(dim, separation, seed):
+    """Issue 12's first case: four unit Gaussians ``separation`` apart, weights 0.1..0.4, 64
+    chains started in one mode, every option at its default: the weights are within 0.02 and
+    4 SE of the exact ones, or a NotConvergedWarning says why not."""
+    import warnings
+
+    t = fs.targets.mixture_benchmark(dim, 4, separation, (0.1, 0.2, 0.3, 0.4), seed)
+    x0 = jnp.asarray(t.means[0], jnp.float32) + 0.1 * jax.random.normal(jax.random.key(1), (64, dim))
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        out = fs.samplers.adaptive_flow_mcmc(jax.random.key(seed), t.log_prob, fs.flows.rq_spline(dim), x0,
+                                             mode_of=t.mode_of, num_modes=4)
+    warned = any(issubclass(r.category, fs.NotConvergedWarning) for r in rec)
+    w, se = _weights_and_se(t.mode_of(out.positions), 4)
+    err = np.abs(w - t.mode_weights)
+    print(f"dim={dim} sep={separation}: w={np.round(w, 4)} max err={err.max():.4f} max z={np.max(err / se):.2f} "
+          f"global acc={out.global_acceptance:.3f} training loops={out.num_training_loops} "
+          f"draws/chain={out.positions.shape[1]} wall={out.wall_s:.0f}s converged={out.converged} {out.problems}")
+    assert warned == (not out.converged)
+    if out.converged:
+        assert err.max() <= 0.02 and np.all(err <= 4 * se)
+
+
+def _ill_conditioned_gaussian(d=100, seed=0):
+    """Random rotation of sds log-spaced 5.7..76 (the Inference Gym's range); exact covariance."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    cov = (q * np.geomspace(5.7, 76.0, d) ** 2) @ q.T
+    prec = jnp.asarray(np.linalg.inv(cov), jnp.float32)
+    return (lambda x: -0.5 * x @ (prec @ x)), cov
+
+
+@pytest.mark.slow
+def test_ill_conditioned_gaussian_100d():
+    """Issue 12's 100-D case: flow acceptance >= 0.2 and every marginal sd within 10 % of the
+    truth, the 10 % being more than 4 SE of the estimate (SE(sd) = sd / sqrt(2 ESS_bulk))."""
+    log_prob, cov = _ill_conditioned_gaussian()
+    d = cov.shape[0]
+    x0 = 0.1 * jax.random.normal(jax.random.key(1), (64, d))
+    out = fs.samplers.adaptive_flow_mcmc(jax.random.key(0), log_prob, fs.flows.rq_spline(d), x0)
+    x = np.asarray(out.positions)
+    sd, true_sd = x.reshape(-1, d).std(0), np.sqrt(np.diag(cov))
+    se = sd / np.sqrt(2 * out.diagnostics["ess_bulk"])
+    ratio = sd / true_sd
+    print(f"global acc={out.global_acceptance:.3f} sd ratio {ratio.min():.3f}..{ratio.max():.3f} "
+          f"max 4SE/sd={np.max(4 * se / sd):.3f} loops={out.num_training_loops} wall={out.wall_s:.0f}s {out.problems}")
+    assert out.global_acceptance >= 0.2
+    assert np.all(4 * se < 0.1 * true_sd)
+    assert np.all(np.abs(ratio - 1) < 0.1)
