@@ -406,6 +406,7 @@ def worker(jobs: list[dict]) -> None:
     import flowsamp as fs  # noqa: F401  (import time reported once as import_s)
 
     t_imp = time.perf_counter() - _T_START
+    git = _git_state()  # the code this worker imported
     print("READY", flush=True)
     for job in jobs:
         spec = job["spec"]
@@ -424,6 +425,7 @@ def worker(jobs: list[dict]) -> None:
         row["job_s"] = time.perf_counter() - t0
         row["import_s"] = t_imp
         row["loadavg_1m"] = os.getloadavg()[0]  # the machine is shared: read wall times with it
+        row["git"] = git
         print("RESULT " + json.dumps({"cell": job["cell"], "sampler": job["sampler"], "row": row}), flush=True)
 
 
@@ -582,7 +584,9 @@ def main(argv=None) -> dict:
         "silent_failure": "claimed convergence and some |w_hat - w| > 4 SE and > 0.02",
         "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
+        "git": _git_state(),
     }
+    results.setdefault("runs", []).append({k: results["meta"][k] for k in ("updated", "git", "cap_s")} | {"samplers": samplers})
     for n in names:
         cell = results["cells"].setdefault(n, {"results": {}})
         cell["spec"] = _spec_json(grid[n])
@@ -603,6 +607,18 @@ def main(argv=None) -> dict:
     print_table(results)
     print(f"wrote {path}")
     return results
+
+
+def _git_state():
+    """HEAD and the uncommitted flowsamp paths (the run measures the working tree)."""
+    root = os.path.dirname(HERE)
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "flowsamp"],
+                               capture_output=True, text=True).stdout.splitlines()
+        return {"head": head, "uncommitted_flowsamp_paths": [ln[3:] for ln in dirty]}
+    except OSError:
+        return None
 
 
 def _versions():
