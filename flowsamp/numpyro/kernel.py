@@ -359,14 +359,15 @@ class Kernel(MCMCKernel):
                                     model_args=model_args, model_kwargs=model_kwargs)
             positions = jax.vmap(lambda z: ravel_pytree(z)[0])(info.param_info.z)
             positions = positions.at[0].set(flat)
-        out = self._kernel(key_train, log_prob, flow, positions, params=params, num_production_loops=0, **opts)
+        out = self._kernel(key_train, log_prob, flow, positions, params=params, num_production_loops=0,
+                          **{"target_ess": None, **opts})
         self.flow_training_output = out
         step_size = float(jnp.exp(out.state.log_step_size))
         local = opts.get("local", "mala")
         steps = opts.get("num_integration_steps", 8)
 
         def sampling_kernel(lp: Callable, **_: Any) -> Any:
-            return global_local(lp, flow, out.params, step_size, local=local, num_integration_steps=steps)
+            return global_local(lp, out.flow, out.params, step_size, local=local, num_integration_steps=steps)
 
         self._sampling_kernel = sampling_kernel
         return out.state.position if self._batched else out.state.position[0]

@@ -475,7 +475,8 @@ def adaptive_flow_mcmc(
         explore_wall_s=None if exploration is None else exploration.wall_s,
     )
     converged = not problems
-    if not converged:
+    production_requested = cfg.num_production_loops > 0 or cfg.target_ess is not None
+    if not converged and production_requested:
         from flowsamp.estimators.verdict import Verdict
 
         warn_if_not_converged(Verdict(diagnostics, converged, problems), "adaptive_flow_mcmc")
