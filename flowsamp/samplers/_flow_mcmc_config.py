@@ -37,7 +37,7 @@ class AdaptiveFlowConfig:
     with ``early_stop``, training stops only when the global acceptance has plateaued *and*
     the chains mix over the last ``patience`` loops' draws: between-chain rank
     :math:`\hat R` of :math:`\log p` (and of the indicators of ``mode_of(x)`` when
-    ``mode_of`` is given, ``num_modes`` modes if known) at most ``thresholds.rhat``, and no
+    ``mode_of`` is given, ``num_modes`` modes if known) at most 1.05 (``TRAINING_RHAT``), and no
     one-sided drift of :math:`\log p`. Production runs at least ``num_production_loops``
     loops, then until the smallest bulk ESS over coordinates reaches ``target_ess`` and the
     largest rank :math:`\hat R` is at most ``thresholds.rhat``

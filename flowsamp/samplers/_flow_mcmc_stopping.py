@@ -11,7 +11,7 @@ histories without running a sampler.
 * the chains *mix*: over the window of the last loops' draws, the rank-normalised split
   :math:`\hat R` (Vehtari et al. 2021) **between chains** of the log-density
   :math:`\log p(x)`, and of the mode indicators :math:`1[\mathrm{mode}(x) = k]` when a
-  ``mode_of`` is given, are below ``thresholds.rhat``;
+  ``mode_of`` is given, are below :data:`TRAINING_RHAT` (1.05; the verdict on production uses 1.01);
 * there is no one-sided drift: the per-chain change of the mean log-density between the
   window's halves, :math:`\Delta_c`, has :math:`|\bar\Delta| \le 4\, s_\Delta/\sqrt C`
   (chains still climbing towards the typical set, or sliding off it, fail this).
@@ -34,6 +34,7 @@ from flowsamp.estimators.verdict import Thresholds, rank_diagnostics
 
 __all__ = [
     "DRIFT_SIGMAS",
+    "TRAINING_RHAT",
     "MixingCheck",
     "budget_problem",
     "clustered_start_problem",
@@ -46,6 +47,12 @@ __all__ = [
 
 DRIFT_SIGMAS = 4.0
 """A mean change of the log-density between halves beyond this many standard errors is drift."""
+
+TRAINING_RHAT = 1.05
+"""R-hat limit on the short training window (the production verdict uses ``Thresholds.rhat`` =
+1.01). On the 2-D four-mode job, 100 chains at flow acceptance 0.69, the rank R-hat of log p over
+a two-loop window (140 draws per chain) stayed at 1.015-1.021 for eight loops: 1.01 is a limit
+for long runs (Vehtari et al. 2021), not for a window of a few effective draws per chain."""
 
 
 def plateaued(
@@ -97,15 +104,18 @@ def mixing(
     mode_labels: np.ndarray | None = None,
     num_modes: int | None = None,
     thresholds: Thresholds | None = None,
+    rhat: float | None = None,
 ) -> MixingCheck:
     r"""Between-chain mixing of a window of draws: :math:`\hat R` of :math:`\log p`, of the mode
-    indicators (with ``mode_labels`` ``(C, S)`` ints), and the log-density drift z-score."""
+    indicators (with ``mode_labels`` ``(C, S)`` ints), and the log-density drift z-score.
+    ``rhat`` overrides ``thresholds.rhat`` as the limit (the sampler passes :data:`TRAINING_RHAT`)."""
     th = thresholds if thresholds is not None else Thresholds()
+    limit = th.rhat if rhat is None else float(rhat)
     lp = np.asarray(log_probs, dtype=float)
     reasons = []
     r_lp = float(rank_diagnostics(lp)["rhat"][0]) if np.all(np.isfinite(lp)) else math.inf
-    if not r_lp <= th.rhat:
-        reasons.append(f"R-hat of log p {r_lp:.3g} > {th.rhat}")
+    if not r_lp <= limit:
+        reasons.append(f"R-hat of log p {r_lp:.3g} > {limit}")
     r_modes = math.nan
     if mode_labels is not None:
         labels = np.asarray(mode_labels)
@@ -115,8 +125,8 @@ def mixing(
         onehot = (labels[..., None] == np.arange(k)).astype(float)
         rh = rank_diagnostics(onehot)["rhat"]
         r_modes = float(np.nanmax(rh)) if not np.all(np.isnan(rh)) else 1.0
-        if not r_modes <= th.rhat:
-            reasons.append(f"R-hat of mode indicators {r_modes:.3g} > {th.rhat}")
+        if not r_modes <= limit:
+            reasons.append(f"R-hat of mode indicators {r_modes:.3g} > {limit}")
     z = log_prob_drift(lp)
     if not abs(z) <= DRIFT_SIGMAS:
         reasons.append(f"log p drifted by {z:.1f} SE between the window's halves")

@@ -399,7 +399,7 @@ def adaptive_flow_mcmc(
         ):
             lp_w = np.concatenate([np.asarray(a) for a in window_lp], axis=1)
             labels = _labels(cfg, jnp.concatenate(window_x, axis=1)) if cfg.mode_of is not None else None
-            done = stopping.mixing(lp_w, labels, cfg.num_modes, th).ok
+            done = stopping.mixing(lp_w, labels, cfg.num_modes, th, rhat=stopping.TRAINING_RHAT).ok
             if done:
                 stopped_by = "converged"
         if done or int(state.loop) >= cfg.max_training_loops:
