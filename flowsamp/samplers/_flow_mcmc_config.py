@@ -18,7 +18,9 @@ class AdaptiveFlowConfig:
     r"""Schedule and algorithm options of the adaptive global-local flow sampler.
 
     Per loop: ``num_local_steps`` local steps (``local = "mala"`` or ``"hmc"`` with
-    ``num_integration_steps`` leapfrog steps; initial ``step_size``, adapted in training
+    ``num_integration_steps`` leapfrog steps; initial ``step_size`` (default ``None``: from
+    the smallest scale of the fitted affine map,
+    :func:`~flowsamp.samplers._flow_mcmc_explore.default_step_size`, or 0.1 without one), adapted in training
     after every step by :func:`flowsamp.kernels.adaptation.robbins_monro` at ``rate =
     adapt_rate`` on the fraction of chains that accepted, target ``TARGET_ACCEPTANCE[local]``;
     ``adapt_rate = 0`` freezes it), then (training only) ``num_epochs`` full-batch
@@ -48,7 +50,9 @@ class AdaptiveFlowConfig:
     ``explore`` (default), tempered SMC from the over-dispersed Gaussian
     :math:`\mathcal N(\bar x_0, s^2)`, ``s = explore_scale`` (default
     :math:`5\max(1, \mathrm{sd}(x_0))` per coordinate), with ``explore_particles``
-    particles (or your own ``(N, d)`` array of approximate posterior draws, SMC skipped),
+    particles (default ``None``: :func:`~flowsamp.samplers._flow_mcmc_explore.default_num_particles`,
+    from 2048 up to 16384 as :math:`d(d+1)/(2 \cdot 0.25)` so that the full-covariance affine
+    fit is within ~0.2 nat of KL; or your own ``(N, d)`` array of approximate posterior draws, SMC skipped),
     fits the affine preconditioner (``precondition=True``; an
     :class:`~flowsamp.flows.Affine` is used as given; ``False``: none) and trains the flow
     by forward KL for at most ``explore_fit_steps`` steps, early-stopped on held-out
@@ -67,7 +71,7 @@ class AdaptiveFlowConfig:
     buffer_loops: int = 3
     buffer_points_per_chain: int = 32
     local: str = "mala"
-    step_size: float = 0.1
+    step_size: float | None = None
     num_integration_steps: int = 8
     adapt_rate: float = 0.05
     thinning: int = 1
@@ -82,7 +86,7 @@ class AdaptiveFlowConfig:
     num_modes: int | None = None
     explore: bool = True
     explore_scale: Any = None
-    explore_particles: Any = 2048
+    explore_particles: Any = None
     explore_fit_steps: int = 500
     precondition: Any = True
     thresholds: Any = None
@@ -111,7 +115,7 @@ def make_config(**options: Any) -> AdaptiveFlowConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
     for name in ("learning_rate", "step_size"):
-        if name in options and not float(options[name]) > 0:
+        if options.get(name) is not None and not float(options[name]) > 0:
             raise ValueError(f"{name} must be positive, got {options[name]!r}")
     for name in ("adapt_rate", "plateau_tol", "min_global_acceptance"):
         if name in options and not float(options[name]) >= 0:

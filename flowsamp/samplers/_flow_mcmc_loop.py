@@ -82,7 +82,7 @@ def _adaptation(cfg: Any):
 
 def init_adaptation(cfg: Any, dtype: Any) -> RobbinsMonroState:
     """The step-size state before the first loop (``log_step_size`` of ``cfg.step_size``)."""
-    step_size = jnp.asarray(cfg.step_size, dtype)
+    step_size = jnp.asarray(0.1 if cfg.step_size is None else cfg.step_size, dtype)
     adapt = _adaptation(cfg)
     return adapt.init(step_size) if adapt is not None else RobbinsMonroState(jnp.log(step_size))
 

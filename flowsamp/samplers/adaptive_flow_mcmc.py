@@ -11,8 +11,9 @@ flow is trained by forward KL (maximum likelihood) on the chains' recent samples
     \\alpha(x \\to x') = \\min\\Big(1, \\frac{p(x')\\,q_\\theta(x)}{p(x)\\,q_\\theta(x')}\\Big),
 
 with ``B`` a bounded buffer of the last ``buffer_loops`` loops' samples. A *training*
-phase (flow and step size adapted; stopped early once the global acceptance plateaus)
-is followed by a *production* phase with everything frozen, whose samples are exact
+phase (flow and step size adapted; stopped early once the global acceptance plateaus;
+the best flow seen, by measured global acceptance, replaces the last one when the last is
+clearly worse, so training never loses a good proposal) is followed by a *production* phase with everything frozen, whose samples are exact
 MCMC draws from ``p``. The sampler is a composition of the library's parts
 (:mod:`flowsamp.samplers._flow_mcmc_loop`): :func:`flowsamp.kernels.mala.transition` /
 :func:`flowsamp.kernels.hmc.transition` for the local moves,
@@ -33,6 +34,8 @@ References: arXiv:2105.12603 (PNAS 119, e2109420119); flowMC, arXiv:2211.06397.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -48,7 +51,12 @@ from flowsamp.kernels.adaptation import RobbinsMonroState
 from flowsamp.kernels.flow_imh import FlowIMHState
 from flowsamp.samplers import _flow_mcmc_stopping as stopping
 from flowsamp.samplers._flow_mcmc_config import AdaptiveFlowConfig, make_config
-from flowsamp.samplers._flow_mcmc_explore import Exploration, explore
+from flowsamp.samplers._flow_mcmc_explore import (
+    Exploration,
+    default_step_size,
+    explore,
+    imh_acceptance_estimate,
+)
 from flowsamp.samplers._flow_mcmc_loop import LoopStats, build_loop, init_adaptation, local_init
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
@@ -108,7 +116,9 @@ class AdaptiveFlowOutput(NamedTuple):
 
     ``positions`` (C, S, d) and ``log_prob`` (C, S): production samples (thinned);
     ``local_acceptance`` / ``global_acceptance``: mean acceptance rates in production;
-    ``params``: the trained flow's parameters; ``state``: the final
+    ``params``: the flow parameters production used: the last trained ones, or the best
+    ones seen in training (by measured global acceptance, the exploration's flow included)
+    when the last are worse by more than the noise (``diagnostics["used_best_flow"]``); ``state``: the final
     :class:`AdaptiveFlowState` (resume with ``initial_state=``); ``history``: per-loop
     numpy arrays (``phase`` 0 = training / 1 = production, every :class:`LoopStats` field,
     ``positions`` (loops, C, d) at the end of each loop, ``wall_s`` since the start);
@@ -219,10 +229,10 @@ _EXPLORE_STREAM = 0x7FFFFFFF  # fold_in data of the exploration's key (loops use
 def _explore(key: PRNGKey, log_prob: LogProbFn, flow: Flow, x: Array, params: Any, cfg: AdaptiveFlowConfig) -> Exploration:
     """The tempered-SMC warm start (:mod:`flowsamp.samplers._flow_mcmc_explore`)."""
     ep = cfg.explore_particles
-    own = None if isinstance(ep, (int, np.integer)) else ep
+    own = None if ep is None or isinstance(ep, (int, np.integer)) else ep
     return explore(
         jax.random.fold_in(key, _EXPLORE_STREAM), log_prob, flow, x, params,
-        num_particles=int(ep) if own is None else 4, base_scale=cfg.explore_scale, particles=own,
+        num_particles=None if ep is None else (int(ep) if own is None else 4), base_scale=cfg.explore_scale, particles=own,
         precondition=cfg.precondition, num_fit_steps=cfg.explore_fit_steps, learning_rate=cfg.learning_rate,
     )
 
@@ -237,6 +247,27 @@ def _prefill(state: AdaptiveFlowState, particles: Array) -> AdaptiveFlowState:
         return state
     rows = jnp.asarray(particles[: k * n_slot], buf.dtype).reshape(k, n_slot, buf.shape[2])
     return state._replace(buffer=buf.at[:k].set(rows), buffer_filled=state.buffer_filled.at[:k].set(True))
+
+
+_BASELINE_STREAM = 0x7FFFFFFE  # fold_in data of the baseline acceptance estimate
+
+
+def _keep_best(best: tuple | None, acc: float, params: Any) -> tuple:
+    """``(acceptance, params)`` of the better of ``best`` and the new measurement."""
+    if not np.isfinite(acc):
+        return best
+    return (acc, params) if best is None or acc > best[0] else best
+
+
+def _worse_beyond_noise(best_acc: float, last_acc: float, num_chains: int) -> bool:
+    r"""Whether the last flow's global acceptance is below the best one by more than the noise.
+
+    The noise is taken conservatively as :math:`2\sqrt{a(1-a)/C}` with :math:`a` the best
+    acceptance and :math:`C` the chains (each chain one effective trial per loop: IMH steps
+    of one chain are correlated), so a swap happens only on a clear loss.
+    """
+    a = min(max(best_acc, 0.0), 1.0)
+    return bool(best_acc - last_acc > 2.0 * math.sqrt(a * (1.0 - a) / max(num_chains, 1)))
 
 
 def _labels(cfg: AdaptiveFlowConfig, positions: Array) -> np.ndarray | None:
@@ -338,11 +369,16 @@ def adaptive_flow_mcmc(
     if initial_state is None:
         x_init = _check_positions(initial_positions, flow.dim)
         x_start = x_init
+        affine = None
         if cfg.explore:
             exploration = _explore(key, log_prob, flow, x_init, params, cfg)
             flow, params, x_start = exploration.flow, exploration.params, exploration.seeds
+            affine = exploration.affine
         elif isinstance(cfg.precondition, Affine):
             flow = preconditioned(flow, cfg.precondition)
+            affine = cfg.precondition
+        if cfg.step_size is None:
+            cfg = dataclasses.replace(cfg, step_size=default_step_size(affine, flow.dim, cfg.local))
         state = init_state(key, log_prob, flow, x_start, cfg, params)
         if exploration is not None:
             state = _prefill(state, exploration.train)
@@ -352,7 +388,8 @@ def adaptive_flow_mcmc(
         state = initial_state
     if devices is not None:
         state = _place(state, devices)
-    loop = build_loop(cfg, log_prob, symmetrize(flow, cfg.symmetries))
+    q_sym = symmetrize(flow, cfg.symmetries)
+    loop = build_loop(cfg, log_prob, q_sym)
     on, off = np.ones((), bool), np.zeros((), bool)
 
     fields = ("phase", *LoopStats._fields, "positions", "wall_s")
@@ -381,8 +418,17 @@ def adaptive_flow_mcmc(
             _io.save(checkpoint_path, st)
         return host
 
-    # training: until the flow's acceptance plateaus AND the chains mix (or max_training_loops)
+    # training: until the flow's acceptance plateaus AND the chains mix (or max_training_loops).
+    # The best flow so far by measured global acceptance is kept (baseline: the exploration's
+    # warm-started affine flow, estimated on held-out particles): training on slowly moving
+    # chains can make the flow worse, and production must never use a worse proposal.
     num_train, stopped_by = 0, "max_training_loops"
+    best = None
+    if exploration is not None and not bool(state.training_done):
+        base_acc = imh_acceptance_estimate(
+            jax.random.fold_in(key, _BASELINE_STREAM), log_prob, q_sym, state.params, exploration.validation
+        )
+        best = (base_acc, state.params)
     global_acc: list[float] = []
     window_lp: list = []
     window_x: list = []
@@ -390,6 +436,7 @@ def adaptive_flow_mcmc(
         state, stats, tx, tlp = loop(state, key, on)
         num_train += 1
         global_acc.append(float(stats.global_acceptance))
+        best = _keep_best(best, global_acc[-1], state.params)
         window_lp = (window_lp + [tlp])[-cfg.patience :]
         if cfg.mode_of is not None:
             window_x = (window_x + [tx])[-cfg.patience :]
@@ -407,6 +454,15 @@ def adaptive_flow_mcmc(
         record("training", stats, state)
     if not bool(state.training_done):
         state = _done(state, devices is not None)
+    last_acc = global_acc[-1] if global_acc else (best[0] if best is not None else float("nan"))
+    swapped = best is not None and _worse_beyond_noise(best[0], last_acc, state.position.shape[0])
+    if swapped:
+        state = state._replace(
+            params=best[1],
+            flow_imh=state.flow_imh._replace(
+                log_q=jax.jit(q_sym.log_prob)(best[1], state.flow_imh.position).astype(state.flow_imh.log_q.dtype)
+            ),
+        )
     if bar is not None:
         bar.total = num_train + cfg.num_production_loops
         bar.set_description("production")
@@ -470,7 +526,8 @@ def adaptive_flow_mcmc(
         if clustered is not None:
             problems.append(clustered)
     diagnostics.update(
-        training_stopped_by=stopped_by, num_production_steps=steps, target_ess=cfg.target_ess,
+        training_stopped_by=stopped_by, num_production_steps=steps,
+        best_training_global_acceptance=None if best is None else float(best[0]), used_best_flow=bool(swapped), target_ess=cfg.target_ess,
         explore_smc_steps=None if exploration is None or exploration.smc is None else exploration.smc.num_steps,
         explore_wall_s=None if exploration is None else exploration.wall_s,
     )

@@ -10,7 +10,12 @@ import pytest
 
 import flowsamp as fs
 from flowsamp.samplers import _flow_mcmc_stopping as stop
-from flowsamp.samplers._flow_mcmc_explore import default_base_scale, explore
+from flowsamp.samplers._flow_mcmc_explore import (
+    default_base_scale,
+    default_num_particles,
+    default_step_size,
+    explore,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -69,6 +74,18 @@ def test_clustered_start_sentence():
 
 
 # ------------------------------------------------------------------ exploration
+
+
+def test_default_particles_grow_with_the_affine_fit_and_step_size_from_its_scale():
+    # KL of a full-covariance fit ~ d(d+1)/(4N): N = d(d+1)/(2 * 0.25), within [2048, 16384]
+    assert default_num_particles(2) == 2048
+    assert default_num_particles(60) == int(np.ceil(60 * 61 / 0.5))
+    assert default_num_particles(100) == 16384
+    assert default_num_particles(1000) == 2048  # diagonal fit above MAX_FULL_DIM
+    aff = fs.flows.Affine(np.zeros(2), np.array([[2.0, 0.0], [0.0, 5.0]]))
+    assert np.isclose(default_step_size(aff, 2, "mala"), 0.5 * 4.0 * 2 ** (-1 / 3))
+    assert np.isclose(default_step_size(aff, 2, "hmc"), 2.0 * 2 ** -0.25)
+    assert default_step_size(None, 2) == 0.1
 
 
 @pytest.fixture(scope="module")
