@@ -192,6 +192,8 @@ def rank_diagnostics(samples: Array) -> dict:
 def _fmt(v: float) -> str:
     if not np.isfinite(v):
         return str(float(v))
+    if 1.0 <= abs(v) < 10.0:  # R-hat-like values: 1.012 must not print as "1.01 > 1.01"
+        return f"{v:.3f}"
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
 
 
