@@ -83,6 +83,13 @@ def as_key(key: Any) -> PRNGKey:
     return jax.random.wrap_key_data(key)
 
 
+def acceptance_probability(log_ratio: Array) -> Array:
+    """NaN-safe Metropolis-Hastings acceptance probability :math:`\\min(1, e^{\\log r})`, elementwise;
+    0 where ``log_ratio`` is not finite (a non-finite proposal is a rejection)."""
+    safe = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
+    return jnp.exp(jnp.minimum(safe, 0.0))
+
+
 def metropolis_test(log_u: Array, log_ratio: Array) -> tuple[Array, Array, Array]:
     """NaN-safe Metropolis-Hastings test against a given ``log_u = log U``, ``U ~ Uniform(0, 1)``.
 
@@ -94,8 +101,7 @@ def metropolis_test(log_u: Array, log_ratio: Array) -> tuple[Array, Array, Array
     """
     is_finite = jnp.isfinite(log_ratio)
     safe = jnp.where(is_finite, log_ratio, -jnp.inf)
-    acceptance_rate = jnp.exp(jnp.minimum(safe, 0.0))
-    return is_finite & (log_u < safe), acceptance_rate, is_finite
+    return is_finite & (log_u < safe), acceptance_probability(log_ratio), is_finite
 
 
 def metropolis_accept(key: PRNGKey, log_ratio: Array) -> tuple[Array, Array, Array]:

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from flowsamp.base import Flow
+from flowsamp.base import Flow, acceptance_probability
 from flowsamp.flows.preconditioning import MAX_FULL_DIM, Affine, fit_affine, preconditioned
 from flowsamp.samplers.tempered_smc import TemperedSMCOutput, tempered_smc
 from flowsamp.train.early_stopping import early_stopping
@@ -123,9 +123,7 @@ def imh_acceptance_estimate(key: PRNGKey, log_prob: LogProbFn, q: Flow, params: 
     y, log_q_y = q.sample_and_log_prob(params, key, int(num_proposals))
     lw_y = jax.vmap(log_prob)(y) - log_q_y
     lw_x = jax.vmap(log_prob)(x) - q.log_prob(params, x)
-    d = lw_y[None, :] - lw_x[:, None]
-    a = jnp.where(jnp.isfinite(d), jnp.exp(jnp.minimum(d, 0.0)), 0.0)
-    return float(jnp.mean(a))
+    return float(jnp.mean(acceptance_probability(lw_y[None, :] - lw_x[:, None])))
 
 
 class Exploration(NamedTuple):
