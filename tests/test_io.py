@@ -83,3 +83,47 @@ def test_corrupt_and_foreign_files_raise(tmp_path):
 def test_typed_key_rejected(tmp_path):
     with pytest.raises(TypeError, match="key_data"):
         io.save(tmp_path / "k.msgpack", {"key": jax.random.key(0)})
+
+
+META = {"sampler": "fs.sample", "num_chains": 4, "thin": 2, "step_size": 0.1, "shape": (4, 3),
+        "target_ess": None, "resume": True}
+
+
+def test_meta_round_trip_and_match(tmp_path):
+    path = tmp_path / "m.msgpack"
+    io.save(path, PARAMS, meta=META)
+    assert io.read_meta(path) == {**META, "shape": [4, 3]}
+    assert _equal(io.load(path, PARAMS, meta=META), PARAMS)
+    assert _equal(io.load(path, PARAMS, meta={"sampler": "fs.sample"}), PARAMS)  # subset is enough
+    assert _equal(io.load(path, PARAMS), PARAMS)  # no meta: not checked
+    io.save(tmp_path / "plain.msgpack", PARAMS)
+    assert io.read_meta(tmp_path / "plain.msgpack") == {}
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("sampler", "wang_landau", "meta\\['sampler'\\] is 'fs.sample' in the checkpoint but 'wang_landau' here"),
+        ("num_chains", 8, "meta\\['num_chains'\\] is 4 in the checkpoint but 8 here"),
+        ("shape", (4, 4), "meta\\['shape'\\] is \\[4, 3\\] in the checkpoint but \\[4, 4\\] here"),
+        ("resume", 1, "meta\\['resume'\\] is True in the checkpoint but 1 here"),
+        ("target_ess", 100.0, "is None in the checkpoint but 100.0 here"),
+        ("absent", 1, "written without meta\\['absent'\\]"),
+    ],
+)
+def test_meta_mismatch_names_key_and_values(tmp_path, key, value, match):
+    io.save(tmp_path / "m.msgpack", PARAMS, meta=META)
+    with pytest.raises(ValueError, match=match):
+        io.load(tmp_path / "m.msgpack", PARAMS, meta={**META, key: value})
+
+
+def test_meta_int_float_equal_and_bad_meta_types(tmp_path):
+    io.save(tmp_path / "m.msgpack", PARAMS, meta={"n": 2, "x": np.float32(0.5)})
+    io.load(tmp_path / "m.msgpack", PARAMS, meta={"n": 2.0, "x": 0.5})
+    with pytest.raises(TypeError, match="meta\\['f'\\] must be a plain value"):
+        io.save(tmp_path / "b.msgpack", PARAMS, meta={"f": jnp.zeros(2)})
+    with pytest.raises(TypeError, match="meta must be a dict"):
+        io.load(tmp_path / "m.msgpack", PARAMS, meta=["x"])
+    (tmp_path / "c.msgpack").write_bytes(b"\x93\x01")
+    with pytest.raises(ValueError, match="not a flowsamp checkpoint|corrupt"):
+        io.read_meta(tmp_path / "c.msgpack")
