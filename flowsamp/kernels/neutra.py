@@ -26,7 +26,7 @@ from flowsamp.base import Flow, KernelAPI, SamplingAlgorithm
 from flowsamp.kernels.mala import mala
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
-__all__ = ["NeuTraInfo", "NeuTraState", "latent_log_prob", "neutra"]
+__all__ = ["NeuTraInfo", "NeuTraState", "latent_log_prob", "init", "build_kernel", "neutra"]
 
 
 class NeuTraState(NamedTuple):
@@ -61,6 +61,50 @@ def latent_log_prob(log_prob_fn: LogProbFn, flow: Flow, params: Any) -> LogProbF
     return fn
 
 
+def _check(log_prob_fn: Any, flow: Any, inner: Any) -> None:
+    if not isinstance(flow, Flow):
+        raise TypeError(f"flow must be a flowsamp Flow, got {type(flow).__name__}")
+    if not callable(log_prob_fn):
+        raise TypeError(f"log_prob_fn must be callable, got {type(log_prob_fn).__name__}")
+    if not callable(inner):
+        raise TypeError(f"inner must be a kernel constructor, got {type(inner).__name__}")
+
+
+def init(
+    position: Array,
+    log_prob_fn: LogProbFn,
+    flow: Flow,
+    params: Any,
+    inner: Callable[..., SamplingAlgorithm] = mala,
+    **inner_params: Any,
+) -> NeuTraState:
+    """State at ``x = position``: the inner kernel's state at :math:`z = f_\\theta^{-1}(x)`
+    on the pulled-back density :math:`\\log\\tilde p(z)`."""
+    _check(log_prob_fn, flow, inner)
+    alg = inner(latent_log_prob(log_prob_fn, flow, params), **inner_params)
+    x = jnp.asarray(position)
+    z, _ = _single(flow.inverse, params, x)
+    return NeuTraState(x, alg.init(z.astype(x.dtype)))
+
+
+def build_kernel(inner: Callable[..., SamplingAlgorithm] = mala) -> Callable[..., tuple[NeuTraState, NeuTraInfo]]:
+    """Return ``kernel(key, state, log_prob_fn, flow, params, **inner_params)``: one step of
+    ``inner`` on :math:`\\log\\tilde p(z)`, then :math:`x = f_\\theta(z)` (blackjax's
+    ``build_kernel`` pattern: every parameter is an argument, so one jitted kernel serves
+    any flow parameters)."""
+
+    def kernel(
+        key: PRNGKey, state: NeuTraState, log_prob_fn: LogProbFn, flow: Flow, params: Any, **inner_params: Any
+    ) -> tuple[NeuTraState, NeuTraInfo]:
+        alg = inner(latent_log_prob(log_prob_fn, flow, params), **inner_params)
+        latent, info = alg.step(key, state.latent)
+        x, _ = _single(flow.forward, params, latent.position)
+        info = NeuTraInfo(info.is_accepted, info.acceptance_rate, info.is_finite, info)
+        return NeuTraState(x.astype(state.position.dtype), latent), info
+
+    return kernel
+
+
 def neutra(
     log_prob_fn: LogProbFn,
     flow: Flow,
@@ -87,26 +131,17 @@ def neutra(
     SamplingAlgorithm
         ``init(x) -> NeuTraState`` and ``step(key, state) -> (NeuTraState, NeuTraInfo)``:
         one inner step on :math:`\\log\\tilde p(z)` followed by :math:`x = f_\\theta(z)`,
-        which leaves ``p`` invariant.
+        which leaves ``p`` invariant. Built from the module's :func:`init` and
+        :func:`build_kernel`.
     """
-    if not isinstance(flow, Flow):
-        raise TypeError(f"flow must be a flowsamp Flow, got {type(flow).__name__}")
-    if not callable(log_prob_fn):
-        raise TypeError(f"log_prob_fn must be callable, got {type(log_prob_fn).__name__}")
-    if not callable(inner):
-        raise TypeError(f"inner must be a kernel constructor, got {type(inner).__name__}")
-    alg = inner(latent_log_prob(log_prob_fn, flow, params), **inner_params)
+    _check(log_prob_fn, flow, inner)
+    kernel = build_kernel(inner)
 
     def init_fn(position: Array) -> NeuTraState:
-        x = jnp.asarray(position)
-        z, _ = _single(flow.inverse, params, x)
-        return NeuTraState(x, alg.init(z.astype(x.dtype)))
+        return init(position, log_prob_fn, flow, params, inner, **inner_params)
 
     def step_fn(key: PRNGKey, state: NeuTraState) -> tuple[NeuTraState, NeuTraInfo]:
-        latent, info = alg.step(key, state.latent)
-        x, _ = _single(flow.forward, params, latent.position)
-        info = NeuTraInfo(info.is_accepted, info.acceptance_rate, info.is_finite, info)
-        return NeuTraState(x.astype(state.position.dtype), latent), info
+        return kernel(key, state, log_prob_fn, flow, params, **inner_params)
 
     return SamplingAlgorithm(init_fn, step_fn)
 
