@@ -79,6 +79,12 @@ FACTORIES = {
     "neutra": Case(_neutra, std_normal, X0, "continuous"),
     "nuts": Case(lambda lp: fs.kernels.nuts(lp, step_size=0.3), std_normal, X0, "continuous"),
     "global_local": Case(_global_local, std_normal, X0, "continuous"),
+    "delayed_acceptance": Case(
+        lambda lp: fs.kernels.delayed_acceptance(lp, lambda x: 0.0 * jnp.sum(x), fs.kernels.rwmh, scale=0.5),
+        std_normal,
+        X0,
+        "continuous",
+    ),
     "gibbs": Case(lambda t: fs.kernels.gibbs(t), ISING, SPINS, "spin"),
     "spin_metropolis": Case(lambda t: fs.kernels.spin_metropolis(t), ISING, SPINS, "spin"),
     "wolff": Case(lambda t: fs.kernels.wolff(t), ISING, SPINS, "spin"),

@@ -22,6 +22,7 @@ from flowsamp.kernels.adaptation import (
     find_step_size,
     robbins_monro,
 )
+from flowsamp.kernels.delayed_acceptance import DelayedAcceptanceInfo, DelayedAcceptanceState, delayed_acceptance
 from flowsamp.kernels.flow_imh import FlowIMHInfo, FlowIMHState, flow_imh
 from flowsamp.kernels.gibbs import SimultaneousGibbsWarning, gibbs
 from flowsamp.kernels.global_local import GlobalLocalInfo, GlobalLocalState, global_local
@@ -58,6 +59,9 @@ __all__ = [
     "SpinInfo",
     "SpinState",
     "WindowAdaptation",
+    "DelayedAcceptanceInfo",
+    "DelayedAcceptanceState",
+    "delayed_acceptance",
     "dual_averaging",
     "dual_averaging_adaptation",
     "find_step_size",
