@@ -16,14 +16,17 @@ program, step keys continuing ``fold_in(k_c, t)``) until the bulk ESS is reached
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowsamp import io as _io
 from flowsamp import parallel
 from flowsamp.base import SamplingAlgorithm, as_key, check_finite_positions
+from flowsamp.samplers import _checkpoint as _ckpt
 from flowsamp.estimators.verdict import Thresholds, Verdict, mcmc_verdict, rank_diagnostics, warn_if_not_converged
 from flowsamp.types import Array
 
@@ -132,25 +135,34 @@ def _float_dtype(position: Any) -> Any:
     return leaves[0].dtype if leaves else jnp.zeros(()).dtype
 
 
-def _run_chain(kernel: SamplingAlgorithm, num_steps: int, thin: int, keep: str, key, state, t0):
+def _zero_carry(position: Any, num_chains: int) -> tuple[_Counts, _Welford]:
+    """Per-chain counts and Welford moments before the first step (host-built, no compile)."""
+    fdtype = _float_dtype(position)
+    zeros_c = lambda dt: jnp.zeros((num_chains,), dt)  # noqa: E731
+    as_float = lambda x: jnp.zeros(x.shape, x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else fdtype)  # noqa: E731
+    counts = _Counts(zeros_c(fdtype), zeros_c(jnp.int32), zeros_c(jnp.int32), zeros_c(jnp.int32))
+    zeros = jax.tree.map(as_float, position)
+    return counts, _Welford(zeros_c(jnp.int32), zeros, jax.tree.map(jnp.zeros_like, zeros))
+
+
+def _run_chain(kernel: SamplingAlgorithm, num_steps: int, thin: int, keep: str, key, state, t0, carry):
     """One chain: ``num_steps // thin`` blocks of ``thin`` steps in a nested scan; step ``t``
-    (0-based within this call) uses ``fold_in(key, t0 + t)``."""
+    (0-based within this call) uses ``fold_in(key, t0 + t)``; ``carry`` = (counts, Welford
+    moments) accumulated over the ``t0`` steps before (so a run in pieces equals one run)."""
     fdtype = _float_dtype(state.position)
     info0 = jax.tree.map(
         lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(kernel.step, key, state)[1]
     )
-    zero = jnp.zeros((), jnp.int32)
-    # num_divergent starts at -1 when the kernel's info has no is_divergent (read as "unknown")
-    no_div = jnp.asarray(0 if hasattr(info0, "is_divergent") else -1, jnp.int32)
-    counts0 = _Counts(jnp.zeros((), fdtype), zero, zero, no_div)
-    as_float = lambda x: x.astype(fdtype) if not jnp.issubdtype(x.dtype, jnp.floating) else x
-    zeros = jax.tree.map(lambda x: jnp.zeros_like(as_float(x)), state.position)
-    welford0 = _Welford(jnp.zeros((), jnp.int32), zeros, zeros)
+    counts0, welford0 = carry
+    if not hasattr(info0, "is_divergent"):
+        # num_divergent is -1 when the kernel's info has no is_divergent (read as "unknown")
+        counts0 = counts0._replace(num_divergent=jnp.full_like(counts0.num_divergent, -1))
+    as_float = lambda x: x.astype(fdtype) if not jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
 
     def one_step(carry, t):
         state, counts, _ = carry
         state, info = kernel.step(jax.random.fold_in(key, t0 + t), state)
-        return (state, _update_counts(counts, info, t), info), None
+        return (state, _update_counts(counts, info, t0 + t), info), None
 
     def block(carry, b):
         state, counts, info, welford = carry
@@ -162,24 +174,23 @@ def _run_chain(kernel: SamplingAlgorithm, num_steps: int, thin: int, keep: str, 
 
     carry0 = (state, counts0, info0, welford0)
     (state, counts, _, welford), out = jax.lax.scan(block, carry0, jnp.arange(num_steps // thin))
-    variance = jax.tree.map(lambda s: s / welford.count.astype(s.dtype), welford.m2)
-    return state, counts, welford.mean, variance, out
+    return state, counts, welford, out
 
 
 def _algorithm(kernel: Any, params: Any, has_params: bool) -> SamplingAlgorithm:
     return kernel(params) if has_params else kernel
 
 
-def _run_impl(keys, states, params, t0, *, kernel, has_params, num_steps, thin, keep, mesh):
-    def run_block(keys, states, params, t0):
+def _run_impl(keys, states, params, t0, carry, *, kernel, has_params, num_steps, thin, keep, mesh):
+    def run_block(keys, states, params, t0, carry):
         alg = _algorithm(kernel, params, has_params)
-        fn = lambda k, s: _run_chain(alg, num_steps, thin, keep, k, s, t0)  # noqa: E731
-        return jax.vmap(fn)(keys, states)
+        fn = lambda k, s, c: _run_chain(alg, num_steps, thin, keep, k, s, t0, c)  # noqa: E731
+        return jax.vmap(fn)(keys, states, carry)
 
     if mesh is not None:
-        specs = (parallel.CHAINS, parallel.CHAINS, parallel.REPLICATED, parallel.REPLICATED)
+        specs = (parallel.CHAINS, parallel.CHAINS, parallel.REPLICATED, parallel.REPLICATED, parallel.CHAINS)
         run_block = parallel.shard_chains(run_block, mesh, in_specs=specs)
-    return run_block(keys, states, params, t0)
+    return run_block(keys, states, params, t0, carry)
 
 
 def _init_impl(positions, params, *, kernel, has_params):
@@ -289,28 +300,6 @@ def _summary_verdict(mean: Any, variance: Any, draws: int, counts: _Counts, has_
     return Verdict(diag, not problems, problems)
 
 
-def _combine(a: tuple, b: tuple, na: int, nb: int) -> tuple:
-    """Merge (counts, mean, variance) of two consecutive blocks (Chan et al.'s pairwise Welford)."""
-    ca, ma, va = a
-    cb, mb, vb = b
-    n = na + nb
-    counts = _Counts(
-        ca.acceptance_rate + (cb.acceptance_rate - ca.acceptance_rate) * (nb / n),
-        ca.num_accepted + cb.num_accepted,
-        ca.num_nonfinite + cb.num_nonfinite,
-        ca.num_divergent + cb.num_divergent,
-    )
-    return counts, *_merge_moments(ma, va, mb, vb, na, nb)
-
-
-def _merge_moments(ma, va, mb, vb, na, nb):
-    n = na + nb
-    delta = jax.tree.map(lambda x, y: y - x, ma, mb)
-    mean = jax.tree.map(lambda x, d: x + d * (nb / n), ma, delta)
-    var = jax.tree.map(lambda x, y, d: (na * x + nb * y) / n + d**2 * (na * nb / n**2), va, vb, delta)
-    return mean, var
-
-
 def sample(
     key: Any,
     kernel: SamplingAlgorithm | Callable[[Any], SamplingAlgorithm],
@@ -327,6 +316,9 @@ def sample(
     warn: bool = True,
     target_ess: float | None = None,
     max_steps: int | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> Trace:
     r"""Run ``num_chains`` independent chains of ``kernel`` for ``num_steps`` steps.
 
@@ -378,6 +370,21 @@ def sample(
     max_steps
         Budget of transitions per chain for ``target_ess`` (default ``20 * num_steps``);
         when it runs out, ``problems`` says so.
+    checkpoint_path
+        If given, the whole carry (kernel states, counts, running moments, the kept draws and
+        infos so far, the number of steps done) is saved there atomically (:func:`flowsamp.io.save`,
+        msgpack) every ``checkpoint_every`` steps and at the end of every ``num_steps`` block.
+        The run is then compiled in pieces of ``checkpoint_every`` steps; since step ``t``
+        always uses ``fold_in(k_c, t)`` and the counts and moments continue across pieces,
+        the numbers equal the run without checkpoints.
+    checkpoint_every
+        Steps per chain between checkpoints, a multiple of ``thin`` (default
+        ``num_steps // 10`` rounded down to a multiple of ``thin``).
+    resume
+        Continue from ``checkpoint_path`` when that file exists (else start and write it):
+        the result is bit-identical to the uninterrupted run with the same key. A file
+        from another run (key, chains, lengths, thinning, start, ``params``) or a corrupt
+        one raises a ``ValueError`` naming the difference.
 
     Returns
     -------
@@ -425,6 +432,7 @@ def sample(
             raise ValueError("max_steps is the budget of target_ess; pass target_ess too")
         if not isinstance(max_steps, (int, np.integer)) or max_steps < num_steps:
             raise ValueError(f"max_steps must be an int >= num_steps ({num_steps}), got {max_steps!r}")
+    _ckpt.check_options("fs.sample", checkpoint_path, checkpoint_every, resume, "steps", multiple_of=int(thin))
     th = thresholds if thresholds is not None else Thresholds()
     key = as_key(key)
     initial_positions = parallel.gather(initial_positions)  # global arrays over processes -> host-local
@@ -446,17 +454,37 @@ def sample(
         parallel.check_divisible(num_chains, mesh)
 
     keys = jax.random.split(key, num_chains)
-    run = lambda st, t0: _run(  # noqa: E731
-        keys, st, params, jnp.asarray(t0, jnp.int32),
-        kernel=kernel, has_params=has_params, num_steps=int(num_steps), thin=int(thin), keep=keep, mesh=mesh,
+    run = lambda st, t0, n, carry: _run(  # noqa: E731
+        keys, st, params, jnp.asarray(t0, jnp.int32), carry,
+        kernel=kernel, has_params=has_params, num_steps=int(n), thin=int(thin), keep=keep, mesh=mesh,
     )
-    state, counts, mean, variance, out = run(states, 0)
-    blocks = [out]
-    total = int(num_steps)
-    budget = int(max_steps) if max_steps is not None else 20 * int(num_steps)
+    num_steps, thin = int(num_steps), int(thin)
+    budget = int(max_steps) if max_steps is not None else 20 * num_steps
+    every = None
+    if checkpoint_path is not None:
+        every = int(checkpoint_every) if checkpoint_every is not None else max(thin, num_steps // 10 // thin * thin)
+    state = states
+    counts, welford = _zero_carry(states.position, num_chains)
+    blocks: list = []
+    total = 0
+    meta = None
+    if checkpoint_path is not None:
+        meta = {
+            "sampler": "fs.sample", "num_chains": num_chains, "num_steps": num_steps, "thin": thin,
+            "keep": keep, "target_ess": None if target_ess is None else float(target_ess),
+            "max_steps": budget if target_ess is not None else None,
+            "key": [int(v) for v in _ckpt.key_data(key).ravel()],
+            "initial": _ckpt.fingerprint(states.position),
+            "params": _ckpt.fingerprint(params) if has_params else None,
+        }
+        if _ckpt.should_resume(checkpoint_path, resume):
+            state, counts, welford, blocks, total = _load_checkpoint(
+                checkpoint_path, meta, run, state, counts, welford, keep, thin)
     extra_problem = None
-    if target_ess is not None:
-        while True:
+    while True:
+        if total and total % num_steps == 0:
+            if target_ess is None:
+                break
             min_ess = _nanmin_ess(blocks)
             if min_ess >= target_ess:
                 break
@@ -465,10 +493,21 @@ def sample(
                     f"target ESS {target_ess:g} not reached: min bulk ESS {min_ess:.0f} after {total} steps"
                 )
                 break
-            state, c2, m2, v2, out = run(state, total)
-            counts, mean, variance = _combine((counts, mean, variance), (c2, m2, v2), total // thin, num_steps // thin)
-            blocks.append(out)
-            total += int(num_steps)
+        end = (total // num_steps + 1) * num_steps
+        if every is not None:
+            end = min(end, (total // every + 1) * every)
+        state, counts, welford, out = run(state, total, end - total, (counts, welford))
+        blocks.append(out)
+        total = end
+        if every is not None and (total % every == 0 or total % num_steps == 0):
+            if keep == "all" and len(blocks) > 1:
+                blocks = [jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *blocks)]
+            kept = blocks[0] if keep == "all" else None
+            tree = {"state": state, "counts": counts, "welford": welford, "kept": kept}
+            _io.save(checkpoint_path, tree, meta={**meta, "done": total})
+    mean = welford.mean
+    variance = jax.tree.map(lambda m: m / welford.count.reshape((-1,) + (1,) * (m.ndim - 1)).astype(m.dtype),
+                            welford.m2)
     if keep == "all":
         positions, info = blocks[0] if len(blocks) == 1 else jax.tree.map(
             lambda *xs: jnp.concatenate(xs, axis=1), *blocks
@@ -497,6 +536,20 @@ def sample(
         converged=verdict.converged,
         problems=verdict.problems,
     )
+
+
+def _load_checkpoint(path, meta, run, state, counts, welford, keep, thin):
+    """Restore (state, counts, welford, kept blocks, steps done) from a fs.sample checkpoint."""
+    done = _io.read_meta(path).get("done")
+    if not isinstance(done, int) or done < 0 or done % thin:
+        raise ValueError(f"fs.sample: {os.fspath(path)!r} has no valid step count 'done' ({done!r}) in its meta")
+    kept = None
+    if keep == "all":
+        shapes = jax.eval_shape(lambda s, c: run(s, 0, thin, c)[3], state, (counts, welford))
+        kept = jax.tree.map(lambda x: jnp.zeros(x.shape[:1] + (done // thin,) + x.shape[2:], x.dtype), shapes)
+    like = {"state": state, "counts": counts, "welford": welford, "kept": kept}
+    tree = _io.load(path, like, meta=meta)
+    return tree["state"], tree["counts"], tree["welford"], [tree["kept"]] if keep == "all" else [], done
 
 
 def _nanmin_ess(blocks: list) -> float:
