@@ -12,6 +12,7 @@ from flowsamp.flows.bases import (
     phi4_1d_precision,
     standard_normal,
 )
+from flowsamp.flows.cnf import ContinuousFlow, cnf, divergence, hutchinson_divergence, ode_flow
 from flowsamp.flows.layers import Layer, compose, global_affine
 from flowsamp.flows.maf import maf
 from flowsamp.flows.preconditioning import Affine, fit_affine, preconditioned
@@ -23,13 +24,18 @@ from flowsamp.flows.symmetrize import symmetrize
 __all__ = [
     "Affine",
     "Base",
+    "ContinuousFlow",
     "Layer",
+    "cnf",
     "compose",
     "diagonal_gaussian",
+    "divergence",
     "fit_affine",
     "global_affine",
+    "hutchinson_divergence",
     "informed_gaussian",
     "maf",
+    "ode_flow",
     "phi4_1d_precision",
     "preconditioned",
     "proposal",

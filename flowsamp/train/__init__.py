@@ -5,6 +5,7 @@ counter so that schedules (annealing) are pure functions of it.
 """
 
 from flowsamp.train.early_stopping import EarlyStopping, early_stopping
+from flowsamp.train.flow_matching import flow_matching
 from flowsamp.train.fit import FitHistory, fit, fit_steps, guarded_step
 from flowsamp.train.losses import annealed_reverse_kl, combined, ess_fraction, forward_kl, reverse_kl
 
@@ -16,6 +17,7 @@ __all__ = [
     "early_stopping",
     "ess_fraction",
     "fit",
+    "flow_matching",
     "fit_steps",
     "forward_kl",
     "guarded_step",
