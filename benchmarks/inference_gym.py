@@ -4,8 +4,9 @@ Every sampler runs on the gym posterior's unconstrained space (``fs.targets.infe
 from the same over-dispersed start (uniform on [-2, 2]^d, Stan's default), in the same run:
 
 * ``flowsamp_nuts``: flowsamp's recommended workflow, ``fs.kernels.window_adaptation`` (step size
-  and mass matrix) then ``fs.kernels.nuts`` through ``fs.sample`` (falls back to windowed HMC,
-  then to dual-averaging HMC, while those kernels are not available; the row names what ran);
+  and mass matrix) then ``fs.kernels.nuts`` through ``fs.sample(target_ess=1000)``, which keeps
+  drawing (in blocks of ``--draws``, up to ``10 * draws``) until every coordinate has 1000 bulk
+  ESS and R-hat <= 1.01, and says so in its verdict when the budget runs out;
 * ``flowsamp_flow``: ``fs.samplers.adaptive_flow_mcmc`` with a default ``fs.flows.rq_spline``
   and every option at its default, on ``--flow-chains`` (64, as in the README) chains;
 * ``numpyro_nuts``: ``numpyro.infer.MCMC(NUTS(potential_fn=...))`` at its defaults,
@@ -52,6 +53,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import numpy as np  # noqa: E402
 
+TARGET_ESS = 1000
+
 #: benchmark name -> (Inference Gym class, constructor kwargs)
 TARGETS = {
     "eight_schools": ("EightSchools", {}),
@@ -86,41 +89,25 @@ def _params_dict(params):
 
 
 def run_flowsamp_nuts(key, target, x0, warmup, draws):
-    """window_adaptation + nuts through fs.sample (with the fallbacks named in the module doc)."""
+    """flowsamp's recommended workflow: window_adaptation + nuts, then fs.sample run until the
+    result is there (``target_ess`` bulk ESS on every coordinate and R-hat <= 1.01, or a budget of
+    ``10 * draws`` transitions per chain, after which the verdict says it ran out)."""
     import jax
 
     import flowsamp as fs
 
     k_warm, k_draw = jax.random.split(key)
-    kernels = fs.kernels
-    wa = getattr(kernels, "window_adaptation", None)
-    nuts = getattr(kernels, "nuts", None)
-    if wa is not None and nuts is not None:
-        method, constructor, static = "window_adaptation+nuts", nuts, {}
-    elif wa is not None:
-        method, constructor, static = "window_adaptation+hmc(L=16)", kernels.hmc, {"num_integration_steps": 16}
-    else:
-        constructor = None
+    method = f"window_adaptation+nuts, fs.sample(target_ess={TARGET_ESS})"
     t0 = time.perf_counter()
-    if constructor is not None:
-        states, params = wa(constructor, target.log_prob, **static).run(k_warm, x0, warmup)
-        params = _params_dict(params)
-        jax.block_until_ready(states)
-        t_warm = time.perf_counter() - t0
+    states, params = fs.kernels.window_adaptation(fs.kernels.nuts, target.log_prob).run(k_warm, x0, warmup)
+    params = _params_dict(params)
+    jax.block_until_ready(states)
+    t_warm = time.perf_counter() - t0
 
-        def kernel(p):
-            return constructor(target.log_prob, **p, **static)
+    def kernel(p):
+        return fs.kernels.nuts(target.log_prob, **p)
 
-        trace = fs.sample(k_draw, kernel, states, draws, params=params)
-    else:
-        method = "dual_averaging+hmc(L=16)"
-
-        def kernel(e):
-            return kernels.hmc(target.log_prob, e, 16)
-
-        res = kernels.dual_averaging_adaptation(k_warm, kernel, x0, warmup, 0.65)
-        t_warm = time.perf_counter() - t0
-        trace = fs.sample(k_draw, kernel, res.state, draws, params=res.step_size)
+    trace = fs.sample(k_draw, kernel, states, draws, params=params, target_ess=TARGET_ESS, max_steps=10 * draws)
     info = trace.info
     steps = getattr(info, "num_integration_steps", None)
     div = getattr(info, "is_divergent", None)
