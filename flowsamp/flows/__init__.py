@@ -13,6 +13,7 @@ from flowsamp.flows.bases import (
     standard_normal,
 )
 from flowsamp.flows.cnf import ContinuousFlow, cnf, divergence, hutchinson_divergence, ode_flow
+from flowsamp.flows.diffusion import SDE, DiffusionFlow, diffusion, ve_sde, vp_sde
 from flowsamp.flows.layers import Layer, compose, global_affine
 from flowsamp.flows.maf import maf
 from flowsamp.flows.preconditioning import Affine, fit_affine, preconditioned
@@ -25,10 +26,13 @@ __all__ = [
     "Affine",
     "Base",
     "ContinuousFlow",
+    "DiffusionFlow",
     "Layer",
+    "SDE",
     "cnf",
     "compose",
     "diagonal_gaussian",
+    "diffusion",
     "divergence",
     "fit_affine",
     "global_affine",
@@ -43,4 +47,6 @@ __all__ = [
     "rq_spline",
     "standard_normal",
     "symmetrize",
+    "ve_sde",
+    "vp_sde",
 ]

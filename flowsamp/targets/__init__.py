@@ -20,6 +20,7 @@ from flowsamp.targets.gaussian_mixture import (
     gaussian_mixture,
     tutorial_mixture,
 )
+from flowsamp.targets.gmm40 import gmm40
 from flowsamp.targets.ising import Ising, ising
 from flowsamp.targets.many_well import ManyWell, many_well
 from flowsamp.targets.mixture_benchmark import MixtureBenchmark, mixture_benchmark
@@ -47,6 +48,7 @@ __all__ = [
     "gaussian_mixture",
     "four_mode_mixture",
     "tutorial_mixture",
+    "gmm40",
     "ManyWell",
     "many_well",
     "MullerBrown",

@@ -7,6 +7,7 @@ counter so that schedules (annealing) are pure functions of it.
 from flowsamp.train.early_stopping import EarlyStopping, early_stopping
 from flowsamp.train.flow_matching import flow_matching
 from flowsamp.train.fit import FitHistory, fit, fit_steps, guarded_step
+from flowsamp.train.score_matching import score_matching
 from flowsamp.train.losses import annealed_reverse_kl, combined, ess_fraction, forward_kl, reverse_kl
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "forward_kl",
     "guarded_step",
     "reverse_kl",
+    "score_matching",
 ]
