@@ -85,7 +85,14 @@ def as_key(key: Any) -> PRNGKey:
 
 def acceptance_probability(log_ratio: Array) -> Array:
     """NaN-safe Metropolis-Hastings acceptance probability :math:`\\min(1, e^{\\log r})`, elementwise;
-    0 where ``log_ratio`` is not finite (a non-finite proposal is a rejection)."""
+    0 where ``log_ratio`` is not finite (a non-finite proposal is a rejection).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> [round(float(a), 4) for a in acceptance_probability(jnp.array([0.5, -1.0, jnp.nan]))]
+    [1.0, 0.3679, 0.0]
+    """
     safe = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
     return jnp.exp(jnp.minimum(safe, 0.0))
 

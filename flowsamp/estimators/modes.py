@@ -30,6 +30,13 @@ def mode_weights(
     Returns
     -------
     ``(weights, se)``, each of shape ``(num_modes,)``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> w, se = mode_weights(jnp.array([[0, 0, 1, 1], [0, 1, 1, 1]]), 2)  # 2 chains, 4 draws
+    >>> w.tolist()
+    [0.375, 0.625]
     """
     if not isinstance(num_modes, int) or num_modes < 1:
         raise ValueError(f"num_modes must be a positive int, got {num_modes!r}")

@@ -309,6 +309,15 @@ def mcmc_verdict(
     with ``mode_labels``, ``mode_visits``, ``mode_weights_halves`` ``(chains, 2, modes)``,
     ``mode_weights``, ``mode_drift``, ``mode_drift_se``, ``mode_rhat``.
 
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> x = jax.random.normal(jax.random.key(0), (4, 1000, 2))  # 4 chains of exact draws
+    >>> mcmc_verdict(x).converged
+    True
+    >>> mcmc_verdict(x + jnp.arange(4.0)[:, None, None]).problems[0]  # doctest: +ELLIPSIS
+    'R-hat ... > 1.01 for 2 of 2 coordinates'
+
     References
     ----------
     Vehtari, Gelman, Simpson, Carpenter, Bürkner, "Rank-normalization, folding, and

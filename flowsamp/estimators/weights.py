@@ -60,6 +60,14 @@ def ess(log_w: Array) -> Array:
 
     Divide by ``N`` for the ESS fraction. Computed in log space, so it is exact for
     weights spanning hundreds of orders of magnitude.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> round(float(ess(jnp.zeros(100))), 3)  # equal weights: ESS = N
+    100.0
+    >>> float(ess(jnp.log(jnp.array([1.0, 1.0, 0.0, 0.0]))))  # two of four draws carry the weight
+    2.0
     """
     log_w = _shift(_finite(_check_log_weights(log_w)))
     return jnp.exp(2.0 * logsumexp(log_w) - logsumexp(2.0 * log_w))

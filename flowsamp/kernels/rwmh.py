@@ -92,6 +92,15 @@ def rwmh(log_prob_fn: LogProbFn, scale: Any) -> SamplingAlgorithm:
     -------
     SamplingAlgorithm
         ``init(position) -> RWMHState``; ``step(key, state) -> (RWMHState, RWMHInfo)``.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> kernel = rwmh(lambda x: -0.5 * jnp.sum(x**2), scale=0.5)
+    >>> state = kernel.init(jnp.zeros(2))
+    >>> state, info = kernel.step(jax.random.key(0), state)
+    >>> state.position.shape, bool(info.is_finite)
+    ((2,), True)
     """
     _flat.check_positive("scale", scale)
     kernel = build_kernel()
