@@ -190,7 +190,8 @@ def load(path: str | os.PathLike, like: PyTree, meta: dict | None = None) -> PyT
 
     Returns
     -------
-    The saved pytree, with the same tree type as ``like`` and jax arrays as leaves.
+    The saved pytree, with the same tree type as ``like``; leaves are jax arrays, except where
+    ``like`` holds a numpy array (then numpy, with its dtype kept).
 
     Raises
     ------
@@ -228,4 +229,9 @@ def load(path: str | os.PathLike, like: PyTree, meta: dict | None = None) -> PyT
         restored = serialization.from_state_dict(like, payload["state"])
     except Exception as err:
         raise ValueError(f"fs.io.load: {path!r} cannot be restored into the template: {err}") from err
-    return jax.tree.map(lambda x: jax.numpy.asarray(x) if isinstance(x, np.ndarray) else x, restored)
+    # leaves come back as jax arrays, except where the template holds a numpy array (kept numpy,
+    # so e.g. float64 host-side curves survive without jax_enable_x64)
+    return jax.tree.map(
+        lambda t, x: x if isinstance(t, np.ndarray) or not isinstance(x, np.ndarray) else jax.numpy.asarray(x),
+        like, restored,
+    )

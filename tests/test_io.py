@@ -127,3 +127,11 @@ def test_meta_int_float_equal_and_bad_meta_types(tmp_path):
     (tmp_path / "c.msgpack").write_bytes(b"\x93\x01")
     with pytest.raises(ValueError, match="not a flowsamp checkpoint|corrupt"):
         io.read_meta(tmp_path / "c.msgpack")
+
+
+def test_numpy_template_leaves_stay_numpy_float64(tmp_path):
+    tree = {"curve": np.linspace(0, 1, 7) / 3.0, "x": jnp.ones(2)}
+    io.save(tmp_path / "n.msgpack", tree)
+    r = io.load(tmp_path / "n.msgpack", tree)
+    assert isinstance(r["curve"], np.ndarray) and r["curve"].dtype == np.float64
+    assert np.array_equal(r["curve"], tree["curve"]) and isinstance(r["x"], jax.Array)

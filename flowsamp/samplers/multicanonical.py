@@ -23,14 +23,17 @@ weights or from a (short) Wang-Landau estimate (``initial_log_g``).
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowsamp import io as _io
 from flowsamp.base import as_key
 from flowsamp.estimators.verdict import Verdict, warn_if_not_converged
+from flowsamp.samplers import _checkpoint as _ckpt
 from flowsamp.samplers.flat_histogram import compensated, energy_bins, normalize_log_g
 from flowsamp.samplers.wang_landau import WangLandauState, build_sweeps, make_windows
 from flowsamp.types import PRNGKey
@@ -72,6 +75,9 @@ def multicanonical(
     sweeps_per_iteration: int = 1000,
     num_production_sweeps: int = 10_000,
     chunk: int = 500,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> MulticanonicalResult:
     """Multicanonical weight iteration and production run on a lattice spin target.
 
@@ -91,6 +97,16 @@ def multicanonical(
         Sweeps per walker of the production run at fixed weights.
     chunk : int
         Sweeps per jitted call (the iteration lengths are rounded up to multiples).
+    checkpoint_path : str or os.PathLike, optional
+        If given, the carry (walker state, current weights ln g-hat, flatness so far, the
+        iteration and chunk reached, the keys) is saved there atomically
+        (:func:`flowsamp.io.save`) every ``checkpoint_every`` sweeps and at the end.
+    checkpoint_every : int, optional
+        Sweeps per walker between checkpoints, a multiple of ``chunk`` (default ``10 * chunk``).
+    resume : bool
+        Continue from ``checkpoint_path`` when it exists; the result is bit-identical to the
+        uninterrupted run with the same key. A checkpoint of another run raises a
+        ``ValueError`` naming the difference.
 
     Returns
     -------
@@ -103,6 +119,8 @@ def multicanonical(
             raise ValueError(f"{name} must be a positive int, got {v!r}")
     if not isinstance(num_iterations, (int, np.integer)) or num_iterations < 0:
         raise ValueError(f"num_iterations must be an int >= 0, got {num_iterations!r}")
+    _ckpt.check_options("multicanonical", checkpoint_path, checkpoint_every, resume, "sweeps",
+                        multiple_of=int(chunk))
     key = as_key(key)
     bins = energy_bins(target.energy_levels)
     k = bins.levels.size
@@ -127,26 +145,64 @@ def multicanonical(
         active=jnp.zeros(num_walkers, bool),  # weights frozen: no ln g updates
     )
 
-    def sample_histogram(key, state, log_g_hat, sweeps):
+    def reset(state, log_g_hat):
         shifted = log_g_hat - log_g_hat.max()  # keep the float32 weights small
         rows = jnp.broadcast_to(jnp.asarray(shifted, fdt), (num_walkers, k))
-        state = state._replace(log_g=compensated(rows), histogram=jnp.zeros((num_walkers, k), jnp.int32))
-        for _ in range(-(-sweeps // chunk)):
-            key, sub = jax.random.split(key)
-            state = run(sub, state)
-        return state, np.asarray(state.histogram, np.float64)
+        return state._replace(log_g=compensated(rows), histogram=jnp.zeros((num_walkers, k), jnp.int32))
 
-    flat = []
-    for _ in range(num_iterations):
-        key, sub = jax.random.split(key)
-        state, hist = sample_histogram(sub, state, log_g_hat, sweeps_per_iteration)
+    # phases 0..num_iterations-1 iterate the weights, phase num_iterations is the production run;
+    # phase p draws (outer, inner) = split(outer) and chunk c of it split(inner) (resumable carry)
+    flat: list[float] = []
+    phase, done_chunks, chunks_total = 0, 0, 0
+    outer, inner = key, key
+    every = None
+    if checkpoint_path is not None:
+        every = (int(checkpoint_every) if checkpoint_every is not None else 10 * int(chunk)) // int(chunk)
+        meta = {
+            "sampler": "multicanonical", "num_walkers": int(num_walkers), "num_iterations": int(num_iterations),
+            "sweeps_per_iteration": int(sweeps_per_iteration), "num_production_sweeps": int(num_production_sweeps),
+            "chunk": int(chunk), "key": [int(v) for v in _ckpt.key_data(key).ravel()],
+            "target": _ckpt.fingerprint((bins.levels, target.L, target.num_states, float(target.J))),
+            "initial_log_g": None if initial_log_g is None else _ckpt.fingerprint(np.asarray(initial_log_g)),
+        }
+        if _ckpt.should_resume(checkpoint_path, resume):
+            stored = _io.read_meta(checkpoint_path)
+            counters = [stored.get(n) for n in ("phase", "done_chunks", "chunks_total", "num_flat")]
+            if not all(isinstance(c, int) and c >= 0 for c in counters):
+                raise ValueError(f"multicanonical: {os.fspath(checkpoint_path)!r} has no valid counters in its meta")
+            phase, done_chunks, chunks_total, num_flat = counters
+            like = {"state": state, "outer": _ckpt.key_data(key), "inner": _ckpt.key_data(key),
+                    "log_g_hat": log_g_hat, "flat": np.zeros(num_flat, np.float64)}
+            tree = _io.load(checkpoint_path, like, meta=meta)
+            state, log_g_hat, flat = tree["state"], np.asarray(tree["log_g_hat"]), list(tree["flat"])
+            outer, inner = _ckpt.wrap_key(tree["outer"], key), _ckpt.wrap_key(tree["inner"], key)
+    walker_hist = None
+    while phase <= num_iterations:
+        production = phase == num_iterations
+        n_chunks = -(-(num_production_sweeps if production else sweeps_per_iteration) // chunk)
+        if done_chunks == 0:
+            outer, inner = jax.random.split(outer)
+            state = reset(state, log_g_hat)
+        while done_chunks < n_chunks:
+            inner, sub = jax.random.split(inner)
+            state = run(sub, state)
+            done_chunks += 1
+            chunks_total += 1
+            if every is not None and (chunks_total % every == 0 or (production and done_chunks == n_chunks)):
+                tree = {"state": state, "outer": _ckpt.key_data(outer), "inner": _ckpt.key_data(inner),
+                        "log_g_hat": np.asarray(log_g_hat, np.float64), "flat": np.asarray(flat, np.float64)}
+                _io.save(checkpoint_path, tree, meta={**meta, "phase": phase, "done_chunks": done_chunks,
+                                                      "chunks_total": chunks_total, "num_flat": len(flat)})
+        hist = np.asarray(state.histogram, np.float64)
+        if production:
+            walker_hist = hist
+            break
         hist = hist.sum(axis=0)
         flat.append(hist.min() / hist.mean())
         visited = hist > 0
         log_g_hat = log_g_hat + np.where(visited, np.log(np.maximum(hist, 1.0)), 0.0)
         log_g_hat = log_g_hat - log_g_hat[visited].min()
-    key, sub = jax.random.split(key)
-    state, walker_hist = sample_histogram(sub, state, log_g_hat, num_production_sweeps)
+        phase, done_chunks = phase + 1, 0
     hist = walker_hist.sum(axis=0)
     flat.append(hist.min() / hist.mean())
     with np.errstate(divide="ignore"):

@@ -32,6 +32,7 @@ every sweep), so tiny late increments are kept in float32.
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any, NamedTuple
 
@@ -39,8 +40,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowsamp import io as _io
 from flowsamp.base import as_key
 from flowsamp.estimators.verdict import Verdict, warn_if_not_converged
+from flowsamp.samplers import _checkpoint as _ckpt
 from flowsamp.samplers.flat_histogram import (
     Compensated,
     compensated,
@@ -265,6 +268,9 @@ def wang_landau(
     exact_log_g: Any = "auto",
     initial_state: WangLandauState | None = None,
     stop_error: float | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> WangLandauResult:
     """Estimate ln g(E) of a lattice spin target by Wang-Landau sampling.
 
@@ -298,6 +304,18 @@ def wang_landau(
     stop_error : float, optional
         Stop at the first check whose error against ``exact_log_g`` is at most this
         (time-to-result benchmarks).
+    checkpoint_path : str or os.PathLike, optional
+        If given, the run's carry (the :class:`WangLandauState` with ln g, histograms, ln f
+        and update counts, the current key, the error / ln f curves) is saved there
+        atomically (:func:`flowsamp.io.save`) every ``checkpoint_every`` sweeps and at the end.
+    checkpoint_every : int, optional
+        Sweeps per walker between checkpoints, a multiple of ``check_every`` (default
+        ``10 * check_every``).
+    resume : bool
+        Continue from ``checkpoint_path`` when it exists: the result (state, ln g, curves;
+        not ``elapsed``) is bit-identical to the uninterrupted run with the same key. A
+        checkpoint of another run (options, key, target) raises a ``ValueError`` naming
+        the difference.
 
     Returns
     -------
@@ -319,7 +337,10 @@ def wang_landau(
         raise ValueError(f"flatness must be in [0, 1), got {flatness}")
     if not (log_f_initial > 0 and log_f_final > 0):
         raise ValueError("log_f_initial and log_f_final must be > 0")
+    _ckpt.check_options("wang_landau", checkpoint_path, checkpoint_every, resume, "sweeps",
+                        multiple_of=int(check_every))
     key = as_key(key)
+    key0 = key
     bins = energy_bins(target.energy_levels)
     num_levels = bins.levels.size
     win = make_windows(num_levels, num_windows, window_overlap)
@@ -369,7 +390,31 @@ def wang_landau(
     times, errors, log_fs, elapsed = [], [], [], []
     t_start = time.perf_counter()
     sweeps = 0
-    while sweeps < max_sweeps:
+    every = None
+    if checkpoint_path is not None:
+        every = int(checkpoint_every) if checkpoint_every is not None else 10 * int(check_every)
+        meta = {
+            "sampler": "wang_landau", "num_walkers": int(num_walkers), "schedule": schedule,
+            "flatness": float(flatness), "log_f_initial": float(log_f_initial), "log_f_final": float(log_f_final),
+            "check_every": int(check_every), "max_sweeps": int(max_sweeps), "num_windows": int(num_windows),
+            "window_overlap": float(window_overlap), "share": share,
+            "stop_error": None if stop_error is None else float(stop_error),
+            "key": [int(v) for v in _ckpt.key_data(key0).ravel()],
+            "target": _ckpt.fingerprint((bins.levels, target.L, target.num_states, float(target.J))),
+            "initial_state": None if initial_state is None else _ckpt.fingerprint(initial_state),
+            "reference": None if ref is None else _ckpt.fingerprint(ref),
+        }
+        if _ckpt.should_resume(checkpoint_path, resume):
+            state, key, sweeps, times, errors, log_fs, elapsed = _load_checkpoint(
+                checkpoint_path, meta, state, key)
+            t_start -= elapsed[-1] if elapsed else 0.0
+
+    def finished() -> bool:
+        if not times:
+            return False
+        return not np.asarray(state.active).any() or (stop_error is not None and errors[-1] <= stop_error)
+
+    while sweeps < max_sweeps and not finished():
         key, sub = jax.random.split(key)
         state = run(sub, state)
         sweeps += check_every
@@ -399,8 +444,10 @@ def wang_landau(
         log_fs.append(float(np.mean(eff)))
         errors.append(_error(state, windows, window_of_group, ref, log_g0) if ref is not None else np.nan)
         elapsed.append(time.perf_counter() - t_start)
-        if not active.any() or (stop_error is not None and errors[-1] <= stop_error):
-            break
+        if every is not None and (sweeps % every == 0 or sweeps >= max_sweeps or finished()):
+            tree = {"state": state, "key": _ckpt.key_data(key),
+                    "curves": np.asarray([times, errors, log_fs, elapsed], np.float64)}
+            _io.save(checkpoint_path, tree, meta={**meta, "done": int(sweeps), "num_checks": len(times)})
 
     lg = _estimate(state, windows, window_of_group, log_g0)
     verdict = _verdict(state, masks, sweeps, max_sweeps, log_f_final, log_fs, errors, stop_error)
@@ -420,6 +467,20 @@ def wang_landau(
         diagnostics=verdict.diagnostics,
         problems=verdict.problems,
     )
+
+
+def _load_checkpoint(path, meta, state, key):
+    """(state, key, sweeps done, times, errors, log_fs, elapsed) from a Wang-Landau checkpoint."""
+    stored = _io.read_meta(path)
+    n = stored.get("num_checks")
+    if not isinstance(n, int) or n < 0 or not isinstance(stored.get("done"), int):
+        raise ValueError(f"wang_landau: {os.fspath(path)!r} has no valid 'done' / 'num_checks' in its meta")
+    like = {"state": state, "key": _ckpt.key_data(key), "curves": np.zeros((4, n), np.float64)}
+    tree = _io.load(path, like, meta=meta)
+    curves = np.asarray(tree["curves"], np.float64)
+    times = [int(t) for t in curves[0]]
+    return (tree["state"], _ckpt.wrap_key(tree["key"], key), int(stored["done"]), times,
+            list(curves[1]), list(curves[2]), list(curves[3]))
 
 
 def _verdict(state, masks, sweeps, max_sweeps, log_f_final, log_fs, errors, stop_error) -> Verdict:

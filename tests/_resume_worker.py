@@ -1,0 +1,102 @@
+"""Subprocess worker of the kill-and-resume tests (``tests/test_resume.py``).
+
+``python tests/_resume_worker.py MODE CHECKPOINT OUT.npz [--resume]``
+
+* without ``--resume``: run sampler MODE with checkpoints to CHECKPOINT; with the
+  environment variable ``FLOWSAMP_RESUME_DELAY_S`` set, every checkpoint save is followed by
+  a sleep of that many seconds, so the test can SIGKILL the process mid-run, right after
+  the first checkpoint file appears;
+* with ``--resume``: resume MODE from CHECKPOINT, then run MODE again without any
+  checkpoint (the uninterrupted reference, same key) and write both results' leaves and the
+  checkpoint's meta at resume time to OUT.npz.
+
+Adding a sampler is one more entry in :data:`MODES`: a function
+``(checkpoint_path | None, resume: bool) -> pytree of arrays`` (the final state to compare
+bit for bit) that runs a small, fast instance of the sampler with ``checkpoint_every``
+small enough to write several checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import flowsamp as fs
+from flowsamp import io as fio
+
+
+def _ck(path, resume, every):
+    """Checkpoint options: none for the reference run (checkpoint_every needs a path)."""
+    return dict(checkpoint_path=path, checkpoint_every=every, resume=resume) if path else {}
+
+
+def _sample(path, resume):
+    """fs.sample, MALA on a 3-D Gaussian, thinning and target_ess blocks."""
+    kernel = fs.kernels.mala(lambda x: -0.5 * jnp.sum((x / jnp.arange(1.0, 4.0)) ** 2), 0.4)
+    x0 = jnp.linspace(-1.0, 1.0, 12).reshape(4, 3)
+    tr = fs.sample(jax.random.key(3), kernel, x0, 200, thin=2, target_ess=400, max_steps=800, warn=False,
+                   **_ck(path, resume, 40))
+    return {"positions": tr.positions, "info": tr.info, "final_state": tr.final_state,
+            "acceptance_rate": tr.acceptance_rate, "mean": tr.mean, "variance": tr.variance,
+            "num_steps": np.asarray(tr.num_steps)}
+
+
+def _wang_landau(path, resume):
+    """Wang-Landau 1/t on the 4x4 Ising model."""
+    res = fs.samplers.wang_landau(jax.random.key(5), fs.targets.ising(4, 0.4), num_walkers=4, check_every=20,
+                                  max_sweeps=400, **_ck(path, resume, 40))
+    return {"state": res.state, "log_g": res.log_g, "errors": res.errors, "log_f": res.log_f,
+            "times": res.times, "histogram": res.histogram}
+
+
+def _multicanonical(path, resume):
+    """Multicanonical weight iterations and production on the 4x4 Ising model."""
+    res = fs.samplers.multicanonical(jax.random.key(6), fs.targets.ising(4, 0.4), num_walkers=4, num_iterations=3,
+                                     sweeps_per_iteration=60, num_production_sweeps=120, chunk=20,
+                                     **_ck(path, resume, 40))
+    return {"log_g": res.log_g, "histogram": res.walker_histograms, "weights": res.weights_log_g,
+            "flatness": res.flatness}
+
+
+MODES = {"sample": _sample, "wang_landau": _wang_landau, "multicanonical": _multicanonical}
+
+
+def _leaves(tree) -> dict[str, np.ndarray]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(p): np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(
+        getattr(x, "dtype", np.float32), jax.dtypes.prng_key) else x) for p, x in flat}
+
+
+def main(argv: list[str]) -> int:
+    mode, path, out = argv[:3]
+    resume = "--resume" in argv[3:]
+    fn = MODES[mode]
+    warnings.simplefilter("ignore")
+    delay = float(os.environ.get("FLOWSAMP_RESUME_DELAY_S", "0"))
+    if delay and not resume:
+        save = fio.save
+
+        def slow_save(*args, **kwargs):
+            save(*args, **kwargs)
+            time.sleep(delay)
+
+        fio.save = slow_save
+    if not resume:
+        fn(path, False)
+        return 0
+    meta = fio.read_meta(path) if os.path.exists(path) else {}
+    resumed = _leaves(fn(path, True))
+    plain = _leaves(fn(None, False))
+    np.savez(out, **{f"resumed{k}": v for k, v in resumed.items()}, **{f"plain{k}": v for k, v in plain.items()},
+             meta=np.asarray(repr(meta)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
