@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,9 @@ import numpy as np
 import optax
 
 import flowsamp as fs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _continuous_common import is_report as _is_report  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "continuous_flows.json"
 
@@ -51,26 +55,6 @@ def train_cnf(key, data, *, hidden=(64, 64), steps=3000, lr=2e-3, batch=256, **c
     params, hist = fs.train.fit(jax.random.fold_in(key, 1), flow, params, loss, opt, steps, progress=False)
     jax.block_until_ready(params)
     return flow, params, hist, time.perf_counter() - t0
-
-
-def _is_report(res, log_Z, target=None, num_modes=None):
-    out = {
-        "log_Z": float(res.log_Z), "log_Z_se": float(res.log_Z_se),
-        "z_score": float((res.log_Z - log_Z) / res.log_Z_se),
-        "ess_over_n": float(res.ess) / int(res.log_weights.shape[0]),
-    }
-    if target is not None and target.mode_weights is not None:
-        labels = np.asarray(jax.vmap(target.mode_of)(res.samples))
-        w = np.exp(np.asarray(res.log_weights) - np.max(res.log_weights))
-        w = w / w.sum()
-        est = np.array([w[labels == k].sum() for k in range(num_modes)])
-        exact = np.asarray(target.mode_weights)
-        # delta-method SE of a self-normalised IS estimate of a mode weight
-        se = np.array([np.sqrt(np.sum(w**2 * ((labels == k) - est[k]) ** 2)) for k in range(num_modes)])
-        out.update(mode_weights=est.tolist(), mode_weight_se=se.tolist(),
-                   max_mode_weight_error=float(np.max(np.abs(est - exact))),
-                   max_mode_z=float(np.max(np.abs(est - exact) / np.maximum(se, 1e-12))))
-    return out
 
 
 def section_mb(seed=0, num_samples=20000):
@@ -123,11 +107,9 @@ def main():
         jax.config.update("jax_enable_x64", True)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     sections = {"mb": section_mb, "afm": section_afm}
-    try:
-        from benchmarks.diffusion_gmm40 import section_gmm40  # noqa: PLC0415
-        sections["gmm40"] = section_gmm40
-    except ImportError:
-        pass
+    from diffusion_gmm40 import section_gmm40  # noqa: PLC0415
+
+    sections["gmm40"] = section_gmm40
     for name in args.only.split(","):
         res = sections[name](seed=args.seed)
         res["x64"] = bool(args.x64)
