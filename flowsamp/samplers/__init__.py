@@ -6,12 +6,14 @@ from flowsamp.samplers.adaptive_flow_mcmc import AdaptiveFlowOutput, AdaptiveFlo
 from flowsamp.samplers.wang_landau import WangLandauResult, WangLandauState, wang_landau
 from flowsamp.samplers.multicanonical import MulticanonicalResult, multicanonical
 from flowsamp.samplers.tempered_smc import TemperedSMCOutput, tempered_smc
+from flowsamp.samplers.parallel_tempering import ParallelTemperingResult, parallel_tempering
 
 __all__ = [
     "AdaptiveFlowOutput",
     "AdaptiveFlowState",
     "ISResult",
     "MulticanonicalResult",
+    "ParallelTemperingResult",
     "TemperedSMCOutput",
     "Trace",
     "WangLandauResult",
@@ -19,6 +21,7 @@ __all__ = [
     "adaptive_flow_mcmc",
     "importance_sampling",
     "multicanonical",
+    "parallel_tempering",
     "sample",
     "tempered_smc",
     "wang_landau",
