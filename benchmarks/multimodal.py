@@ -81,7 +81,7 @@ MCMC_TARGET_ESS = 1000.0
 MCMC_MAX_STEPS = 5000
 SMC_RUNS = 4
 SMC_PARTICLES = 2048
-FLOWSAMP = ("afm", "smc", "mala", "hmc")
+FLOWSAMP = ("afm", "smc", "mala", "hmc", "pt")
 PEERS = ("flowmc", "blackjax_smc")
 SMC_SAMPLERS = ("smc", "blackjax_smc")
 DEFAULT_SAMPLERS = ("afm", "smc", "mala")
@@ -290,6 +290,26 @@ def run_smc(t, spec, key):
     return _labels(t, np.stack(parts)), wall, all(claims), vsrc, problems_all, extra
 
 
+def run_pt(t, spec, key):
+    """``fs.samplers.parallel_tempering`` at its defaults from the same ``CHAINS`` starts (reference fitted to them)."""
+    import jax
+
+    import flowsamp as fs
+
+    k0, k1 = jax.random.split(key)
+    x0 = _initial_positions(k0, t, spec, CHAINS)
+    t0 = time.perf_counter()
+    out = fs.samplers.parallel_tempering(k1, t.log_prob, x0, mode_of=t.mode_of, num_modes=t.num_modes)
+    pos = np.asarray(out.positions)
+    wall = time.perf_counter() - t0
+    claimed, vsrc, probs = _verdict(out)
+    extra = {"num_temperatures": int(len(out.betas)), "round_trips": int(out.round_trips),
+             "min_swap_rate": float(np.min(out.swap_rates)), "barrier": float(out.barrier),
+             "log_Z": float(out.log_Z), "log_Z_se": float(out.log_Z_se), "log_Z_err": float(out.log_Z - t.log_Z),
+             "draws_per_chain": int(pos.shape[1])}
+    return _labels(t, pos), wall, claimed, vsrc, probs, extra
+
+
 def run_blackjax_smc(t, spec, key):
     import blackjax
     import jax
@@ -360,6 +380,7 @@ RUNNERS = {
     "smc": run_smc,
     "mala": lambda t, s, k: run_local(t, s, k, "mala"),
     "hmc": lambda t, s, k: run_local(t, s, k, "hmc"),
+    "pt": run_pt,
     "flowmc": run_flowmc_cell,
     "blackjax_smc": run_blackjax_smc,
 }
