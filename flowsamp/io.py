@@ -141,13 +141,18 @@ def _read_payload(path: str) -> dict:
     return payload
 
 
-def read_meta(path: str | os.PathLike) -> dict:
+def read_meta(path: str | os.PathLike, meta: dict | None = None) -> dict:
     """The ``meta`` dict stored in a checkpoint (``{}`` when it was saved without one).
 
-    Raises ``ValueError`` for a corrupt or foreign file, like :func:`load`.
+    With ``meta``, first check it against the stored one as :func:`load` does (a sampler
+    reads its counters this way before it builds the template). Raises ``ValueError`` for a
+    corrupt or foreign file or a mismatch, like :func:`load`.
     """
-    payload = _read_payload(os.fspath(path))
-    return dict(payload.get("meta") or {})
+    path = os.fspath(path)
+    payload = _read_payload(path)
+    stored = dict(payload.get("meta") or {})
+    _check_meta(path, stored, _plain_meta(meta, "fs.io.read_meta"))
+    return stored
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -540,7 +540,7 @@ def sample(
 
 def _load_checkpoint(path, meta, run, state, counts, welford, keep, thin):
     """Restore (state, counts, welford, kept blocks, steps done) from a fs.sample checkpoint."""
-    done = _io.read_meta(path).get("done")
+    done = _io.read_meta(path, meta).get("done")
     if not isinstance(done, int) or done < 0 or done % thin:
         raise ValueError(f"fs.sample: {os.fspath(path)!r} has no valid step count 'done' ({done!r}) in its meta")
     kept = None

@@ -166,7 +166,7 @@ def multicanonical(
             "initial_log_g": None if initial_log_g is None else _ckpt.fingerprint(np.asarray(initial_log_g)),
         }
         if _ckpt.should_resume(checkpoint_path, resume):
-            stored = _io.read_meta(checkpoint_path)
+            stored = _io.read_meta(checkpoint_path, meta)
             counters = [stored.get(n) for n in ("phase", "done_chunks", "chunks_total", "num_flat")]
             if not all(isinstance(c, int) and c >= 0 for c in counters):
                 raise ValueError(f"multicanonical: {os.fspath(checkpoint_path)!r} has no valid counters in its meta")

@@ -471,7 +471,7 @@ def wang_landau(
 
 def _load_checkpoint(path, meta, state, key):
     """(state, key, sweeps done, times, errors, log_fs, elapsed) from a Wang-Landau checkpoint."""
-    stored = _io.read_meta(path)
+    stored = _io.read_meta(path, meta)
     n = stored.get("num_checks")
     if not isinstance(n, int) or n < 0 or not isinstance(stored.get("done"), int):
         raise ValueError(f"wang_landau: {os.fspath(path)!r} has no valid 'done' / 'num_checks' in its meta")
