@@ -6,6 +6,7 @@ their bias.
 """
 
 from flowsamp import estimators, flows, io, kernels, numpyro, samplers, targets, train
+from flowsamp import rare
 from flowsamp.arviz import to_arviz
 from flowsamp.base import Flow, Proposal, SamplingAlgorithm
 from flowsamp.estimators.verdict import NotConvergedWarning
@@ -26,6 +27,7 @@ __all__ = [
     "io",
     "kernels",
     "numpyro",
+    "rare",
     "sample",
     "samplers",
     "targets",
