@@ -17,6 +17,7 @@ program, step keys continuing ``fold_in(k_c, t)``) until the bulk ESS is reached
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -319,6 +320,7 @@ def sample(
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    progress: bool = False,
 ) -> Trace:
     r"""Run ``num_chains`` independent chains of ``kernel`` for ``num_steps`` steps.
 
@@ -385,6 +387,10 @@ def sample(
         the result is bit-identical to the uninterrupted run with the same key. A file
         from another run (key, chains, lengths, thinning, start, ``params``) or a corrupt
         one raises a ``ValueError`` naming the difference.
+    progress
+        Show a progress bar (tqdm) with the mean acceptance and, with ``keep="all"``, the
+        minimum bulk ESS so far; the run is then compiled in pieces of ``checkpoint_every``
+        steps (default ``num_steps // 20``), with the same numbers as without it.
 
     Returns
     -------
@@ -463,6 +469,9 @@ def sample(
     every = None
     if checkpoint_path is not None:
         every = int(checkpoint_every) if checkpoint_every is not None else max(thin, num_steps // 10 // thin * thin)
+    piece = every
+    if progress and piece is None:
+        piece = max(thin, num_steps // 20 // thin * thin)
     state = states
     counts, welford = _zero_carry(states.position, num_chains)
     blocks: list = []
@@ -481,6 +490,7 @@ def sample(
             state, counts, welford, blocks, total = _load_checkpoint(
                 checkpoint_path, meta, run, state, counts, welford, keep, thin)
     extra_problem = None
+    bar = _progress_bar(progress, num_steps if target_ess is None else budget, total)
     while True:
         if total and total % num_steps == 0:
             if target_ess is None:
@@ -494,10 +504,13 @@ def sample(
                 )
                 break
         end = (total // num_steps + 1) * num_steps
-        if every is not None:
-            end = min(end, (total // every + 1) * every)
+        if piece is not None:
+            end = min(end, (total // piece + 1) * piece)
         state, counts, welford, out = run(state, total, end - total, (counts, welford))
         blocks.append(out)
+        if bar is not None:
+            bar.update(end - total)
+            bar.set_postfix(_progress_stats(bar, counts, blocks), refresh=False)
         total = end
         if every is not None and (total % every == 0 or total % num_steps == 0):
             if keep == "all" and len(blocks) > 1:
@@ -505,6 +518,8 @@ def sample(
             kept = blocks[0] if keep == "all" else None
             tree = {"state": state, "counts": counts, "welford": welford, "kept": kept}
             _io.save(checkpoint_path, tree, meta={**meta, "done": total})
+    if bar is not None:
+        bar.close()
     mean = welford.mean
     variance = jax.tree.map(lambda m: m / welford.count.reshape((-1,) + (1,) * (m.ndim - 1)).astype(m.dtype),
                             welford.m2)
@@ -536,6 +551,31 @@ def sample(
         converged=verdict.converged,
         problems=verdict.problems,
     )
+
+
+def _progress_bar(enabled: bool, total: int, done: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="fs.sample", unit="step")
+
+
+def _progress_stats(bar: Any, counts: _Counts, blocks: list) -> dict[str, str]:
+    """Mean acceptance and (up to 4M kept values, with keep='all', at most every 2 s) min bulk
+    ESS so far."""
+    stats = {"acc": f"{float(np.mean(np.asarray(counts.acceptance_rate))):.3f}"}
+    last = getattr(bar, "_fs_ess", (-np.inf, None))
+    now = time.monotonic()
+    if blocks and blocks[0] is not None and now - last[0] > 2.0:
+        size = sum(sum(x.size for x in jax.tree.leaves(b[0])) for b in blocks)
+        if size <= 4_000_000:
+            ess = _nanmin_ess(blocks)
+            last = (time.monotonic(), f"{ess:.0f}" if ess > 0 else None)
+            bar._fs_ess = last
+    if last[1] is not None:
+        stats["min_ess"] = last[1]
+    return stats
 
 
 def _load_checkpoint(path, meta, run, state, counts, welford, keep, thin):
