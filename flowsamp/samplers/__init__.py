@@ -6,23 +6,32 @@ from flowsamp.samplers.adaptive_flow_mcmc import AdaptiveFlowOutput, AdaptiveFlo
 from flowsamp.samplers.wang_landau import WangLandauResult, WangLandauState, wang_landau
 from flowsamp.samplers.multicanonical import MulticanonicalResult, multicanonical
 from flowsamp.samplers.tempered_smc import TemperedSMCOutput, tempered_smc
+from flowsamp.samplers.smc import SMCOutput, smc
+from flowsamp.samplers.ais import ais
 from flowsamp.samplers.parallel_tempering import ParallelTemperingResult, parallel_tempering
+from flowsamp.samplers.fab import FABResult, FABState, fab
 
 __all__ = [
     "AdaptiveFlowOutput",
     "AdaptiveFlowState",
+    "FABResult",
+    "FABState",
     "ISResult",
     "MulticanonicalResult",
     "ParallelTemperingResult",
+    "SMCOutput",
     "TemperedSMCOutput",
     "Trace",
     "WangLandauResult",
     "WangLandauState",
     "adaptive_flow_mcmc",
+    "ais",
+    "fab",
     "importance_sampling",
     "multicanonical",
     "parallel_tempering",
     "sample",
+    "smc",
     "tempered_smc",
     "wang_landau",
 ]

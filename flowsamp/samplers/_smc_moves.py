@@ -1,0 +1,126 @@
+r"""MCMC move step of the SMC engine: a population of particles moved by an ``fs.kernels`` kernel.
+
+Every particle makes ``num_steps`` transitions that leave the current tempered density
+:math:`\pi_\beta` invariant. The kernels are the library's own (``fs.kernels.mala.transition``,
+``fs.kernels.hmc.transition``; random-walk proposals go through ``flowsamp.base.metropolis_test``),
+vmapped over the particles with their random numbers drawn in bulk. The preconditioner comes
+from the population (its diagonal variance or its covariance), and the step size is adapted
+after each transition from the population's mean acceptance by
+``fs.kernels.adaptation.robbins_monro`` towards ``TARGET_ACCEPTANCE[kernel]`` (the SMC
+practice of Buchholz, Chopin & Jacob 2021, arXiv:1808.07730, adapting the move kernel from
+the current particles).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from flowsamp.base import metropolis_test
+from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE, robbins_monro
+from flowsamp.kernels.hmc import init as hmc_init, sample_momentum, transition as hmc_transition
+from flowsamp.kernels.mala import init as mala_init, transition as mala_transition
+from flowsamp.types import Array, PRNGKey
+
+KERNELS = ("mala", "hmc", "rwmh")
+MASSES = ("identity", "diag", "dense")
+
+
+class MoveConfig(NamedTuple):
+    """Static move settings: ``kernel`` in :data:`KERNELS`, ``num_steps`` transitions per SMC
+    step, ``num_integration_steps`` (HMC), ``mass`` in :data:`MASSES` (preconditioner from the
+    population), ``adapt_rate`` :math:`\\gamma` of the Robbins-Monro update."""
+
+    kernel: str = "mala"
+    num_steps: int = 20
+    num_integration_steps: int = 10
+    mass: str = "diag"
+    adapt_rate: float = 1.0
+
+
+def initial_step_size(kernel: str, dim: int) -> float:
+    r"""Scale-free starting step for a population-preconditioned kernel (adapted afterwards):
+    MALA :math:`\epsilon_0 = d^{-1/3}/2` (optimal scaling :math:`\propto d^{-1/3}`, Roberts &
+    Rosenthal 1998), HMC :math:`d^{-1/4}` (Beskos et al. 2013), RWMH :math:`2.38/\sqrt d`
+    (Roberts, Gelman & Gilks 1997)."""
+    return {"mala": 0.5 * dim ** (-1 / 3), "hmc": dim ** (-0.25), "rwmh": 2.38 / dim**0.5}[kernel]
+
+
+def population_inverse_mass(x: Array, mass: str) -> Array | None:
+    """The particles' diagonal variance ``(d,)``, covariance ``(d, d)`` or ``None`` (identity)."""
+    d = x.shape[1]
+    if mass == "identity":
+        return None
+    if mass == "diag":
+        var = jnp.var(x, axis=0)
+        return jnp.where(jnp.isfinite(var) & (var > 0), var, 1.0)
+    cov = jnp.cov(x, rowvar=False).reshape(d, d)
+    jitter = 1e-6 * jnp.mean(jnp.diag(cov)) + jnp.finfo(x.dtype).tiny
+    return cov + jitter * jnp.eye(d, dtype=x.dtype)
+
+
+def move(
+    key: PRNGKey,
+    x: Array,
+    log_density: Callable[[Array], Array],
+    log_step_size: Array,
+    cfg: MoveConfig,
+) -> tuple[Array, Array, Array, Array]:
+    """Move every particle ``x`` (N, d) by ``cfg.num_steps`` transitions invariant for ``log_density``.
+
+    Returns ``(x, log_step_size, acceptance, moved)``: the moved particles, the adapted
+    :math:`\\log\\epsilon`, the population mean acceptance of each transition ``(num_steps,)``
+    and whether each particle moved at least once ``(N,)``.
+    """
+    n, d = x.shape
+    dtype = x.dtype
+    inv_mass = population_inverse_mass(x, cfg.mass)
+    adapt = robbins_monro(TARGET_ACCEPTANCE[cfg.kernel], cfg.adapt_rate)
+    k_noise, k_u = jax.random.split(key)
+    noise = jax.random.normal(k_noise, (cfg.num_steps, n, d), dtype)
+    log_u = jnp.log(jax.random.uniform(k_u, (cfg.num_steps, n), dtype))
+
+    if cfg.kernel == "rwmh":
+        chol = None if inv_mass is None else (
+            jnp.sqrt(inv_mass) if inv_mass.ndim == 1 else jnp.linalg.cholesky(inv_mass))
+        lp_v = jax.vmap(log_density)
+        lp0 = lp_v(x)
+
+        def step(carry, r):
+            (x, lp, log_eps), (xi, lu) = carry, r
+            z = xi if chol is None else (xi * chol if chol.ndim == 1 else xi @ chol.T)
+            y = x + jnp.exp(log_eps) * z
+            lp_y = lp_v(y)
+            acc, rate, _ = metropolis_test(lu, lp_y - lp)
+            x, lp = jnp.where(acc[:, None], y, x), jnp.where(acc, lp_y, lp)
+            log_eps = adapt.update(adapt.init(jnp.exp(log_eps)), jnp.mean(rate)).log_step_size
+            return (x, lp, log_eps), (jnp.mean(rate), acc)
+
+        (x, _, log_step_size), (acc, accepted) = jax.lax.scan(step, (x, lp0, log_step_size), (noise, log_u))
+        return x, log_step_size, acc, jnp.any(accepted, axis=0)
+
+    if cfg.kernel == "mala":
+        states = jax.vmap(lambda p: mala_init(p, log_density))(x)
+
+        def one(state, eps, xi, lu):
+            return mala_transition(state, log_density, eps, xi, lu, inv_mass)
+    else:
+        states = jax.vmap(lambda p: hmc_init(p, log_density))(x)
+
+        def one(state, eps, xi, lu):
+            return hmc_transition(state, log_density, eps, cfg.num_integration_steps,
+                                  sample_momentum(xi, inv_mass), lu, inv_mass)
+
+    batched = jax.vmap(one, in_axes=(0, None, 0, 0))
+
+    def step(carry, r):
+        (states, log_eps), (xi, lu) = carry, r
+        states, info = batched(states, jnp.exp(log_eps), xi, lu)
+        rate = jnp.mean(info.acceptance_rate)
+        log_eps = adapt.update(adapt.init(jnp.exp(log_eps)), rate).log_step_size
+        return (states, log_eps), (rate, info.is_accepted)
+
+    (states, log_step_size), (acc, accepted) = jax.lax.scan(step, (states, log_step_size), (noise, log_u))
+    return states.position, log_step_size, acc, jnp.any(accepted, axis=0)

@@ -1,0 +1,442 @@
+r"""Sequential Monte Carlo along a path of densities from a base to the target, with ln Z and its SE.
+
+The particles follow a path :math:`\pi_\beta`, :math:`0 = \beta_0 < \dots < \beta_T = 1`, from
+a base :math:`q` (a Gaussian, the prior, a flow) to the target :math:`p`; by default the
+geometric path
+
+.. math:: \log\pi_\beta(x) = (1-\beta)\log q(x) + \beta \log p(x).
+
+Each step (Del Moral, Doucet & Jasra 2006, arXiv:cond-mat/0212648; Feynman-Kac pieces as in
+``blackjax/smc``):
+
+1. **reweight**: :math:`\log w_i \mathrel{+}= \log\pi_{\beta'}(x_i) - \log\pi_\beta(x_i)`, with
+   :math:`\beta'` the largest value whose *conditional* ESS (Zhou, Johansen & Aston 2016,
+   arXiv:1303.3123)
+
+   .. math:: \mathrm{CESS} = \frac{(\sum_i W_i \tilde w_i)^2}{\sum_i W_i \tilde w_i^2}
+
+   (:math:`W_i` the normalised weights, :math:`\tilde w_i` the incremental ones) is
+   ``target_ess`` of the particles; :math:`\ln \hat Z \mathrel{+}= \ln \sum_i W_i \tilde w_i`;
+2. **resample** (systematic or residual, ``flowsamp.samplers._smc_resampling``) when the
+   Kish ESS of the weights falls below ``resample_threshold`` :math:`\cdot N`;
+3. **move** every particle by ``num_mcmc_steps`` transitions of an ``fs.kernels`` kernel
+   invariant for :math:`\pi_{\beta'}` (MALA/HMC preconditioned by the population variance,
+   RWMH by its covariance; step size adapted from the population acceptance).
+
+With :math:`\hat Z_T = \prod_t \sum_i W_i^{(t)} \tilde w_i^{(t)}`, :math:`E[\hat Z] = Z_p / Z_q`.
+AIS (Neal 2001, arXiv:physics/9803008) is the same recursion without resampling.
+
+**Standard error: independent islands.** The ``N`` particles run as ``num_islands`` independent
+SMC samplers of :math:`N/M` particles each (vmapped; each adapts its own schedule). The
+reported :math:`\hat Z` is their mean (unbiased) and its SE the delta-method SE of that mean,
+:func:`flowsamp.estimators.log_evidence` of the islands' :math:`\ln\hat Z_m` (Vergé et al.
+2015, arXiv:1306.3911). The islands' agreement is also the verdict's strongest check
+(``flowsamp.samplers._smc_verdict``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+from flowsamp.base import as_key, check_finite_positions
+from flowsamp.estimators.evidence import log_evidence
+from flowsamp.estimators.verdict import Thresholds, warn_if_not_converged
+from flowsamp.estimators.weights import ess as kish_ess
+from flowsamp.samplers._smc_moves import KERNELS, MASSES, MoveConfig, initial_step_size, move
+from flowsamp.samplers._smc_resampling import RESAMPLING, resample_indices
+from flowsamp.samplers._smc_verdict import smc_verdict
+from flowsamp.types import Array, LogProbFn, PRNGKey
+
+__all__ = ["SMCInfo", "SMCOutput", "SMCState", "geometric_path", "smc"]
+
+PathFn = Callable[[Array, Array, Array], Array]
+
+
+def geometric_path(beta: Array, log_base: Array, log_target: Array) -> Array:
+    r""":math:`\log\pi_\beta = \log q + \beta(\log p - \log q)`; a non-finite :math:`\log p - \log q`
+    counts as :math:`-\infty` for :math:`\beta > 0` and is ignored at :math:`\beta = 0`."""
+    diff = log_target - log_base
+    diff = jnp.where(jnp.isnan(diff), -jnp.inf, diff)
+    return log_base + jnp.where(beta > 0, beta * diff, 0.0)
+
+
+class SMCState(NamedTuple):
+    """One island: particles ``x`` (n, d), cached ``log_base`` and ``log_target`` (n,),
+    normalised ``log_weights`` (n,), inverse temperature ``beta`` and the move kernel's
+    ``log_step_size``."""
+
+    x: Array
+    log_base: Array
+    log_target: Array
+    log_weights: Array
+    beta: Array
+    log_step_size: Array
+
+
+class SMCInfo(NamedTuple):
+    """One step of one island: new ``beta``, ``log_increment`` :math:`\\ln\\sum_i W_i\\tilde w_i`,
+    ``ess`` (Kish ESS/n after reweighting), ``cess``, ``resampled``, mean move ``acceptance``,
+    ``distinct`` (fraction of distinct particles after the moves), ``step_size``."""
+
+    beta: Array
+    log_increment: Array
+    ess: Array
+    cess: Array
+    resampled: Array
+    acceptance: Array
+    distinct: Array
+    step_size: Array
+
+
+class SMCOutput(NamedTuple):
+    """Result of :func:`smc` / :func:`flowsamp.samplers.ais`.
+
+    ``particles`` (N, d) with normalised ``log_weights`` (N,) (island ``m``'s particles weighted
+    by :math:`\\hat Z_m W_i^{(m)} / \\sum_m \\hat Z_m`); ``log_Z`` :math:`\\ln\\hat Z` of the target
+    (the base's ``log_Z`` added), ``log_Z_se`` its SE from the islands (NaN for one island),
+    ``island_log_Z`` (M,); per step and island ``(M, T)`` arrays, NaN once an island has
+    finished: ``schedule`` (:math:`\\beta_t`), ``ess``, ``cess``, ``acceptance``, ``step_size``,
+    ``resampled``, ``distinct``; ``num_steps`` (M,), ``num_resampling`` (M,),
+    ``num_target_evals`` (evaluations of ``log_prob``, gradients included, over all particles),
+    ``wall_s`` (compile included), ``diagnostics``, ``converged``, ``problems``.
+    """
+
+    particles: Array
+    log_weights: Array
+    log_Z: float
+    log_Z_se: float
+    island_log_Z: np.ndarray
+    schedule: np.ndarray
+    ess: np.ndarray
+    cess: np.ndarray
+    acceptance: np.ndarray
+    step_size: np.ndarray
+    resampled: np.ndarray
+    distinct: np.ndarray
+    num_steps: np.ndarray
+    num_resampling: np.ndarray
+    num_target_evals: int
+    wall_s: float
+    diagnostics: dict
+    converged: bool
+    problems: list
+
+
+def _cess(log_W: Array, log_inc: Array) -> Array:
+    """Conditional ESS / n of incremental weights ``log_inc`` under normalised ``log_W``."""
+    return jnp.exp(2.0 * logsumexp(log_W + log_inc) - logsumexp(log_W + 2.0 * log_inc))
+
+
+def next_beta(state: SMCState, path: PathFn, target_ess: float) -> Array:
+    """Largest :math:`\\beta' \\in (\\beta, 1]` with CESS >= ``target_ess`` (bisection, 50 halvings)."""
+    beta = state.beta
+    now = path(beta, state.log_base, state.log_target)
+
+    def cess_at(b):
+        inc = path(b, state.log_base, state.log_target) - now
+        return _cess(state.log_weights, jnp.where(jnp.isnan(inc), -jnp.inf, inc))
+
+    def body(_, lo_hi):
+        lo, hi = lo_hi
+        mid = 0.5 * (lo + hi)
+        ok = cess_at(mid) >= target_ess
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    one = jnp.ones_like(beta)
+    lo, _ = jax.lax.fori_loop(0, 50, body, (beta, one))
+    # never stall: at least a tiny step even when one particle dominates
+    return jnp.where(cess_at(one) >= target_ess, one, jnp.maximum(lo, beta + 1e-6 * (1.0 - beta)))
+
+
+def _distinct_fraction(v: Array) -> Array:
+    s = jnp.sort(v)
+    return (1.0 + jnp.sum(s[1:] != s[:-1])) / v.shape[0]
+
+
+def _build_step(log_prob: LogProbFn, log_base_fn: LogProbFn, path: PathFn, target_ess: float,
+                resample_threshold: float, resampling: str, cfg: MoveConfig):
+    lt_v, lb_v = jax.vmap(log_prob), jax.vmap(log_base_fn)
+
+    def step(key: PRNGKey, state: SMCState) -> tuple[SMCState, SMCInfo]:
+        k_res, k_move = jax.random.split(key)
+        n = state.x.shape[0]
+        new_beta = next_beta(state, path, target_ess)
+        inc = path(new_beta, state.log_base, state.log_target) - path(state.beta, state.log_base, state.log_target)
+        inc = jnp.where(jnp.isnan(inc), -jnp.inf, inc)
+        log_inc = logsumexp(state.log_weights + inc)
+        cess = _cess(state.log_weights, inc)
+        log_W = state.log_weights + inc - log_inc
+        ess = kish_ess(log_W) / n
+        do_res = ess < resample_threshold
+        idx = jnp.where(do_res, resample_indices(k_res, log_W, resampling), jnp.arange(n))
+        x = state.x[idx]
+        log_W = jnp.where(do_res, jnp.full((n,), -math.log(n), log_W.dtype), log_W)
+
+        def log_density(y):
+            return path(new_beta, log_base_fn(y), log_prob(y))
+
+        x, log_eps, acc, _ = move(k_move, x, log_density, state.log_step_size, cfg)
+        lb, lt = lb_v(x), lt_v(x)
+        new = SMCState(x, lb, lt, log_W, new_beta, log_eps)
+        done = state.beta >= 1.0
+        new = jax.tree.map(lambda a, b: jnp.where(done, a, b), state, new)
+        nan = jnp.asarray(jnp.nan, x.dtype)
+        info = SMCInfo(jnp.where(done, nan, new_beta), jnp.where(done, 0.0, log_inc), jnp.where(done, nan, ess),
+                       jnp.where(done, nan, cess), do_res & ~done, jnp.where(done, nan, jnp.mean(acc)),
+                       jnp.where(done, nan, _distinct_fraction(lt)),
+                       jnp.where(done, nan, jnp.exp(log_eps)))
+        return new, info
+
+    return step
+
+
+_PROGRAMS: dict = {}
+
+
+def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg, devices):
+    """Jitted ``init(x, log_eps)`` and ``step(keys, state)`` over islands, cached on their inputs
+    (when hashable) so that repeated runs on the same densities compile once."""
+    # programs traced under one dtype mode must not outlive a switch of jax_enable_x64: keeping
+    # them alive made later traces in the other mode fail to lower (jax 0.10), so the cache is
+    # emptied on a switch
+    x64 = bool(jax.config.jax_enable_x64)
+    if _PROGRAMS.get("x64", x64) != x64:
+        _PROGRAMS.clear()
+    _PROGRAMS["x64"] = x64
+    spec = (log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg, devices)
+    try:
+        hit = _PROGRAMS.get(spec)
+    except TypeError:  # an unhashable density (e.g. a method of a dataclass holding arrays)
+        spec, hit = None, None
+    if hit is not None:
+        return hit
+    step = jax.vmap(_build_step(log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg))
+    if devices is not None:
+        from flowsamp.parallel import chain_mesh, shard_chains
+
+        step = shard_chains(step, chain_mesh(list(devices)))
+
+    def init(x, log_eps):
+        m, n = x.shape[:2]
+        # one vmap over the flattened particles (vmap(vmap(f)) of a function holding a numpy
+        # constant, traced once in float32, fails to lower under jax_enable_x64 in jax 0.10)
+        flat = x.reshape(m * n, -1)
+        lb, lt = jax.vmap(log_base_fn)(flat).reshape(m, n), jax.vmap(log_prob)(flat).reshape(m, n)
+        return SMCState(x, lb, lt, jnp.full((m, n), -math.log(n), x.dtype), jnp.zeros((m,), x.dtype), log_eps)
+
+    out = (jax.jit(init), jax.jit(step))
+    if spec is not None:
+        if len(_PROGRAMS) >= 17:
+            _PROGRAMS.pop(next(k for k in _PROGRAMS if k != "x64"))
+        _PROGRAMS[spec] = out
+    return out
+
+
+def _base_fns(base: Any, base_log_Z: float | None) -> tuple[LogProbFn, Callable | None, float]:
+    if not callable(getattr(base, "log_prob", None)):
+        raise TypeError(f"base must have a log_prob(x) method, got {type(base).__name__}")
+    if base_log_Z is None:
+        has = hasattr(base, "log_Z")
+        base_log_Z = getattr(base, "log_Z", 0.0)
+        if has and base_log_Z is None:
+            raise ValueError(
+                "base.log_Z is None: the base's log_prob is unnormalised with an unknown constant, so "
+                "ln Z would be off by it; pass base_log_Z= (0.0 for a ratio relative to the base)")
+    sample = None
+    if callable(getattr(base, "sample", None)):
+        sample = base.sample
+    elif callable(getattr(base, "sample_and_log_prob", None)):
+        def sample(key, n):
+            return jax.vmap(lambda k: base.sample_and_log_prob(k)[0])(jax.random.split(key, n))
+    return base.log_prob, sample, float(base_log_Z)
+
+
+def _check_options(num_particles, num_islands, target_ess, resample_threshold, resampling, kernel, mass,
+                   num_mcmc_steps, max_steps):
+    if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 2:
+        raise ValueError(f"num_particles must be an int >= 2, got {num_particles!r}")
+    if isinstance(num_islands, bool) or not isinstance(num_islands, int) or num_islands < 1:
+        raise ValueError(f"num_islands must be a positive int, got {num_islands!r}")
+    if num_particles % num_islands or num_particles // num_islands < 2:
+        raise ValueError(f"num_particles={num_particles} must be a multiple of num_islands={num_islands} "
+                         "with at least 2 particles per island")
+    if not 0.0 < float(target_ess) < 1.0:
+        raise ValueError(f"target_ess must lie in (0, 1), got {target_ess}")
+    if not 0.0 <= float(resample_threshold) <= 1.0:
+        raise ValueError(f"resample_threshold must lie in [0, 1], got {resample_threshold}")
+    if resampling not in RESAMPLING:
+        raise ValueError(f"resampling must be one of {sorted(RESAMPLING)}, got {resampling!r}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if mass not in MASSES:
+        raise ValueError(f"mass must be one of {MASSES}, got {mass!r}")
+    if isinstance(num_mcmc_steps, bool) or not isinstance(num_mcmc_steps, int) or num_mcmc_steps < 1:
+        raise ValueError(f"num_mcmc_steps must be a positive int, got {num_mcmc_steps!r}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+
+
+def smc(
+    key: PRNGKey,
+    log_prob: LogProbFn,
+    base: Any,
+    num_particles: int,
+    *,
+    path: PathFn = geometric_path,
+    target_ess: float = 0.5,
+    resample_threshold: float = 0.5,
+    resampling: str = "systematic",
+    kernel: str = "mala",
+    num_mcmc_steps: int = 20,
+    num_integration_steps: int = 10,
+    mass: str | None = None,
+    step_size: float | None = None,
+    num_islands: int = 8,
+    max_steps: int = 500,
+    initial_particles: Array | None = None,
+    base_log_Z: float | None = None,
+    mode_of: Callable[[Array], Array] | None = None,
+    num_modes: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    callback: Callable[[int, dict], None] | None = None,
+    thresholds: Thresholds | None = None,
+    warn: bool = True,
+    _what: str = "smc",
+) -> SMCOutput:
+    r"""Adaptive SMC sampler from ``base`` to ``log_prob`` with :math:`\ln\hat Z` and its SE.
+
+    Parameters
+    ----------
+    key
+        PRNG key.
+    log_prob
+        :math:`\log p(x)` of one point ``(d,)``, unnormalised (differentiable for MALA/HMC).
+    base
+        Anything with ``log_prob(x)`` and ``sample(key, n)`` (a flowsamp target such as
+        ``fs.targets.gaussian``) or ``sample_and_log_prob(key)`` (``fs.flows.proposal``). When it
+        carries ``log_Z`` (a flowsamp target's ``log_prob`` is unnormalised), that is added, so
+        ``log_Z`` is always the target's own.
+    num_particles
+        Total number of particles ``N`` over all islands.
+    path
+        ``path(beta, log_base, log_target) -> log pi_beta`` elementwise; :func:`geometric_path`.
+    target_ess
+        Conditional ESS fraction kept by each tempering step, in (0, 1).
+    resample_threshold
+        Resample when the Kish ESS falls below this fraction of the island's particles
+        (0: never, as in AIS; 1: every step).
+    resampling
+        ``"systematic"`` or ``"residual"``.
+    kernel, num_mcmc_steps, num_integration_steps, mass, step_size
+        Move kernel (``"mala"``, ``"hmc"``, ``"rwmh"``), transitions per step, HMC leapfrog
+        steps, preconditioner from the population (``"diag"`` default; ``"dense"`` default for
+        RWMH; ``"identity"``) and starting step size (default
+        ``flowsamp.samplers._smc_moves.initial_step_size``), adapted towards
+        ``TARGET_ACCEPTANCE[kernel]``.
+    num_islands
+        Independent islands ``M`` (``N / M`` particles each) giving ``log_Z_se`` and the
+        agreement checks of the verdict.
+    max_steps
+        Budget of tempering steps.
+    initial_particles
+        ``(N, d)`` exact draws from the base instead of ``base.sample``.
+    base_log_Z
+        Override of the base's ``log_Z`` (0.0 returns :math:`\ln(Z_p/Z_q)`).
+    mode_of, num_modes
+        Mode labels of points: the islands' mode weights enter the verdict.
+    devices
+        Shard the islands over these devices (``jax.shard_map`` over a ``"chain"`` axis); the
+        numbers equal the single-device run's.
+    callback
+        ``callback(step, stats)`` on the host after each step.
+    thresholds
+        :class:`flowsamp.estimators.Thresholds` of the verdict.
+    warn
+        Issue :class:`flowsamp.NotConvergedWarning` when the verdict fails.
+
+    Returns
+    -------
+    SMCOutput
+    """
+    t0 = time.perf_counter()
+    mass = ("dense" if kernel == "rwmh" else "diag") if mass is None else mass
+    _check_options(num_particles, num_islands, target_ess, resample_threshold, resampling, kernel, mass,
+                   num_mcmc_steps, max_steps)
+    log_base_fn, sample, log_Z_base = _base_fns(base, base_log_Z)
+    key = as_key(key)
+    k_init, k_run, k_perm = jax.random.split(key, 3)
+    if initial_particles is None:
+        if sample is None:
+            raise TypeError("base has neither sample(key, n) nor sample_and_log_prob(key); pass initial_particles=")
+        x0 = jnp.asarray(sample(k_init, num_particles))
+    else:
+        x0 = jnp.asarray(initial_particles)
+    if x0.ndim != 2 or x0.shape[0] != num_particles:
+        raise ValueError(f"initial particles must have shape ({num_particles}, d), got {tuple(x0.shape)}")
+    if not jnp.issubdtype(x0.dtype, jnp.floating):
+        raise TypeError(f"initial particles must be floating point, got {x0.dtype}")
+    check_finite_positions(x0, "initial particle")
+    n, d = num_particles // num_islands, x0.shape[1]
+    dtype = x0.dtype
+    cfg = MoveConfig(kernel, num_mcmc_steps, num_integration_steps, mass)
+    eps0 = initial_step_size(kernel, d) if step_size is None else float(step_size)
+    if not (np.isfinite(eps0) and eps0 > 0):
+        raise ValueError(f"step_size must be positive and finite, got {step_size!r}")
+    if devices is not None:
+        from flowsamp.parallel import chain_mesh, check_divisible
+
+        check_divisible(num_islands, chain_mesh(devices))
+    init, step = _programs(log_prob, log_base_fn, path, float(target_ess), float(resample_threshold), resampling,
+                           cfg, None if devices is None else tuple(devices))
+    state = init(x0.reshape(num_islands, n, d), jnp.full((num_islands,), math.log(eps0), dtype))
+    if not bool(jnp.all(jnp.isfinite(state.log_base))):
+        raise ValueError("base log_prob is not finite at some initial particle")
+    island_keys = jax.random.split(k_run, num_islands)
+    log_Z_isl = np.zeros(num_islands, np.float64)
+    infos = []
+    for t in range(max_steps):
+        keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(island_keys)
+        state, info = step(keys, state)
+        info = jax.tree.map(np.asarray, info)
+        log_Z_isl += info.log_increment.astype(np.float64)
+        infos.append(info)
+        if callback is not None:
+            callback(t, {"beta": info.beta, "ess": info.ess, "acceptance": info.acceptance,
+                         "step_size": info.step_size, "log_Z": log_Z_isl + log_Z_base})
+        if bool(np.all(np.asarray(state.beta) >= 1.0)):
+            break
+    rec = SMCInfo(*[np.stack([getattr(i, f) for i in infos], axis=1) for f in SMCInfo._fields])
+    num_steps = np.sum(np.isfinite(rec.beta), axis=1).astype(int)
+    num_steps = np.maximum(num_steps, 1)
+    num_res = rec.resampled.sum(axis=1).astype(int)
+    # systematic resampling leaves copies of one ancestor side by side: shuffle each island so
+    # that any subset of the particles is a fair draw
+    perm = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(k_perm, num_islands))
+    xs = jnp.take_along_axis(state.x, perm[:, :, None], axis=1)
+    lws = jnp.take_along_axis(state.log_weights, perm, axis=1)
+    lz = log_Z_isl + log_Z_base
+    if num_islands > 1:
+        log_Z, log_Z_se = (float(v) for v in log_evidence(jnp.asarray(lz)))
+    else:
+        log_Z, log_Z_se = float(lz[0]), float("nan")
+    lw_all = np.asarray(lws, np.float64) + (lz - np.logaddexp.reduce(lz))[:, None]
+    evals_per_move = {"mala": 1, "hmc": num_integration_steps, "rwmh": 1}[kernel]
+    evals = num_particles * (1 + int(num_steps.max()) * (2 + num_mcmc_steps * evals_per_move))
+    verdict = smc_verdict(
+        betas=rec.beta, ess=rec.ess, acceptance=rec.acceptance, distinct=rec.distinct, num_steps=num_steps,
+        island_log_Z=lz, particles=np.asarray(xs), log_w=np.asarray(lws), num_resampling=num_res,
+        max_steps=max_steps, mode_of=mode_of, num_modes=num_modes, thresholds=thresholds)
+    if warn:
+        warn_if_not_converged(verdict, _what)
+    return SMCOutput(
+        xs.reshape(num_particles, d), jnp.asarray(lw_all.reshape(-1), dtype), log_Z, log_Z_se, lz, rec.beta,
+        rec.ess, rec.cess, rec.acceptance, rec.step_size, rec.resampled, rec.distinct, num_steps, num_res,
+        evals, time.perf_counter() - t0, *verdict,
+    )

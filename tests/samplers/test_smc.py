@@ -1,0 +1,123 @@
+"""fs.samplers.smc / ais: ln Z of a Gaussian against the closed form with the reported SE,
+exactness from exact samples, resampling unbiasedness, verdict, bad input, float64."""
+
+import sys
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import flowsamp as fs
+from flowsamp.samplers._smc_resampling import residual, systematic
+
+smc_mod = sys.modules["flowsamp.samplers.smc"]
+D = 3
+MEAN, SD = np.array([2.0, -1.0, 0.5]), 0.5
+
+
+def log_target(x):
+    """N(MEAN, SD^2 I) unnormalised: ln Z = d ln(SD sqrt(2 pi))."""
+    return -0.5 * jnp.sum(((x - MEAN) / SD) ** 2)
+
+
+EXACT_LOG_Z = D * np.log(SD * np.sqrt(2 * np.pi))
+BASE = fs.targets.gaussian(jnp.zeros(D), 9.0 * jnp.eye(D))  # unnormalised log_prob, log_Z carried
+
+
+@pytest.fixture(scope="module")
+def run():
+    return fs.samplers.smc(jax.random.key(0), log_target, BASE, 1024, num_mcmc_steps=10)
+
+
+@pytest.fixture(scope="module")
+def run_ais():
+    return fs.samplers.ais(jax.random.key(1), log_target, BASE, 1024, num_mcmc_steps=10)
+
+
+@pytest.mark.parametrize("which", ["run", "run_ais"])
+def test_log_Z_within_4_se(which, request):
+    out = request.getfixturevalue(which)
+    assert out.converged, out.problems
+    assert np.isfinite(out.log_Z_se) and out.log_Z_se > 0
+    assert abs(out.log_Z - EXACT_LOG_Z) < 4 * out.log_Z_se, (out.log_Z, out.log_Z_se, EXACT_LOG_Z)
+    assert out.particles.shape == (1024, D) and out.log_weights.shape == (1024,)
+    assert np.allclose(np.asarray(out.schedule)[np.arange(8), out.num_steps - 1], 1.0)
+
+
+def test_weighted_moments(run):
+    x, w = np.asarray(run.particles), np.exp(np.asarray(run.log_weights))
+    m = w @ x
+    ess = 1.0 / np.sum(w**2)
+    assert np.all(np.abs(m - MEAN) < 4 * SD / np.sqrt(ess / 4)), m  # /4: SMC variance above IS's
+    assert np.allclose(np.sqrt(w @ (x - m) ** 2), SD, rtol=0.15)
+
+
+def test_ais_never_resamples_and_smc_does(run, run_ais):
+    assert np.all(run_ais.num_resampling == 0) and np.all(run.num_resampling >= 1)
+    assert run.num_target_evals > 0 and run.wall_s > 0
+
+
+def test_exact_samples_stay_exact():
+    """Base = target, started from exact draws: beta = 1 at once, the MALA moves keep the law."""
+    base = fs.targets.gaussian(jnp.asarray(MEAN), SD**2 * jnp.eye(D))
+    x0 = base.sample(jax.random.key(5), 2048)
+    out = fs.samplers.smc(jax.random.key(6), base.log_prob, base, 2048, initial_particles=x0, num_mcmc_steps=5)
+    x = np.asarray(out.particles)
+    assert out.num_steps.max() == 1 and abs(out.log_Z - base.log_Z) < 1e-4
+    se_m, se_v = SD / np.sqrt(2048), SD**2 * np.sqrt(2 / 2047)
+    assert np.all(np.abs(x.mean(0) - MEAN) < 4 * se_m)
+    assert np.all(np.abs(x.var(0) - SD**2) < 4 * se_v)
+
+
+@pytest.mark.parametrize("scheme", [systematic, residual])
+def test_resampling_unbiased(scheme):
+    log_w = jnp.log(jnp.array([0.05, 0.3, 0.001, 0.249, 0.4]))
+    idx = jax.vmap(lambda k: scheme(k, log_w))(jax.random.split(jax.random.key(0), 4000))
+    counts = jax.vmap(lambda i: jnp.bincount(i, length=5))(idx)
+    mean, se = np.asarray(counts.mean(0)), np.asarray(counts.std(0)) / np.sqrt(4000)
+    assert np.all(np.abs(mean - 5 * np.exp(np.asarray(log_w))) < 4 * se + 1e-6), mean
+
+
+@pytest.mark.slow
+def test_verdict_flags_stuck_moves():
+    """A huge step with one MALA move: acceptance ~ 0, copies stay copies -> not converged."""
+    with pytest.warns(fs.NotConvergedWarning, match="acceptance"):
+        out = fs.samplers.smc(jax.random.key(2), log_target, BASE, 256, num_islands=4, num_mcmc_steps=1,
+                              step_size=1e3, max_steps=3)
+    assert not out.converged and out.diagnostics["min_acceptance"] < 0.05
+
+
+class _Unknown(NamedTuple):
+    log_prob: Callable
+    sample: Callable
+    log_Z: None = None
+
+
+def test_bad_input_errors():
+    with pytest.raises(ValueError, match="multiple of num_islands"):
+        fs.samplers.smc(jax.random.key(0), log_target, BASE, 100, num_islands=8)
+    with pytest.raises(ValueError, match="kernel"):
+        fs.samplers.smc(jax.random.key(0), log_target, BASE, 64, kernel="nuts")
+    with pytest.raises(ValueError, match="resampling"):
+        fs.samplers.smc(jax.random.key(0), log_target, BASE, 64, resampling="stratified")
+    with pytest.raises(ValueError, match="log_Z is None"):
+        fs.samplers.smc(jax.random.key(0), log_target, _Unknown(BASE.log_prob, BASE.sample), 64)
+    with pytest.raises(ValueError, match="initial particle"):
+        fs.samplers.smc(jax.random.key(0), log_target, BASE, 64, initial_particles=jnp.full((64, D), jnp.nan))
+    with pytest.raises(TypeError, match="resample_threshold"):
+        fs.samplers.ais(jax.random.key(0), log_target, BASE, 64, resample_threshold=0.5)
+
+
+def test_programs_compiled_once_for_same_densities(run):
+    n = len(smc_mod._PROGRAMS)
+    fs.samplers.smc(jax.random.key(3), log_target, BASE, 1024, num_mcmc_steps=10, warn=False)
+    assert len(smc_mod._PROGRAMS) == n
+
+
+def test_runs_in_float64(x64):
+    base = fs.targets.gaussian(jnp.zeros(D, jnp.float64), 9.0 * jnp.eye(D, dtype=jnp.float64))
+    out = fs.samplers.smc(jax.random.key(4), lambda x: log_target(x), base, 256, num_islands=4, num_mcmc_steps=3,
+                          kernel="hmc", num_integration_steps=3, warn=False)
+    assert out.particles.dtype == jnp.float64 and np.isfinite(out.log_Z)
