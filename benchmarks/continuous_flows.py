@@ -105,7 +105,6 @@ def main():
     args = ap.parse_args()
     if args.x64:
         jax.config.update("jax_enable_x64", True)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     sections = {"mb": section_mb, "afm": section_afm}
     from diffusion_gmm40 import section_gmm40  # noqa: PLC0415
 
@@ -113,9 +112,10 @@ def main():
     for name in args.only.split(","):
         res = sections[name](seed=args.seed)
         res["x64"] = bool(args.x64)
-        results[name + ("_x64" if args.x64 else "")] = res
         print(name, json.dumps(res, indent=1))
         RESULTS.parent.mkdir(exist_ok=True)
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}  # re-read: runs may overlap
+        results[name + ("_x64" if args.x64 else "")] = res
         RESULTS.write_text(json.dumps(results, indent=1))
 
 

@@ -60,3 +60,23 @@ def test_bad_input():
         fs.flows.diffusion(2, output="x0")
     with pytest.raises(ValueError, match="scale"):
         fs.flows.diffusion(2, scale=-1.0)
+
+
+def test_lattice_scores():
+    """LocalScore is a periodic convolution (commutes with lattice shifts, k^2 parameters per
+    time coefficient); the global linear scores are zero at init."""
+    from flowsamp.flows.vector_fields import LinearScore, LocalScore, TwoLayerScore
+
+    L = 6
+    net = LocalScore(L, kernel_size=3)
+    params = net.init(jax.random.key(0), 0.0, jnp.zeros(L * L))
+    params = perturb(params, jax.random.key(1), 1.0)
+    x = jax.random.normal(jax.random.key(2), (L, L))
+    shift = lambda f: jnp.roll(f, (1, 2), (0, 1))
+    out = net.apply(params, 0.3, x.reshape(-1)).reshape(L, L)
+    out_shifted = net.apply(params, 0.3, shift(x).reshape(-1)).reshape(L, L)
+    np.testing.assert_allclose(out_shifted, shift(out), atol=1e-5)
+    assert sum(a.size for a in jax.tree.leaves(params)) == 2 * 9
+    for cls in (LinearScore, TwoLayerScore):
+        p = cls(L * L).init(jax.random.key(0), 0.0, jnp.zeros(L * L))
+        assert float(jnp.max(jnp.abs(cls(L * L).apply(p, 0.5, x.reshape(-1))))) == 0.0
