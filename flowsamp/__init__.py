@@ -5,7 +5,7 @@ fast; exact Monte Carlo (importance sampling, Metropolis-Hastings, SMC, Wang-Lan
 their bias.
 """
 
-from flowsamp import estimators, flows, io, kernels, numpyro, samplers, targets, train
+from flowsamp import autoregressive, estimators, flows, io, kernels, numpyro, samplers, targets, train
 from flowsamp import rare
 from flowsamp.arviz import to_arviz
 from flowsamp.base import Flow, Proposal, SamplingAlgorithm
@@ -21,6 +21,7 @@ __all__ = [
     "Proposal",
     "SamplingAlgorithm",
     "Trace",
+    "autoregressive",
     "estimators",
     "flows",
     "importance_sampling",

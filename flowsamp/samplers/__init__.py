@@ -6,6 +6,7 @@ from flowsamp.samplers.adaptive_flow_mcmc import AdaptiveFlowOutput, AdaptiveFlo
 from flowsamp.samplers.wang_landau import WangLandauResult, WangLandauState, wang_landau
 from flowsamp.samplers.multicanonical import MulticanonicalResult, multicanonical
 from flowsamp.samplers.tempered_smc import TemperedSMCOutput, tempered_smc
+from flowsamp.samplers.van import VANResult, van
 from flowsamp.samplers.smc import SMCOutput, smc
 from flowsamp.samplers.ais import ais
 from flowsamp.samplers.parallel_tempering import ParallelTemperingResult, parallel_tempering
@@ -21,6 +22,7 @@ __all__ = [
     "ParallelTemperingResult",
     "SMCOutput",
     "TemperedSMCOutput",
+    "VANResult",
     "Trace",
     "WangLandauResult",
     "WangLandauState",
@@ -33,5 +35,6 @@ __all__ = [
     "sample",
     "smc",
     "tempered_smc",
+    "van",
     "wang_landau",
 ]
