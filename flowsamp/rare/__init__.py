@@ -2,10 +2,13 @@
 
 :func:`committor` learns the committor by the Dirichlet principle on umbrella windows along its
 own level sets (Rotskoff, Mitchell & Vanden-Eijnden 2022), windows combined by MBAR
-(:mod:`flowsamp.rare.umbrella`).
+(:mod:`flowsamp.rare.umbrella`). :func:`widom` estimates the excess chemical potential by test-particle
+insertion, plain or with an exact audit pre-filter (learned or classical) reweighted by 1/a.
 """
 
 from flowsamp.rare.committor import CommittorResult, committor
 from flowsamp.rare.umbrella import UmbrellaSamples, mbar, run_windows
+from flowsamp.rare.widom import WidomResult, particle_sweeps, widom
 
-__all__ = ["CommittorResult", "UmbrellaSamples", "committor", "mbar", "run_windows"]
+__all__ = ["CommittorResult", "UmbrellaSamples", "WidomResult", "committor", "mbar", "particle_sweeps", "run_windows",
+           "widom"]

@@ -25,6 +25,7 @@ from flowsamp.targets.ising import Ising, ising
 from flowsamp.targets.many_well import ManyWell, many_well
 from flowsamp.targets.mixture_benchmark import MixtureBenchmark, mixture_benchmark
 from flowsamp.targets.muller_brown import MullerBrown, muller_brown, muller_brown_potential
+from flowsamp.targets.particles import ParticleSystem, hard_rods, hard_spheres, ideal_gas, lennard_jones
 from flowsamp.targets.phi4_1d import Phi4Chain, phi4_1d
 from flowsamp.targets.radial_velocity import RadialVelocity, radial_velocity
 from flowsamp.targets.rosenbrock import Rosenbrock, rosenbrock
@@ -40,6 +41,11 @@ from flowsamp.targets.phi4_2d import (
 
 __all__ = [
     "Target",
+    "ParticleSystem",
+    "hard_rods",
+    "hard_spheres",
+    "ideal_gas",
+    "lennard_jones",
     "Gaussian",
     "gaussian",
     "InferenceGymTarget",
