@@ -76,3 +76,13 @@ def test_docstring_examples(name):
         runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
+
+
+@pytest.mark.slow
+def test_getting_started_code_runs():
+    """The Python blocks of docs/getting-started.md run in order (a few minutes: slow)."""
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    code = "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
+    assert code, "no python blocks in getting-started.md"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]

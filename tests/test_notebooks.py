@@ -1,0 +1,86 @@
+"""Every notebook in ``notebooks/`` executes top to bottom (nbclient), at small sizes.
+
+The test sets ``FLOWSAMP_NOTEBOOK_SIZE=small``; each notebook reads it in its first code cell
+(``SMALL = os.environ.get("FLOWSAMP_NOTEBOOK_SIZE") == "small"``) and shrinks its sample sizes,
+training steps and chain counts, so that all notebooks together take a few minutes on 2 CPU
+cores. The committed notebooks keep their outputs (executed at full size unless their first cell
+says otherwise).
+
+Run as a script to re-execute notebooks and write their outputs back::
+
+    .venv/bin/python tests/test_notebooks.py notebooks/01_monte_carlo_basics.ipynb [--small]
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import resource
+import sys
+import time
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="notebook tests need the test extra (nbformat)")
+nbclient = pytest.importorskip("nbclient", reason="notebook tests need the test extra (nbclient)")
+pytest.importorskip("ipykernel", reason="notebook tests need the test extra (ipykernel)")
+
+NOTEBOOK_DIR = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("*.ipynb") if ".failed" not in p.name)
+CELL_TIMEOUT_S = 600
+
+
+def execute(path: pathlib.Path, *, small: bool, keep_failed: pathlib.Path | None = None) -> tuple[object, float, float]:
+    """Execute the notebook at ``path`` in a fresh kernel.
+
+    Returns the executed notebook, the wall seconds and the kernel's CPU seconds (user +
+    system of the reaped kernel process: a figure that a loaded machine disturbs less).
+    """
+    nb = nbformat.read(path, as_version=4)
+    env = dict(os.environ, PYTHONWARNINGS="ignore::DeprecationWarning")
+    env.pop("MPLBACKEND", None)  # the kernel's inline backend: figures become outputs
+    if small:
+        env["FLOWSAMP_NOTEBOOK_SIZE"] = "small"
+    else:
+        env.pop("FLOWSAMP_NOTEBOOK_SIZE", None)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    try:
+        client.execute(env=env)
+    except Exception:
+        if keep_failed is not None:  # the partly executed notebook, for reading the failure
+            nbformat.write(nb, keep_failed)
+        raise
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return nb, wall, cpu
+
+
+def test_notebooks_found():
+    assert NOTEBOOKS, f"no notebooks in {NOTEBOOK_DIR}"
+    names = [p.name for p in NOTEBOOKS]
+    assert names[0].startswith("01_"), f"numbering should start at 01: {names}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes(path: pathlib.Path):
+    source = path.read_text()
+    assert "FLOWSAMP_NOTEBOOK_SIZE" in source, f"{path.name} does not read FLOWSAMP_NOTEBOOK_SIZE"
+    _, wall, cpu = execute(path, small=True)
+    print(f"{path.name}: {wall:.1f} s wall, {cpu:.1f} s kernel CPU at small size")
+
+
+if __name__ == "__main__":  # re-execute and write outputs back
+    small = "--small" in sys.argv
+    for arg in [a for a in sys.argv[1:] if not a.startswith("--")]:
+        p = pathlib.Path(arg).resolve()
+        nb, wall, cpu = execute(p, small=small, keep_failed=p.with_suffix('.failed.ipynb'))
+        nbformat.write(nb, p)
+        print(f"{p.name}: {wall:.1f} s wall, {cpu:.1f} s kernel CPU ({'small' if small else 'full'} size), outputs written")
