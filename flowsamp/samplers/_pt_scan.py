@@ -116,8 +116,9 @@ def _flow_move(cfg: PTConfig, key, betas, x, lp, lr):
     return jnp.where(moved[:, None], new.position, x), jnp.where(keep, info.acceptance_rate, 0.0)
 
 
-def scan_step(cfg: PTConfig, carry: PTCarry, key: Array, step: Array, betas: Array, adapt: bool):
-    """One scan (module docs). Returns the new carry and this scan's record."""
+def scan_step(cfg: PTConfig, carry: PTCarry, key: Array, step: Array, betas: Array, adapt: Array | bool):
+    """One scan (module docs). Returns the new carry and this scan's record; ``adapt`` (may be traced)
+    applies the Robbins-Monro step-size update."""
     n, dim = carry.x.shape
     k_ref, k_loc, k_flow, k_swap = jax.random.split(key, 4)
     dt = carry.x.dtype
@@ -157,10 +158,9 @@ def scan_step(cfg: PTConfig, carry: PTCarry, key: Array, step: Array, betas: Arr
     direction = direction.at[top].set(jnp.where(direction[top] == 0, 1, direction[top]))
     round_trips = carry.round_trips + trip.astype(jnp.int32)
     log_eps = carry.log_eps
-    if adapt:
-        rm = robbins_monro(cfg.target_acceptance, cfg.adapt_rate)
-        signal = acc.at[0].set(cfg.target_acceptance)  # rung 0 is drawn exactly: leave its step alone
-        log_eps = rm.update(rm.init(jnp.exp(log_eps)), signal).log_step_size
+    rm = robbins_monro(cfg.target_acceptance, cfg.adapt_rate)
+    signal = acc.at[0].set(cfg.target_acceptance)  # rung 0 is drawn exactly: leave its step alone
+    log_eps = jnp.where(adapt, rm.update(rm.init(jnp.exp(log_eps)), signal).log_step_size, log_eps)
     new = PTCarry(x, lp, gp, lr, gr, replica, direction, round_trips, log_eps)
     record = {
         "x_top": x[n - 1],

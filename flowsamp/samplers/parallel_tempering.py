@@ -178,44 +178,42 @@ def _state_kind(kernel, kernel_kwargs, x: Array, log_prob: LogProbFn) -> str:
     return "init"
 
 
-def _per_chain(cfg: PTConfig):
-    """The (warm-up, production) functions of one ensemble, to be vmapped over chains."""
+def _per_chain(cfg: PTConfig, num_steps: int):
+    """``run(chain_key, carry, betas, start, num_scans, adapt)`` of one ensemble (vmapped over chains).
 
-    def warm(chain_key, carry, betas, start, num_scans):
+    One program serves warm-up (``adapt`` true: sums of the swap/local acceptance) and production
+    (records of every scan written to ``num_steps`` slots): one compilation per ladder size.
+    """
+
+    def run(chain_key, carry, betas, start, num_scans, adapt):
         n = carry.x.shape[0]
         dt = carry.x.dtype
         zero = (jnp.zeros((n - 1,), dt), jnp.zeros((n,), dt), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        rec_shape = jax.eval_shape(lambda c: scan_step(cfg, c, chain_key, start, betas, adapt)[1], carry)
+        bufs = jax.tree.map(lambda a: jnp.zeros((num_steps,) + a.shape, a.dtype), rec_shape)
 
         def body(i, c):
-            carry, (sw, acc, bad, div) = c
+            carry, (sw, acc, bad, div), bufs = c
             t = start + i
-            carry, rec = scan_step(cfg, carry, jax.random.fold_in(chain_key, t), t, betas, True)
+            carry, rec = scan_step(cfg, carry, jax.random.fold_in(chain_key, t), t, betas, adapt)
+            j = i % num_steps
+            bufs = jax.tree.map(lambda b, r: jax.lax.dynamic_update_index_in_dim(b, r, j, 0), bufs, rec)
             return carry, (sw + rec["swap_rate"], acc + rec["local_acceptance"],
-                           bad + rec["num_nonfinite"], div + rec["num_divergent"])
+                           bad + rec["num_nonfinite"], div + rec["num_divergent"]), bufs
 
-        return jax.lax.fori_loop(0, num_scans, body, (carry, zero))
+        return jax.lax.fori_loop(0, num_scans, body, (carry, zero, bufs))
 
-    def production(chain_key, carry, betas, start, *, num_steps):
-        def body(carry, i):
-            t = start + i
-            return scan_step(cfg, carry, jax.random.fold_in(chain_key, t), t, betas, False)
-
-        return jax.lax.scan(body, carry, jnp.arange(num_steps))
-
-    return warm, production
+    return run
 
 
 @functools.lru_cache(maxsize=32)
 def _programs(cfg: PTConfig, num_steps: int, mesh: Any):
-    warm, production = _per_chain(cfg)
-    warm_v = jax.vmap(warm, in_axes=(0, 0, None, None, None))
-    prod_v = jax.vmap(functools.partial(production, num_steps=num_steps), in_axes=(0, 0, None, None))
+    run_v = jax.vmap(_per_chain(cfg, num_steps), in_axes=(0, 0, None, None, None, None))
     if mesh is not None:
         C, R = parallel.CHAINS, parallel.REPLICATED
-        warm_v = parallel.shard_chains(warm_v, mesh, in_specs=(C, C, R, R, R))
-        prod_v = parallel.shard_chains(prod_v, mesh, in_specs=(C, C, R, R))
+        run_v = parallel.shard_chains(run_v, mesh, in_specs=(C, C, R, R, R, R))
     init_v = jax.vmap(lambda x, e: init_carry(cfg, jnp.broadcast_to(x, (e.shape[0],) + x.shape[-1:]), e))
-    return jax.jit(init_v), jax.jit(warm_v), jax.jit(prod_v)
+    return jax.jit(init_v), jax.jit(run_v)
 
 
 _evidence = jax.jit(log_evidence_ladder, static_argnames=("num_blocks",))
@@ -385,7 +383,7 @@ def parallel_tempering(
     if devices is not None:
         mesh = parallel.chain_mesh(devices)
         parallel.check_divisible(num_chains, mesh)
-    init_fn, warm_fn, prod_fn = _programs(cfg, num_steps, mesh)
+    init_fn, run_fn = _programs(cfg, num_steps, mesh)
     chain_keys = jax.random.split(key, num_chains)
 
     n = ladder.shape[0]
@@ -397,7 +395,7 @@ def parallel_tempering(
     done, length = 0, 2
     while done < num_warmup:
         m = min(length, num_warmup - done)
-        carry, (sw, acc, bad, div) = warm_fn(chain_keys, carry, jnp.asarray(lstate.betas, dt), done, m)
+        carry, (sw, acc, bad, div), _ = run_fn(chain_keys, carry, jnp.asarray(lstate.betas, dt), done, m, True)
         done += m
         length *= 2
         warm_nonfinite += int(np.sum(bad))
@@ -419,7 +417,7 @@ def parallel_tempering(
 
     betas_f = np.asarray(lstate.betas)
     carry = carry._replace(round_trips=jnp.zeros_like(carry.round_trips))
-    carry, rec = prod_fn(chain_keys, carry, jnp.asarray(betas_f, dt), num_warmup)
+    carry, _, rec = run_fn(chain_keys, carry, jnp.asarray(betas_f, dt), num_warmup, num_steps, False)
     positions = rec["x_top"]
     V = rec["V"]
     nb = num_blocks if num_blocks is not None else math.ceil(20 / num_chains)
