@@ -6,6 +6,7 @@ from flowsamp.estimators.canonical import (
     canonical_distribution,
     equal_height_beta,
 )
+from flowsamp.estimators.dos import DOSEstimate, dos_from_samples
 from flowsamp.estimators.diagnostics import autocorrelation, integrated_autocorr_time, mcmc_ess, rhat
 from flowsamp.estimators.evidence import expectation, log_evidence
 from flowsamp.estimators.modes import mode_weights
@@ -24,12 +25,14 @@ from flowsamp.estimators.weights import ess, normalized_weights
 
 __all__ = [
     "CanonicalAverages",
+    "DOSEstimate",
     "NotConvergedWarning",
     "Thresholds",
     "Verdict",
     "autocorrelation",
     "canonical_averages",
     "canonical_distribution",
+    "dos_from_samples",
     "equal_height_beta",
     "ess",
     "expectation",

@@ -7,6 +7,7 @@ from flowsamp.samplers.wang_landau import WangLandauResult, WangLandauState, wan
 from flowsamp.samplers.multicanonical import MulticanonicalResult, multicanonical
 from flowsamp.samplers.tempered_smc import TemperedSMCOutput, tempered_smc
 from flowsamp.samplers.van import VANResult, van
+from flowsamp.samplers.neural_wang_landau import NeuralWangLandauResult, neural_wang_landau
 from flowsamp.samplers.smc import SMCOutput, smc
 from flowsamp.samplers.ais import ais
 from flowsamp.samplers.parallel_tempering import ParallelTemperingResult, parallel_tempering
@@ -19,6 +20,7 @@ __all__ = [
     "FABState",
     "ISResult",
     "MulticanonicalResult",
+    "NeuralWangLandauResult",
     "ParallelTemperingResult",
     "SMCOutput",
     "TemperedSMCOutput",
@@ -31,6 +33,7 @@ __all__ = [
     "fab",
     "importance_sampling",
     "multicanonical",
+    "neural_wang_landau",
     "parallel_tempering",
     "sample",
     "smc",
