@@ -30,7 +30,9 @@ NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("*.ipynb") if ".failed" not in p
 CELL_TIMEOUT_S = 600
 
 
-def execute(path: pathlib.Path, *, small: bool, keep_failed: pathlib.Path | None = None) -> tuple[object, float, float]:
+def execute(
+    path: pathlib.Path, *, small: bool, keep_failed: pathlib.Path | None = None, timeout: int = CELL_TIMEOUT_S
+) -> tuple[object, float, float]:
     """Execute the notebook at ``path`` in a fresh kernel.
 
     Returns the executed notebook, the wall seconds and the kernel's CPU seconds (user +
@@ -45,7 +47,7 @@ def execute(path: pathlib.Path, *, small: bool, keep_failed: pathlib.Path | None
         env.pop("FLOWSAMP_NOTEBOOK_SIZE", None)
     client = nbclient.NotebookClient(
         nb,
-        timeout=CELL_TIMEOUT_S,
+        timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     )
@@ -81,6 +83,7 @@ if __name__ == "__main__":  # re-execute and write outputs back
     small = "--small" in sys.argv
     for arg in [a for a in sys.argv[1:] if not a.startswith("--")]:
         p = pathlib.Path(arg).resolve()
-        nb, wall, cpu = execute(p, small=small, keep_failed=p.with_suffix('.failed.ipynb'))
+        # full-size cells may run for long on a loaded machine: one hour per cell
+        nb, wall, cpu = execute(p, small=small, keep_failed=p.with_suffix(".failed.ipynb"), timeout=600 if small else 3600)
         nbformat.write(nb, p)
         print(f"{p.name}: {wall:.1f} s wall, {cpu:.1f} s kernel CPU ({'small' if small else 'full'} size), outputs written")
