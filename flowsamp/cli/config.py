@@ -7,18 +7,19 @@ A config file has four tables; every key is optional and unknown keys are errors
     dim = 2
 
     [sampler]
-    kernel = "adaptive_flow_mcmc"   # or "mala" | "hmc" | "rwmh"
+    kernel = "adaptive_flow_mcmc"   # the sampler family, one of FAMILIES below
     step_size = 0.01         # initial step size (adapted during warm-up if adapt = true)
     adapt = true
-    target_acceptance = 0.57
+    target_acceptance = 0.574   # default: fs.kernels.TARGET_ACCEPTANCE of the kernel
     num_integration_steps = 10   # hmc only
     flow = "rq_spline"       # adaptive_flow_mcmc: "rq_spline" | "realnvp" | "maf"
     flow_layers = 4
     flow_hidden = [32, 32]
     symmetries = ["flip:0", "flip:1", "flip:0,1"]   # optional sign-flip involutions g(x)
+    base_scale = 3.0         # smc / tempered_smc / ais / importance: Gaussian base N(init_center or 0, s^2 I)
 
-    [sampler.options]        # adaptive_flow_mcmc schedule (fs.samplers.adaptive_flow_mcmc)
-    num_local_steps = 20
+    [sampler.options]        # keyword arguments of the sampler function, e.g. for
+    num_local_steps = 20     # adaptive_flow_mcmc (fs.samplers.adaptive_flow_mcmc)
     num_global_steps = 50
 
     [run]
@@ -33,6 +34,20 @@ A config file has four tables; every key is optional and unknown keys are errors
     [output]
     dir = "flowsamp_output"
     plot = true
+
+Families (``sampler.kernel``) and what ``[run]`` means for them:
+
+* ``mala`` / ``hmc`` / ``rwmh`` / ``nuts``: :func:`flowsamp.sample` chains after ``warmup``
+  steps of adaptation (dual averaging; Stan's window adaptation with a diagonal mass matrix
+  for ``nuts``), ``steps`` kept every ``thin``;
+* ``adaptive_flow_mcmc``: ``chains`` chains, schedule in ``[sampler.options]``;
+* ``tempered_smc`` / ``smc`` / ``ais``: ``chains`` particles from the Gaussian base;
+* ``parallel_tempering``: ``chains`` chains, ``warmup`` / ``steps`` warm-up and production;
+* ``importance``: ``steps`` samples from the Gaussian proposal;
+* ``wang_landau`` / ``multicanonical`` (``ising`` / ``potts`` targets): ``chains`` walkers,
+  ``steps`` the sweep budget (WL ``max_sweeps``; multicanonical production sweeps).
+
+``flowsamp run CONFIG --resume`` continues from the checkpoint in the output folder.
 """
 
 from __future__ import annotations
@@ -42,7 +57,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-KERNELS = ("mala", "hmc", "rwmh", "adaptive_flow_mcmc")
+KERNELS = ("mala", "hmc", "rwmh", "nuts")  # local kernels run by fs.sample
+FAMILIES = KERNELS + ("adaptive_flow_mcmc", "tempered_smc", "smc", "ais", "parallel_tempering", "importance",
+                      "wang_landau", "multicanonical")
+LATTICE = ("wang_landau", "multicanonical")
 FLOWS = ("rq_spline", "realnvp", "maf")
 
 
@@ -61,12 +79,13 @@ class SamplerConfig:
     kernel: str = "adaptive_flow_mcmc"
     step_size: float = 0.01
     adapt: bool = True
-    target_acceptance: float = 0.57
+    target_acceptance: float | None = None  # default: kernels.TARGET_ACCEPTANCE of the kernel
     num_integration_steps: int = 10
     flow: str = "rq_spline"
     flow_layers: int = 4
     flow_hidden: tuple[int, ...] = (32, 32)
     symmetries: tuple[str, ...] = ("flip:0", "flip:1", "flip:0,1")
+    base_scale: float = 3.0
     options: dict[str, Any] = dataclasses.field(
         default_factory=lambda: dict(
             num_local_steps=20,
@@ -170,18 +189,32 @@ def from_dict(data: dict[str, Any]) -> JobConfig:
         options=target if ("target" in data) else TargetConfig().options,
     )
     sampler_table = dict(data.get("sampler", {}))
+    family = sampler_table.get("kernel", SamplerConfig.kernel)
+    # only the adaptive sampler has default options (its schedule); the others start empty
+    defaults = SamplerConfig().options if family == "adaptive_flow_mcmc" else {}
     if "options" in sampler_table:
         _check_type("sampler.options", sampler_table["options"], dict)
-        sampler_table["options"] = {**SamplerConfig().options, **sampler_table["options"]}
+        sampler_table["options"] = {**defaults, **sampler_table["options"]}
+    else:
+        sampler_table["options"] = defaults
     sampler = _build(SamplerConfig, sampler_table, "sampler", extra_to=None)
-    if sampler.kernel not in KERNELS:
-        raise ConfigError(f"sampler.kernel must be one of {KERNELS}, got {sampler.kernel!r}")
+    if sampler.kernel not in FAMILIES:
+        raise ConfigError(f"sampler.kernel must be one of {FAMILIES}, got {sampler.kernel!r}")
+    if (sampler.kernel in LATTICE) != (target_cfg.name in ("ising", "potts")):
+        raise ConfigError(
+            f"sampler.kernel {sampler.kernel!r} and target.name {target_cfg.name!r} do not fit: "
+            f"{' / '.join(LATTICE)} need an ising or potts target, and lattice targets need one of them"
+        )
+    _check_type("sampler.base_scale", sampler.base_scale, (int, float))
+    if not sampler.base_scale > 0:
+        raise ConfigError(f"sampler.base_scale must be > 0, got {sampler.base_scale}")
     _check_type("sampler.step_size", sampler.step_size, (int, float))
     if not sampler.step_size > 0:
         raise ConfigError(f"sampler.step_size must be > 0, got {sampler.step_size}")
     _check_type("sampler.adapt", sampler.adapt, bool)
-    _check_type("sampler.target_acceptance", sampler.target_acceptance, (int, float))
-    if not 0 < sampler.target_acceptance < 1:
+    if sampler.target_acceptance is not None:
+        _check_type("sampler.target_acceptance", sampler.target_acceptance, (int, float))
+    if sampler.target_acceptance is not None and not 0 < sampler.target_acceptance < 1:
         raise ConfigError(f"sampler.target_acceptance must be in (0, 1), got {sampler.target_acceptance}")
     _positive_int("sampler.num_integration_steps", sampler.num_integration_steps)
     if sampler.flow not in FLOWS:

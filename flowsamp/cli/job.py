@@ -3,7 +3,6 @@ chains with a progress bar, print the estimates next to the exact answers, write
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -13,8 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowsamp import estimators, flows, kernels, samplers, targets
+from flowsamp import io as fs_io
+from flowsamp.arviz import to_arviz
 from flowsamp.cli import plots
-from flowsamp.cli.config import ConfigError, JobConfig, parse_flip
+from flowsamp.cli.config import KERNELS, ConfigError, JobConfig, parse_flip
+from flowsamp.cli.results import CHECKPOINT, check_job, draws_idata, write_results
 from flowsamp.estimators.summary import summarize as run_summary
 
 #: Default starting box for targets whose typical set is far from the origin.
@@ -50,79 +52,53 @@ def initial_positions(key: jax.Array, name: str, target: Any, num_chains: int, r
     return jax.random.normal(key, (num_chains, target.dim))
 
 
-def make_kernel(config: JobConfig, target: Any, step_size: Any) -> Any:
-    """The configured local kernel with ``step_size``."""
+def make_kernel(config: JobConfig, target: Any, params: dict) -> Any:
+    """The configured local kernel with adapted ``params`` (``step_size``, ``inverse_mass``)."""
     s = config.sampler
+    step_size = params["step_size"]
+    inverse_mass = params.get("inverse_mass")
     if s.kernel == "mala":
-        return kernels.mala(target.log_prob, step_size=step_size)
+        return kernels.mala(target.log_prob, step_size=step_size, inverse_mass=inverse_mass)
     if s.kernel == "rwmh":
         return kernels.rwmh(target.log_prob, scale=step_size)
     if s.kernel == "hmc":
-        return kernels.hmc(target.log_prob, step_size=step_size, num_integration_steps=s.num_integration_steps)
+        return kernels.hmc(target.log_prob, step_size=step_size, num_integration_steps=s.num_integration_steps,
+                           inverse_mass=inverse_mass)
+    if s.kernel == "nuts":
+        return kernels.nuts(target.log_prob, step_size=step_size, inverse_mass=inverse_mass)
     raise ConfigError(f"sampler.kernel {s.kernel!r} is not a local kernel")
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, unit="step", leave=True)
-
-
-def run_chains(
-    key: jax.Array,
-    kernel: Any,
-    start: Any,
-    num_steps: int,
-    *,
-    thin: int = 1,
-    num_chunks: int = 20,
-    progress: bool = True,
-    desc: str = "sampling",
-) -> tuple[np.ndarray, Any, np.ndarray, dict[str, int | None]]:
-    """Run ``fs.sample`` in equal chunks (one compilation) so a progress bar can advance.
-
-    Returns ``(positions (chains, steps//thin, dim), final_state, acceptance per chain,
-    counts)`` with ``counts`` the run's ``num_divergent`` (``None`` when the kernel does not
-    report divergences) and ``num_nonfinite`` proposals. The chunks' own verdicts are not
-    issued (a chunk is not a run); the caller judges the whole run.
-    """
-    num_chunks = max(1, min(num_chunks, num_steps // thin))
-    chunk = (num_steps // num_chunks) // thin * thin
-    done, pieces, acc, state = 0, [], [], start
-    counts: dict[str, int | None] = {"num_divergent": 0, "num_nonfinite": 0}
-    with _progress(num_steps, desc, progress) as bar:
-        for i in range(num_chunks):
-            n = chunk if i < num_chunks - 1 else num_steps - done
-            n -= n % thin
-            if n <= 0:
-                continue
-            trace = samplers.sample(jax.random.fold_in(key, i), kernel, state, n, thin=thin, warn=False)
-            state = trace.final_state
-            counts["num_nonfinite"] += int(np.sum(np.asarray(trace.num_nonfinite)))
-            div = trace.diagnostics.get("num_divergent")
-            counts["num_divergent"] = None if div is None or counts["num_divergent"] is None else (
-                counts["num_divergent"] + int(div))
-            pieces.append(np.asarray(trace.positions))
-            acc.append((n, np.asarray(trace.acceptance_rate)))
-            done += n
-            bar.update(n)
-            if progress:
-                bar.set_postfix(_progress_stats(pieces, acc), refresh=False)
-    total = sum(n for n, _ in acc)
-    acceptance = sum(n * a for n, a in acc) / total
-    return np.concatenate(pieces, axis=1), state, acceptance, counts
+def _target_acceptance(config: JobConfig) -> float:
+    s = config.sampler
+    return s.target_acceptance if s.target_acceptance is not None else kernels.TARGET_ACCEPTANCE[s.kernel]
 
 
-def _progress_stats(pieces: list[np.ndarray], acc: list[tuple[int, np.ndarray]]) -> dict[str, str]:
-    """Acceptance and minimum bulk ESS so far, for the progress bar (ESS skipped past 4M values)."""
-    total = sum(n for n, _ in acc)
-    stats = {"acc": f"{float(np.mean(sum(n * a for n, a in acc) / total)):.3f}"}
-    size = sum(p.size for p in pieces)
-    if size <= 4_000_000 and sum(p.shape[1] for p in pieces) >= 4:
-        ess = estimators.rank_diagnostics(np.concatenate(pieces, axis=1))["ess_bulk"]
-        if not np.all(np.isnan(ess)):
-            stats["min_ess"] = f"{float(np.nanmin(ess)):.0f}"
-    return stats
+def warm_up(config: JobConfig, target: Any, key: jax.Array, x0: Any) -> tuple[Any, dict]:
+    """Warm-up: Stan's window adaptation (step size + diagonal inverse mass) for mala / hmc /
+    nuts, dual averaging of the scale for rwmh; ``adapt = false`` runs the steps unadapted."""
+    s, r = config.sampler, config.run
+    fdt = jnp.result_type(float)
+    params = {"step_size": jnp.asarray(s.step_size, fdt)}
+    if s.kernel != "rwmh":
+        params["inverse_mass"] = jnp.ones(target.dim, fdt)
+    if r.warmup == 0:
+        return x0, params
+    if not s.adapt:
+        trace = samplers.sample(key, make_kernel(config, target, params), x0, r.warmup, keep="summary", warn=False)
+        return trace.final_state, params
+    if s.kernel == "rwmh":
+        adapted = kernels.dual_averaging_adaptation(
+            key, lambda eps: make_kernel(config, target, {"step_size": eps}), x0, r.warmup,
+            _target_acceptance(config), initial_step_size=s.step_size,
+        )
+        return adapted.state, {"step_size": jnp.asarray(adapted.step_size, fdt)}
+    ctor = {"mala": kernels.mala, "hmc": kernels.hmc, "nuts": kernels.nuts}[s.kernel]
+    static = {"num_integration_steps": s.num_integration_steps} if s.kernel == "hmc" else {}
+    warm = kernels.window_adaptation(ctor, target.log_prob, target_acceptance=_target_acceptance(config),
+                                     initial_step_size=s.step_size, **static)
+    states, adapted = warm.run(key, x0, r.warmup)
+    return states, {k: jnp.asarray(v, fdt) for k, v in adapted.items()}
 
 
 def _grid_log_prob(target: Any) -> Callable | None:
@@ -165,14 +141,20 @@ def format_verdict(result: dict[str, Any]) -> str:
 def format_report(name: str, result: dict[str, Any]) -> str:
     """Human-readable table of a run summary, ending with the verdict."""
     lines = [
-        f"target: {name}   chains: {result['num_chains']}   draws/chain: {result['num_draws']}",
-        f"wall time (compile included): {result['wall_s']:.1f} s",
+        f"target: {name}   chains: {result.get('num_chains')}   draws/chain: {result.get('num_draws')}",
+        f"wall time (compile included): {result.get('wall_s') or float('nan'):.1f} s",
     ]
+    if result.get("log_Z") is not None:
+        se = result.get("log_Z_se")
+        lines.append(f"ln Z = {result['log_Z']:.6f}" + (f" ± {se:.6f}" if se is not None else "")
+                     + (f"   ESS {result['ess']:.0f}" if result.get("ess") is not None else ""))
+    if result.get("log_g_error") is not None:
+        lines.append(f"ln g(E): mean |error| against the exact density of states {result['log_g_error']:.4f}")
     if "acceptance" in result:
         glob = result.get("global_acceptance")
         lines.append(f"acceptance: local {result['acceptance']:.3f}"
                      + (f"   global (flow) {glob:.3f}" if glob is not None else ""))
-    if "max_rhat" in result:
+    if result.get("max_rhat") is not None:
         ess = result.get("min_ess_bulk")
         lines.append(
             f"R-hat max: {result['max_rhat']:.3f}"
@@ -197,9 +179,8 @@ def format_report(name: str, result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write_outputs(out_dir: Path, name: str, target: Any, positions: np.ndarray, result: dict) -> list[Path]:
+def _write_plots(out_dir: Path, name: str, target: Any, positions: np.ndarray) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(result, indent=2))
     return [
         plots.samples_over_density(
             out_dir / "samples.png",
@@ -210,37 +191,48 @@ def _write_outputs(out_dir: Path, name: str, target: Any, positions: np.ndarray,
     ]
 
 
-def run_local_job(config: JobConfig, out_dir: Path, progress: bool = True, echo=print) -> dict[str, Any]:
-    """MALA / HMC / RWMH chains: over-dispersed start, dual-averaging warm-up, production."""
+def run_local_job(config: JobConfig, out_dir: Path, progress: bool = True, echo=print,
+                  resume: bool = False) -> dict[str, Any]:
+    """MALA / HMC / NUTS / RWMH chains: over-dispersed start, warm-up (:func:`warm_up`),
+    production by :func:`flowsamp.sample` with checkpoints in ``out_dir`` (the warm-up's
+    result in ``warmup.msgpack``, the production carry in ``checkpoint.msgpack``)."""
     start_time = time.perf_counter()
     s, r = config.sampler, config.run
     target = make_target(config.target.name, config.target.options)
     key = jax.random.key(r.seed)
     key_init, key_warm, key_run = jax.random.split(key, 3)
     x0 = initial_positions(key_init, config.target.name, target, r.chains, r)
-    factory = lambda eps: make_kernel(config, target, eps)
-    step_size = jnp.asarray(s.step_size, jnp.result_type(float))
-    state = x0
-    if r.warmup > 0:
-        if s.adapt:
-            adapted = kernels.dual_averaging_adaptation(
-                key_warm, factory, x0, r.warmup, s.target_acceptance, initial_step_size=s.step_size
-            )
-            state, step_size = adapted.state, adapted.step_size
-        else:
-            state = samplers.sample(key_warm, factory(step_size), x0, r.warmup, keep="summary").final_state
-    echo(f"{s.kernel}: step size {float(step_size):.4g} after {r.warmup} warm-up steps")
-    positions, _, acceptance, counts = run_chains(
-        key_run, factory(step_size), state, r.steps, thin=r.thin, progress=progress, desc=s.kernel
+    out_dir.mkdir(parents=True, exist_ok=True)
+    warm_path = out_dir / "warmup.msgpack"
+    meta = {"job": "flowsamp run", "kernel": s.kernel, "chains": r.chains, "warmup": r.warmup, "seed": r.seed}
+    if resume and warm_path.exists():
+        fdt = jnp.result_type(float)
+        like_params = {"step_size": jnp.zeros((), fdt)}
+        if s.kernel != "rwmh":
+            like_params["inverse_mass"] = jnp.zeros(target.dim, fdt)
+        like_state = jax.vmap(make_kernel(config, target, {k: jnp.ones_like(v) for k, v in like_params.items()}).init)(x0)
+        saved = fs_io.load(warm_path, {"state": like_state, "params": like_params}, meta=meta)
+        state, params = saved["state"], saved["params"]
+        echo(f"{s.kernel}: warm-up read from {warm_path}")
+    else:
+        state, params = warm_up(config, target, key_warm, x0)
+        fs_io.save(warm_path, {"state": state, "params": params}, meta=meta)
+    echo(f"{s.kernel}: step size {float(params['step_size']):.4g} after {r.warmup} warm-up steps")
+    every = max(r.thin, r.steps // 20 // r.thin * r.thin)
+    trace = samplers.sample(
+        key_run, make_kernel(config, target, params), state, r.steps - r.steps % r.thin, thin=r.thin,
+        warn=False, progress=progress, checkpoint_path=out_dir / CHECKPOINT, checkpoint_every=every, resume=resume,
     )
     wall = time.perf_counter() - start_time
-    result = summarize(target, positions, acceptance, wall, {"kernel": s.kernel, "step_size": float(step_size)},
-                       counts)
+    positions = np.asarray(trace.positions)
+    counts = {"num_divergent": trace.diagnostics.get("num_divergent"),
+              "num_nonfinite": int(np.sum(np.asarray(trace.num_nonfinite)))}
+    extra = {"kernel": s.kernel, "step_size": float(params["step_size"])}
+    result = summarize(target, positions, np.asarray(trace.acceptance_rate), wall, extra, counts)
+    idata = to_arviz(trace, target) if positions.ndim == 3 else draws_idata(positions)
     if config.output.plot:
-        result["plots"] = [str(p) for p in _write_outputs(out_dir, config.target.name, target, positions, result)]
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "results.json").write_text(json.dumps(result, indent=2))
+        result["plots"] = [str(p) for p in _write_plots(out_dir, config.target.name, target, positions)]
+    write_results(out_dir, result, idata)
     return result
 
 
@@ -262,7 +254,8 @@ def make_flow(config: JobConfig, dim: int) -> Any:
     return ctor(dim, num_layers=s.flow_layers, hidden=s.flow_hidden)
 
 
-def run_adaptive_job(config: JobConfig, out_dir: Path, progress: bool = True, echo=print) -> dict[str, Any]:
+def run_adaptive_job(config: JobConfig, out_dir: Path, progress: bool = True, echo=print,
+                     resume: bool = False) -> dict[str, Any]:
     """Adaptive global-local flow MCMC (local MALA/HMC + flow-IMH, flow trained by forward KL)."""
     start_time = time.perf_counter()
     s, r = config.sampler, config.run
@@ -278,7 +271,8 @@ def run_adaptive_job(config: JobConfig, out_dir: Path, progress: bool = True, ec
     try:
         out = samplers.adaptive_flow_mcmc(
             key_run, target.log_prob, make_flow(config, target.dim), x0,
-            progress=progress, symmetries=tuple(symmetries), **s.options,
+            progress=progress, symmetries=tuple(symmetries),
+            **checkpoint_kwargs(samplers.adaptive_flow_mcmc, out_dir, resume), **s.options,
         )
     except TypeError as err:
         raise ConfigError(f"sampler.options: {err}") from err
@@ -293,7 +287,7 @@ def run_adaptive_job(config: JobConfig, out_dir: Path, progress: bool = True, ec
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     if config.output.plot:
-        paths = _write_outputs(out_dir, config.target.name, target, positions, result)
+        paths = _write_plots(out_dir, config.target.name, target, positions)
         hist = out.history
         if "global_acceptance" in hist:
             paths.append(plots.series(
@@ -316,22 +310,44 @@ def run_adaptive_job(config: JobConfig, out_dir: Path, progress: bool = True, ec
                 reference=None if exact is None else {f"mode {i}": float(w) for i, w in enumerate(exact)},
             ))
         result["plots"] = [str(p) for p in paths]
-    (out_dir / "results.json").write_text(json.dumps(result, indent=2))
+    lp = getattr(out, "log_prob", None)
+    write_results(out_dir, result, draws_idata(positions, {"lp": lp}))
     return result
 
 
+def checkpoint_kwargs(sampler: Callable, out_dir: Path, resume: bool) -> dict[str, Any]:
+    """``checkpoint_path`` (in ``out_dir``) and ``resume`` for a sampler that takes them, else ``{}``."""
+    import inspect
+
+    if "checkpoint_path" not in inspect.signature(sampler).parameters:
+        return {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {"checkpoint_path": out_dir / CHECKPOINT, "resume": resume}
+
+
 def run_job(
-    config: JobConfig | None = None, out_dir: str | None = None, progress: bool = True, echo=print
+    config: JobConfig | None = None, out_dir: str | None = None, progress: bool = True, echo=print,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Run a job (``None``: the embedded default) and print its report; returns the results."""
+    """Run a job (``None``: the embedded default) and print its report; returns the results.
+
+    With ``resume``, a job killed before it finished continues from the checkpoints in its
+    output folder (the numbers equal an uninterrupted run); the folder must hold the same job.
+    """
+    from flowsamp.cli import families
+
     config = config or JobConfig()
     out = Path(out_dir or config.output.dir)
+    check_job(out, config, resume)
     echo(f"flowsamp: {config.sampler.kernel} on {config.target.name} {config.target.options} "
-         f"({jax.default_backend()}, {len(jax.devices())} device(s))")
-    if config.sampler.kernel == "adaptive_flow_mcmc":
-        result = run_adaptive_job(config, out, progress=progress, echo=echo)
+         f"({jax.default_backend()}, {len(jax.devices())} device(s))" + ("   [resume]" if resume else ""))
+    kind = config.sampler.kernel
+    if kind == "adaptive_flow_mcmc":
+        result = run_adaptive_job(config, out, progress=progress, echo=echo, resume=resume)
+    elif kind in KERNELS:
+        result = run_local_job(config, out, progress=progress, echo=echo, resume=resume)
     else:
-        result = run_local_job(config, out, progress=progress, echo=echo)
+        result = families.RUNNERS[kind](config, out, progress=progress, echo=echo, resume=resume)
     echo(format_report(config.target.name, result))
-    echo(f"results and plots written to {out}/")
+    echo(f"results written to {out}/ (results.json, samples.nc)")
     return result

@@ -1,4 +1,4 @@
-"""``flowsamp`` command line: ``flowsamp run [CONFIG.toml] [--out DIR] [--quiet]``."""
+"""``flowsamp`` command line: ``flowsamp run [CONFIG.toml] [--out DIR] [--quiet] [--resume]``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", help="TOML job file (see flowsamp/cli/config.py)")
     run.add_argument("--out", help="output folder (overrides output.dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--resume", action="store_true",
+                     help="continue a killed run from the checkpoints in its output folder "
+                          "(same config; the numbers equal an uninterrupted run)")
     return parser
 
 
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flowsamp: bad config: {err}", file=sys.stderr)
         return 2
     try:
-        run_job(config, out_dir=args.out, progress=not args.quiet)
+        run_job(config, out_dir=args.out, progress=not args.quiet, resume=args.resume)
     except ConfigError as err:
         print(f"flowsamp: bad config: {err}", file=sys.stderr)
         return 2
