@@ -39,9 +39,8 @@ import jax.numpy as jnp
 
 from flowsamp.base import Flow
 from flowsamp.flows.bases import Base, _check_dim, _float_dtype, standard_normal
-from flowsamp.flows.layers import cast_floats
-from flowsamp.flows.nets import get_activation
-from flowsamp.flows.vector_fields import TimeMLP
+from flowsamp.flows.layers import Layer, compose
+from flowsamp.flows.vector_fields import field_functions
 from flowsamp.types import Array, Params, PRNGKey
 
 #: ``velocity(field_params, t, x) -> v`` on one point ``x`` of shape ``(dim,)``.
@@ -128,7 +127,7 @@ def ode_flow(
     Returns
     -------
     ContinuousFlow
-        params ``{"base": ..., "field": ...}``.
+        params ``{"base": base_params, "layers": [field_params]}`` (as :func:`~flowsamp.flows.layers.compose`).
     """
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; expected one of {sorted(SOLVERS)}")
@@ -161,41 +160,14 @@ def ode_flow(
         nan = jnp.asarray(jnp.nan, y.dtype)
         return jnp.where(ok, x, nan), jnp.where(ok, log_det, nan)
 
-    def _batched(params: Params, y: Array, sign: float, name: str) -> tuple[Array, Array]:
-        y = jnp.asarray(y)
-        if y.ndim < 1 or y.shape[-1] != dim:
-            raise ValueError(f"{name} must have shape (..., {dim}), got {y.shape}")
-        if not jnp.issubdtype(y.dtype, jnp.floating):
-            y = y.astype(_float_dtype())
+    def _batched(field_params: Any, y: Array, sign: float) -> tuple[Array, Array]:
         batch = y.shape[:-1]
-        flat = y.reshape((-1, dim))
-        out, log_det = jax.vmap(lambda p: _solve(params["field"], p, sign))(flat)
+        out, log_det = jax.vmap(lambda p: _solve(field_params, p, sign))(y.reshape((-1, dim)))
         return out.reshape(batch + (dim,)), log_det.reshape(batch)
 
-    def init(key: PRNGKey) -> Params:
-        k0, k1 = jax.random.split(key)
-        return cast_floats({"base": base.init(k0), "field": init_velocity(k1)}, _float_dtype())
-
-    def forward(params: Params, z: Array) -> tuple[Array, Array]:
-        return _batched(params, z, 1.0, "z")
-
-    def inverse(params: Params, x: Array) -> tuple[Array, Array]:
-        return _batched(params, x, -1.0, "x")
-
-    def log_prob(params: Params, x: Array) -> Array:
-        z, log_det = inverse(params, x)
-        return base.log_prob(params["base"], z) + log_det
-
-    def sample_and_log_prob(params: Params, key: PRNGKey, n: int) -> tuple[Array, Array]:
-        z, log_p0 = base.sample_and_log_prob(params["base"], key, n)
-        x, log_det = forward(params, z)
-        return x, log_p0 - log_det
-
-    if jit:
-        forward, inverse, log_prob = jax.jit(forward), jax.jit(inverse), jax.jit(log_prob)
-        sample_and_log_prob = jax.jit(sample_and_log_prob, static_argnums=2)
-    flow = ContinuousFlow(init, sample_and_log_prob, log_prob, forward, inverse, dim)
-    flow.velocity = lambda params, t, x: velocity(params["field"], t, x)
+    layer = Layer(init_velocity, lambda p, z: _batched(p, z, 1.0), lambda p, x: _batched(p, x, -1.0))
+    flow = ContinuousFlow(*compose(base, [layer], jit=jit))  # params {"base": ..., "layers": [field]}
+    flow.velocity = lambda params, t, x: velocity(params["layers"][0], t, x)
     flow.base = base
     return flow
 
@@ -256,17 +228,6 @@ def cnf(
     base = standard_normal(dim) if base is None else base
     if base.dim != dim:
         raise ValueError(f"cnf: base.dim {base.dim} != dim {dim}")
-    if field is None:
-        field = TimeMLP(dim, tuple(int(h) for h in hidden), get_activation(activation), int(num_frequencies))
-    if not isinstance(field, nn.Module):
-        raise TypeError(f"cnf: `field` must be a flax.linen.Module, got {type(field).__name__}")
-
-    def init_field(key: PRNGKey) -> Any:
-        dt = _float_dtype()
-        return field.init(key, jnp.zeros((), dt), jnp.zeros((dim,), dt))
-
-    def velocity(field_params: Any, t: Array, x: Array) -> Array:
-        return field.apply(field_params, jnp.asarray(t, x.dtype), x)
-
+    init_field, velocity = field_functions(field, dim, hidden, activation, num_frequencies, "cnf")
     return ode_flow(base, velocity, init_field, solver=solver, num_steps=num_steps, rtol=rtol,
                     atol=atol, max_steps=max_steps)

@@ -36,8 +36,7 @@ import numpy as np
 
 from flowsamp.flows.bases import Base, _check_dim, _float_dtype
 from flowsamp.flows.cnf import ContinuousFlow, ode_flow
-from flowsamp.flows.nets import get_activation
-from flowsamp.flows.vector_fields import TimeMLP
+from flowsamp.flows.vector_fields import field_functions
 from flowsamp.types import Array, Params, PRNGKey
 
 __all__ = ["SDE", "vp_sde", "ve_sde", "DiffusionFlow", "diffusion"]
@@ -170,16 +169,13 @@ def diffusion(
     scale = jnp.broadcast_to(jnp.asarray(1.0 if scale is None else scale, dt), (dim,))
     if not bool(jnp.all(scale > 0)) or not bool(jnp.all(jnp.isfinite(loc))):
         raise ValueError("diffusion: `scale` must be positive and `loc` finite")
-    if field is None:
-        field = TimeMLP(dim, tuple(int(h) for h in hidden), get_activation(activation), int(num_frequencies))
-    if not isinstance(field, nn.Module):
-        raise TypeError(f"diffusion: `field` must be a flax.linen.Module, got {type(field).__name__}")
+    init_field, apply_field = field_functions(field, dim, hidden, activation, num_frequencies, "diffusion")
     t_min = sde.t_min
 
     def noise_prediction(field_params: Any, t: Array, y: Array) -> Array:
         t = jnp.asarray(t, y.dtype)
         a, s = sde.alpha(t), sde.sigma(t)
-        net = field.apply(field_params, t, y)
+        net = apply_field(field_params, t, y)
         eps = -s * net if output == "score" else net
         if gaussian_prior:
             eps = eps + s * y / (a * a + s * s)
@@ -194,9 +190,6 @@ def diffusion(
         y = (x - loc.astype(x.dtype)) / scale.astype(x.dtype)
         dy_dt = sde.drift_coef(t) * y - 0.5 * sde.g2(t) * score_y(field_params, t, y)
         return -(1.0 - t_min) * scale.astype(x.dtype) * dy_dt
-
-    def init_field(key: PRNGKey) -> Any:
-        return field.init(key, jnp.zeros((), dt), jnp.zeros((dim,), dt))
 
     one = jnp.ones((), dt)
     std1 = jnp.sqrt(sde.alpha(one) ** 2 + sde.sigma(one) ** 2) * scale
@@ -214,7 +207,7 @@ def diffusion(
         def step(y, inp):
             i, k = inp
             t = 1.0 - i * h
-            drift = sde.drift_coef(t) * y - sde.g2(t) * score_v(params["field"], t, y)
+            drift = sde.drift_coef(t) * y - sde.g2(t) * score_v(params["layers"][0], t, y)
             y = y - drift * h + jnp.sqrt(sde.g2(t) * h) * jax.random.normal(k, y.shape, y.dtype)
             return y, None
 
@@ -224,7 +217,7 @@ def diffusion(
     out = DiffusionFlow(*flow)
     out.velocity, out.base = flow.velocity, flow.base
     out.sde, out.loc, out.scale, out.gaussian_prior = sde, loc, scale, bool(gaussian_prior)
-    out.noise_prediction = lambda params, t, y: noise_prediction(params["field"], t, y)
-    out.score = lambda params, t, x: score_y(params["field"], t, (x - loc) / scale) / scale
+    out.noise_prediction = lambda params, t, y: noise_prediction(params["layers"][0], t, y)
+    out.score = lambda params, t, x: score_y(params["layers"][0], t, (x - loc) / scale) / scale
     out.sample_sde = jax.jit(sample_sde, static_argnums=(2, 3))
     return out

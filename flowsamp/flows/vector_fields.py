@@ -15,14 +15,16 @@ on them is exactly its base at initialisation (:func:`flowsamp.flows.cnf`).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowsamp.types import Array
+from flowsamp.flows.bases import _float_dtype
+from flowsamp.flows.nets import get_activation
+from flowsamp.types import Array, PRNGKey
 
 _zeros = nn.initializers.zeros
 
@@ -48,6 +50,31 @@ class TimeMLP(nn.Module):
         for width in self.hidden:
             h = self.activation(nn.Dense(width)(h))
         return nn.Dense(self.dim, kernel_init=_zeros, bias_init=_zeros)(h)
+
+
+def field_functions(
+    field: nn.Module | None,
+    dim: int,
+    hidden: Sequence[int] = (64, 64),
+    activation: str | Callable[[Array], Array] = "silu",
+    num_frequencies: int = 4,
+    name: str = "field",
+) -> tuple[Callable[[PRNGKey], Any], Callable[[Any, Array, Array], Array]]:
+    """``(init(key) -> field_params, apply(field_params, t, x) -> (dim,))`` of a flax field on one
+    point; ``field=None`` builds the default :class:`TimeMLP` from ``hidden``/``activation``."""
+    if field is None:
+        field = TimeMLP(dim, tuple(int(h) for h in hidden), get_activation(activation), int(num_frequencies))
+    if not isinstance(field, nn.Module):
+        raise TypeError(f"{name}: `field` must be a flax.linen.Module, got {type(field).__name__}")
+
+    def init(key: PRNGKey) -> Any:
+        dt = _float_dtype()
+        return field.init(key, jnp.zeros((), dt), jnp.zeros((dim,), dt))
+
+    def apply(field_params: Any, t: Array, x: Array) -> Array:
+        return field.apply(field_params, jnp.asarray(t, x.dtype), x)
+
+    return init, apply
 
 
 class AffineField(nn.Module):

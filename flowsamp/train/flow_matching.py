@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from flowsamp.flows.cnf import ContinuousFlow
+from flowsamp.train._rows import draw_rows, row_log_weights
 from flowsamp.train.losses import LossFn, _check_batch, _check_samples
 from flowsamp.types import Array, PRNGKey
 
@@ -73,22 +74,13 @@ def flow_matching(
         raise ValueError(f"flow_matching: `sigma_min` must be in [0, 1), got {sigma_min!r}")
     sigma_min = float(sigma_min)
     n = data.shape[0]
-    log_w = None
-    if weights is not None:
-        weights = jnp.asarray(weights)
-        if weights.shape != (n,) or not bool(jnp.all(weights >= 0)) or not bool(jnp.sum(weights) > 0):
-            raise ValueError(f"flow_matching: `weights` must be non-negative with shape ({n},) and a positive sum")
-        log_w = jnp.log(weights)
+    log_w = row_log_weights(weights, n, "flow_matching")
     velocity = jax.vmap(flow.velocity, in_axes=(None, 0, 0))
 
     def loss_fn(params: Any, key: PRNGKey, step: Array | int = 0) -> tuple[Array, dict]:
         del step
         k_data, k_base, k_t = jax.random.split(key, 3)
-        if log_w is None:
-            idx = jax.random.randint(k_data, (batch_size,), 0, n)
-        else:
-            idx = jax.random.categorical(k_data, log_w, shape=(batch_size,))
-        x1 = data[idx]
+        x1 = draw_rows(k_data, data, log_w, batch_size)
         base_params = jax.lax.stop_gradient(params["base"])
         x0, _ = flow.base.sample_and_log_prob(base_params, k_base, batch_size)
         x0 = x0.astype(x1.dtype)

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from flowsamp.flows.diffusion import DiffusionFlow
+from flowsamp.train._rows import draw_rows, row_log_weights
 from flowsamp.train.losses import LossFn, _check_batch, _check_samples
 from flowsamp.types import Array, PRNGKey
 
@@ -58,23 +59,14 @@ def score_matching(
     data = _check_samples(data, flow.dim, "score_matching", "data")
     batch_size = _check_batch(batch_size, "score_matching")
     n = data.shape[0]
-    log_w = None
-    if weights is not None:
-        weights = jnp.asarray(weights)
-        if weights.shape != (n,) or not bool(jnp.all(weights >= 0)) or not bool(jnp.sum(weights) > 0):
-            raise ValueError(f"score_matching: `weights` must be non-negative with shape ({n},) and a positive sum")
-        log_w = jnp.log(weights)
+    log_w = row_log_weights(weights, n, "score_matching")
     sde, t_min = flow.sde, flow.sde.t_min
     eps_hat = jax.vmap(flow.noise_prediction, in_axes=(None, 0, 0))
 
     def loss_fn(params: Any, key: PRNGKey, step: Array | int = 0) -> tuple[Array, dict]:
         del step
         k_data, k_t, k_eps = jax.random.split(key, 3)
-        if log_w is None:
-            idx = jax.random.randint(k_data, (batch_size,), 0, n)
-        else:
-            idx = jax.random.categorical(k_data, log_w, shape=(batch_size,))
-        x = data[idx]
+        x = draw_rows(k_data, data, log_w, batch_size)
         y0 = (x - flow.loc.astype(x.dtype)) / flow.scale.astype(x.dtype)
         t = jax.random.uniform(k_t, (batch_size,), x.dtype, t_min, 1.0)
         eps = jax.random.normal(k_eps, y0.shape, x.dtype)

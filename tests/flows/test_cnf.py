@@ -65,7 +65,7 @@ def test_affine_field_matches_closed_form():
         params = flow.init(jax.random.key(0))
         a = jnp.array([[0.3, -0.8], [0.5, -0.2]])
         b = jnp.array([1.0, -0.5])
-        params["field"]["params"] = {"A": a, "b": b}
+        params["layers"][0]["params"] = {"A": a, "b": b}
         x = jnp.array([[0.1, 0.2], [2.0, -1.0], [-3.0, 0.5]])
         ea = jax.scipy.linalg.expm(a)
         mean = (ea - jnp.eye(2)) @ jnp.linalg.solve(a, b)
