@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,9 @@ def lattice_idata(final_spins: Any, energies: Any, log_g: Any, histogram: Any) -
     const = {"energy": np.asarray(energies), "log_g": np.asarray(log_g), "histogram": np.asarray(histogram)}
     dims = {"energy": ["level"], "log_g": ["level"], "histogram": [f"h{i}" for i in range(np.ndim(histogram) - 1)]
             + ["level"]}
-    return arviz.from_dict(posterior={"spins": spins}, constant_data=const, dims=dims)
+    with warnings.catch_warnings():  # one draw per walker is what this holds, not a short run
+        warnings.filterwarnings("ignore", message="More chains")
+        return arviz.from_dict(posterior={"spins": spins}, constant_data=const, dims=dims)
 
 
 def _config_dict(config: JobConfig) -> dict:

@@ -58,3 +58,13 @@ def test_bad_file(tmp_path):
     bad.write_text("[run\nchains = 3")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load(bad)
+
+
+def test_every_example_config_in_scripts_parses():
+    from pathlib import Path
+
+    from flowsamp.cli.config import FAMILIES
+
+    paths = sorted((Path(__file__).parents[2] / "scripts").glob("*.toml"))
+    kinds = {load(p).sampler.kernel for p in paths}
+    assert len(paths) >= 10 and kinds >= set(FAMILIES) - {"ais"}  # ais: kernel = "ais" in mixture_smc.toml
