@@ -9,7 +9,14 @@
    error reached by classic halving WL in the same number of sweeps; log-log slopes of both
    error curves over the second half of the run.
 
+3. Against a C reference (``benchmarks/c/wl_ising.c``, a plain single-walker 1/t WL built here
+   with ``cc -O2``): seconds until mean |d ln g| <= 0.02 for the C code and for
+   ``fs.samplers.wang_landau(key, ising(L, 0), schedule="1/t", stop_error=0.02)`` (compile
+   included), medians over ``--repeats`` seeds, in the same run, at L = 8 (exact g(E)) and L = 16
+   (reference: a long C run of ``--ref-sweeps`` sweeps, since no exact 16x16 g(E) is tabulated).
+
     python benchmarks/wang_landau.py [--walkers 64] [--max-sweeps 200000]
+    python benchmarks/wang_landau.py --c-only [--sizes 8 16] [--repeats 3]
 
 Writes ``benchmarks/results/wang_landau.json`` and prints a table.
 """
@@ -19,6 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -108,13 +118,84 @@ def _stays_below(r, level):
     return int(r.times[above[-1] + 1])
 
 
+def build_c_reference(workdir: str) -> str:
+    """Compile ``benchmarks/c/wl_ising.c`` with ``cc -O2`` into ``workdir``; return the binary."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise RuntimeError("no C compiler (cc) on PATH: the C reference cannot be built")
+    src = Path(__file__).parent / "c" / "wl_ising.c"
+    exe = os.path.join(workdir, "wl_ising")
+    subprocess.run([cc, "-O2", "-o", exe, str(src), "-lm"], check=True)
+    return exe
+
+
+def _write_levels(path: str, L: int, energies: np.ndarray, log_g: np.ndarray) -> None:
+    u = np.rint((energies + 2 * L * L) / 2).astype(int)  # Ising: E = 2u - 2N (J = 1)
+    with open(path, "w") as f:
+        f.write(f"{len(u)}\n" + "".join(f"{int(a)} {float(b)!r}\n" for a, b in zip(u, log_g)))
+
+
+def vs_c_reference(sizes, repeats: int, ref_sweeps: int, max_sweeps: int) -> list[dict]:
+    """Time to mean |d ln g| <= 0.02: C reference vs fs.samplers.wang_landau, same run."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = build_c_reference(tmp)
+        for L in sizes:
+            t = fs.targets.ising(L=L, beta=0.0)
+            if t.num_states ** L <= 1024:
+                energies, log_g = t.exact_log_dos()
+                reference = "exact (transfer matrix)"
+            else:
+                out = subprocess.run([exe, str(L), "12345", "0", "1000", str(ref_sweeps), "-"],
+                                     check=True, capture_output=True, text=True).stdout.split()
+                u = np.array(out[0::2], int)
+                log_g = np.array(out[1::2], float)
+                energies = 2.0 * u - 2 * L * L
+                if not np.allclose(energies, t.energy_levels):
+                    raise RuntimeError("C reference levels differ from target.energy_levels")
+                reference = f"C 1/t WL, {ref_sweeps} sweeps"
+            path = os.path.join(tmp, f"exact{L}.txt")
+            _write_levels(path, L, energies, log_g)
+            c_times, c_err, fs_times, fs_err = [], [], [], []
+            for seed in range(repeats):
+                out = subprocess.run([exe, str(L), str(seed + 1), "0.02", "100", str(max_sweeps), path],
+                                     check=True, capture_output=True, text=True).stdout.split()
+                c_times.append(float(out[1]))
+                c_err.append(float(out[2]))
+                t0 = time.perf_counter()
+                r = fs.samplers.wang_landau(jax.random.key(seed), t, schedule="1/t", stop_error=0.02,
+                                            exact_log_g=(energies, log_g), max_sweeps=max_sweeps)
+                fs_times.append(time.perf_counter() - t0)
+                fs_err.append(float(r.errors[-1]))
+            rows.append({"L": L, "reference": reference, "c_s": c_times, "c_error": c_err,
+                         "flowsamp_s": fs_times, "flowsamp_error": fs_err,
+                         "ratio_median": float(np.median(fs_times) / np.median(c_times))})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--walkers", type=int, default=64)
     parser.add_argument("--throughput-sweeps", type=int, default=50)
     parser.add_argument("--max-sweeps", type=int, default=100_000)
     parser.add_argument("--check-every", type=int, default=100)
+    parser.add_argument("--c-only", action="store_true", help="only the C-reference comparison")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ref-sweeps", type=int, default=2_000_000)
     args = parser.parse_args()
+    crows = vs_c_reference(args.sizes, args.repeats, args.ref_sweeps, 10 * args.max_sweeps)
+    print("time to mean |d ln g| <= 0.02 (1/t WL, compile included), medians over seeds")
+    print(f"{'L':>4} {'C s':>8} {'flowsamp s':>11} {'ratio':>6}  reference")
+    for r in crows:
+        print(f"{r['L']:>4} {np.median(r['c_s']):>8.2f} {np.median(r['flowsamp_s']):>11.2f} "
+              f"{r['ratio_median']:>6.2f}  {r['reference']}")
+    if args.c_only:
+        out = Path(__file__).parent / "results" / "wang_landau_vs_c.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps({"backend": jax.default_backend(), "vs_c": crows}, indent=2))
+        print(f"wrote {out}")
+        return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     rows = [throughput(L, args.walkers, args.throughput_sweeps) for L in (8, 16, 32)]
     print(f"spin flips per second ({args.walkers} walkers/chains, {cores} cores, backend {jax.default_backend()})")
@@ -134,7 +215,7 @@ def main() -> None:
     out = Path(__file__).parent / "results" / "wang_landau.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"cores": cores, "backend": jax.default_backend(), "walkers": args.walkers,
-                               "throughput": rows, "time_to_result": ttr}, indent=2))
+                               "throughput": rows, "time_to_result": ttr, "vs_c": crows}, indent=2))
     print(f"\nwrote {out}")
 
 
