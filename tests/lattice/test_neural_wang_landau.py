@@ -54,3 +54,14 @@ def test_neural_wang_landau_bad_input():
         neural_wang_landau(jax.random.key(0), t, ar.made(3))
     with pytest.raises(ValueError, match="local_sweeps"):
         neural_wang_landau(jax.random.key(0), t, local_sweeps=-1)
+
+
+@pytest.mark.slow
+def test_neural_wang_landau_potts_q3_sigma_one_over_q():
+    """Σ 1/q on Potts q = 3, L = 4 (transfer-matrix g(E)): every level within 4 SE."""
+    t = fs.targets.potts(L=4, q=3, beta=0.0)
+    r = neural_wang_landau(jax.random.key(0), t, batch_size=128, max_iterations=600)
+    levels, log_g = t.exact_log_dos()
+    keep = r.dos.counts >= 20
+    z = (r.dos.log_g[keep] - log_g[keep]) / r.dos.log_g_se[keep]
+    assert np.max(np.abs(z)) < 4, z

@@ -86,3 +86,14 @@ def test_van_ising_8x8_beta_c():
     fe = r.free_energy
     assert (fe.variational - F) / abs(F) < 1e-3
     assert abs(fe.importance - F) < 4 * fe.importance_se
+
+
+@pytest.mark.slow
+def test_van_potts_q3_4x4_beta_c():
+    """Acceptance: Potts q = 3, L = 4 at beta_c = ln(1 + sqrt 3) vs the transfer-matrix ln Z."""
+    t = fs.targets.potts(L=4, q=3, beta=float(np.log1p(np.sqrt(3.0))))
+    r = van(jax.random.key(0), t, num_steps=1500, batch_size=256, num_samples=20000)
+    F = -t.log_Z / t.beta
+    fe = r.free_energy
+    assert (fe.variational - F) / abs(F) < 1e-3
+    assert abs(fe.importance - F) < 4 * fe.importance_se
