@@ -70,6 +70,7 @@ def test_sample_killed_and_resumed_is_bit_identical(tmp_path):
     assert_bit_identical(resumed, plain)
 
 
+@pytest.mark.slow  # ~25 s of CPU; the in-process interrupted WL resume is in test_resume_errors.py
 def test_wang_landau_killed_and_resumed_is_bit_identical(tmp_path):
     meta, resumed, plain = kill_and_resume("wang_landau", tmp_path)
     assert meta["sampler"] == "wang_landau" and 0 < meta["done"] < int(plain["['times']"][-1])

@@ -60,6 +60,20 @@ def test_checkpointed_sample_equals_plain_and_interrupted_resumes(sample_ckpt, t
     assert _equal(tuple(again)[:8], tuple(plain)[:8])
 
 
+def test_interrupted_wang_landau_resumes_bit_identical(tmp_path, monkeypatch):
+    kw = dict(num_walkers=2, check_every=10, max_sweeps=60, checkpoint_every=20)
+    path = tmp_path / "wl.msgpack"
+    plain = fs.samplers.wang_landau(0, ISING, **{**kw, "checkpoint_every": None})
+    _interrupt_after(monkeypatch, 1)
+    with pytest.raises(Interrupt):
+        fs.samplers.wang_landau(0, ISING, **kw, checkpoint_path=path)
+    monkeypatch.undo()
+    assert fio.read_meta(path)["done"] == 20
+    res = fs.samplers.wang_landau(0, ISING, **kw, checkpoint_path=path, resume=True)
+    assert _equal(res.state, plain.state) and _equal(res.log_g, plain.log_g)
+    assert _equal((res.times, res.errors, res.log_f), (plain.times, plain.errors, plain.log_f))
+
+
 @pytest.mark.parametrize(
     "change, match",
     [

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowsamp import estimators, flows, kernels, samplers, targets
+from flowsamp import flows, kernels, samplers, targets
 from flowsamp import io as fs_io
 from flowsamp.arviz import to_arviz
 from flowsamp.cli import plots
