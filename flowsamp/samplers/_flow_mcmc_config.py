@@ -23,8 +23,9 @@ class AdaptiveFlowConfig:
     :func:`~flowsamp.samplers._flow_mcmc_explore.default_step_size`, or 0.1 without one), adapted in training
     after every step by :func:`flowsamp.kernels.adaptation.robbins_monro` at ``rate =
     adapt_rate`` on the fraction of chains that accepted, target ``TARGET_ACCEPTANCE[local]``;
-    ``adapt_rate = 0`` freezes it), then (training only) ``num_epochs`` full-batch
-    optimizer steps (:func:`flowsamp.train.fit_steps`) of forward KL on the buffer, then
+    ``adapt_rate = 0`` freezes it), then (training only) ``num_epochs``
+    optimizer steps (:func:`flowsamp.train.fit_steps`) of forward KL on minibatches of
+    ``batch_size`` rows of the buffer (drawn with replacement; ``None``: the whole buffer), then
     ``num_global_steps`` flow independent-MH steps.
     The buffer holds ``buffer_points_per_chain`` evenly spaced local samples per chain from
     each of the last ``buffer_loops`` loops. Training runs at least ``min_training_loops``
@@ -55,7 +56,8 @@ class AdaptiveFlowConfig:
     fit is within ~0.2 nat of KL; or your own ``(N, d)`` array of approximate posterior draws, SMC skipped),
     fits the affine preconditioner (``precondition=True``; an
     :class:`~flowsamp.flows.Affine` is used as given; ``False``: none) and trains the flow
-    by forward KL for at most ``explore_fit_steps`` steps, early-stopped on held-out
+    by forward KL for at most ``explore_fit_steps`` steps (the loop's own training program,
+    ``num_epochs`` steps per call on the buffer filled with particles), early-stopped on held-out
     particles, from which the chains then start. ``thresholds``: the
     :class:`~flowsamp.estimators.Thresholds` of the verdict (default ``Thresholds()``).
     """
@@ -66,6 +68,7 @@ class AdaptiveFlowConfig:
     min_training_loops: int = 3
     num_production_loops: int = 10
     num_epochs: int = 10
+    batch_size: int | None = 1024
     learning_rate: float = 1e-3
     optimizer: Any = None
     buffer_loops: int = 3
@@ -114,6 +117,9 @@ def make_config(**options: Any) -> AdaptiveFlowConfig:
             lo = 1 if name in _POSITIVE_INTS else 0
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    bs = options.get("batch_size")
+    if bs is not None and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
+        raise ValueError(f"batch_size must be an int >= 1 or None, got {bs!r}")
     for name in ("learning_rate", "step_size"):
         if options.get(name) is not None and not float(options[name]) > 0:
             raise ValueError(f"{name} must be positive, got {options[name]!r}")

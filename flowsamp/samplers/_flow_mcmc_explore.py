@@ -158,12 +158,14 @@ def default_base_scale(initial_positions: Array) -> np.ndarray:
 
 
 def _split(key: PRNGKey, particles: Array, num_chains: int) -> tuple[Array, Array, Array]:
+    particles = np.asarray(particles)  # host arrays: slicing them compiles nothing
     n = particles.shape[0]
     n_val = min(max(num_chains, n // 4), n // 2)
     if n - n_val < 2 or n_val < 2:
         raise ValueError(f"need at least 4 exploration particles, got {n}")
     val, train = particles[:n_val], particles[n_val:]
-    idx = jax.random.choice(key, n_val, (num_chains,), replace=num_chains > n_val)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())  # host-side: no program
+    idx = rng.choice(n_val, num_chains, replace=num_chains > n_val)
     return train, val, val[idx]
 
 
@@ -182,6 +184,7 @@ def explore(
     learning_rate: float = 1e-3,
     batch_size: int = 512,
     num_mcmc_steps: int | None = None,
+    warm_start: Any = None,
 ) -> Exploration:
     r"""Tempered-SMC warm start: particles, affine preconditioner, forward-KL flow, chain seeds.
 
@@ -218,6 +221,11 @@ def explore(
         20 steps in 100-D the particles of an ill-conditioned Gaussian came out with 0.41-0.82
         of its standard deviations (100 steps: 0.92-1.01).
 
+    warm_start
+        Optional ``warm_start(flow, params, train, val, key) -> (params, steps)`` replacing the
+        :func:`flowsamp.train.fit` warm start (the sampler passes one that reuses its own
+        compiled training program, so that the flow's gradient is compiled once per run).
+
     Returns
     -------
     Exploration
@@ -248,7 +256,7 @@ def explore(
         def log_lik(x):
             return log_prob(x) - log_base(x)
 
-        z0 = loc_j + scale_j * jax.random.normal(k_base, (num_particles, dim), dt)
+        z0 = jax.jit(lambda k: loc_j + scale_j * jax.random.normal(k, (num_particles, dim), dt))(k_base)
         m = min(max(20, dim), 100) if num_mcmc_steps is None else int(num_mcmc_steps)
         smc = tempered_smc(k_smc, log_lik, log_base, z0, num_mcmc_steps=m)
         parts = smc.particles
@@ -270,9 +278,11 @@ def explore(
         raise TypeError(f"precondition must be a bool or an Affine, got {type(precondition).__name__}")
     used = flow if affine is None else preconditioned(flow, affine)
     if params is None:
-        params = flow.init(k_init)
+        params = jax.jit(flow.init)(k_init)  # one program, not one per initialiser
     fit_steps = 0
-    if num_fit_steps > 0:
+    if num_fit_steps > 0 and warm_start is not None:
+        params, fit_steps = warm_start(used, params, train, val, k_fit)
+    elif num_fit_steps > 0:
         stop = early_stopping(used, val, patience=3)
         loss = forward_kl(used, train, batch_size=min(int(batch_size), train.shape[0]))
         params_fit, _ = fit(k_fit, used, params, loss, optax.adam(learning_rate), int(num_fit_steps),

@@ -40,7 +40,7 @@ from flowsamp.train.fit import fit_steps
 from flowsamp.train.losses import forward_kl
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
-__all__ = ["LoopStats", "build_loop", "init_adaptation", "local_init"]
+__all__ = ["LoopPrograms", "LoopStats", "build_loop", "build_programs", "init_adaptation", "local_init"]
 
 
 class LoopStats(NamedTuple):
@@ -87,21 +87,56 @@ def init_adaptation(cfg: Any, dtype: Any) -> RobbinsMonroState:
     return adapt.init(step_size) if adapt is not None else RobbinsMonroState(jnp.log(step_size))
 
 
+class LoopPrograms(NamedTuple):
+    """The three jitted programs a loop is made of (each compiled once per run, and reused).
+
+    ``local(key, chains, adaptation, training) -> (chains, adaptation, tx, tlp, fresh, (rate, bad,
+    div, step_size))`` (``fresh``: the rows the training buffer takes from this phase);
+    ``train(params, opt_state, buffer, filled, fresh, slot, store, key) -> (params, opt_state,
+    buffer, filled, loss, skipped, heldout_nll)`` (``fresh`` enters slot ``slot`` of the buffer
+    when ``store``; ``heldout_nll`` is :math:`-\\overline{\\log q}` of ``fresh`` under the
+    parameters *before* the update, an honest held-out loss); ``global_(key, chains, params, tx, tlp) ->
+    (chains, imh, traj, traj_lp, rate, bad)`` (``traj`` ``(C, S, d)``: the local trajectory ``tx``
+    then the global steps, thinned); ``loop(state, key, training)`` composes them
+    (``training`` a Python bool: production never runs the training program).
+    """
+
+    local: Callable
+    train: Callable
+    global_: Callable
+    loop: Callable
+
+
+@jax.jit
+def _loop_keys(key: PRNGKey, loop: Array) -> Array:
+    """The local, training and global keys of loop ``loop``: ``split(fold_in(key, loop), 3)``."""
+    return jax.random.split(jax.random.fold_in(key, loop), 3)
+
+
 def build_loop(cfg: Any, log_prob: LogProbFn, flow: Flow) -> Callable:
-    """Return ``loop(state, key, training) -> (state, LoopStats, positions, log_prob)``.
+    """Return ``loop(state, key, training) -> (state, LoopStats, positions, log_prob)``
+    (``build_programs(...).loop``)."""
+    return build_programs(cfg, log_prob, flow).loop
+
+
+def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow) -> LoopPrograms:
+    """Return the :class:`LoopPrograms` of one run.
 
     Loop ``t = state.loop`` draws its random numbers from ``fold_in(key, t)``.
 
     ``flow`` is the (possibly symmetrised) proposal :math:`q`; ``state`` an
-    ``AdaptiveFlowState``; ``training`` a traced bool (one compiled program serves both
-    phases); ``positions`` ``(C, S, d)`` and ``log_prob`` ``(C, S)`` the loop's thinned
-    trajectory (local then global steps).
+    ``AdaptiveFlowState``; ``positions`` ``(C, S, d)`` and ``log_prob`` ``(C, S)`` the loop's
+    thinned trajectory (local then global steps). The loop is three jitted programs rather than
+    one: the exploration's warm start reuses the training program and the baseline acceptance
+    reuses the global one, so no flow program is compiled twice (on CPU the flow's gradient is
+    most of the compile time of a run).
     """
     adapt = _adaptation(cfg)
     n_loc, n_glob = cfg.num_local_steps, cfg.num_global_steps
     k_keep = min(cfg.buffer_points_per_chain, n_loc)
     keep_idx = np.linspace(0, n_loc - 1, k_keep).round().astype(int)
     init_local = mala_init if cfg.local == "mala" else hmc_init
+    batch = getattr(cfg, "batch_size", None)
 
     def local_step(st, eps, noise, log_u):
         if cfg.local == "mala":
@@ -127,9 +162,11 @@ def build_loop(cfg: Any, log_prob: LogProbFn, flow: Flow) -> Callable:
             return (st, ad), (st.position, st.log_prob, info.acceptance_rate, ~info.is_finite, div)
 
         (chains, ad), (tx, tlp, rate, bad, div) = jax.lax.scan(one, (chains, ad), (noise, log_u))
-        return chains, ad, tx, tlp, jnp.mean(rate), jnp.sum(bad), jnp.sum(div)
+        fresh = jnp.swapaxes(tx[keep_idx], 0, 1).reshape(-1, tx.shape[-1])  # (C * k, d) training rows
+        stats = (jnp.mean(rate), jnp.sum(bad), jnp.sum(div), jnp.exp(ad.log_step_size))
+        return chains, ad, tx, tlp, fresh, stats
 
-    def global_phase(key, chains, params):
+    def global_phase(key, chains, params, tx, tlp):
         x = chains.position
         (c, d), dt = x.shape, x.dtype
         k_q, k_u = jax.random.split(key)
@@ -151,39 +188,42 @@ def build_loop(cfg: Any, log_prob: LogProbFn, flow: Flow) -> Callable:
 
         (imh, grad), (gx, glp, rate, bad) = jax.lax.scan(one, (start, chains.grad), (cand, log_q_y, log_u))
         chains = chains._replace(position=imh.position, log_prob=imh.log_prob, grad=grad)
-        return chains, imh, gx, glp, jnp.mean(rate), jnp.sum(bad)
+        # the loop's trajectory, local then global steps, thinned, (C, S, ...)
+        traj = jnp.concatenate([tx, gx], axis=0)[cfg.thinning - 1 :: cfg.thinning]
+        traj_lp = jnp.concatenate([tlp, glp], axis=0)[cfg.thinning - 1 :: cfg.thinning]
+        return chains, imh, jnp.swapaxes(traj, 0, 1), jnp.swapaxes(traj_lp, 0, 1), jnp.mean(rate), jnp.sum(bad)
 
-    def train(key, fresh, slot, operand):
-        params, opt_state, buffer, filled = operand
-        buffer = buffer.at[slot].set(fresh)
-        filled = filled.at[slot].set(True)
+    def train(params, opt_state, buffer, filled, fresh, slot, store, key):
+        heldout = -jnp.mean(flow.log_prob(params, fresh))
+        buffer = jnp.where(store, buffer.at[slot].set(fresh), buffer)
+        filled = jnp.where(store, filled.at[slot].set(True), filled)
         data = buffer.reshape(-1, buffer.shape[-1])
-        loss = forward_kl(flow, data, weights=jnp.repeat(filled, buffer.shape[1]))
+        b = None if batch is None or batch >= data.shape[0] else int(batch)
+        loss = forward_kl(flow, data, b, weights=jnp.repeat(filled, buffer.shape[1]))
         params, opt_state, rec = fit_steps(loss, cfg.optimizer, params, opt_state, key, cfg.num_epochs)
         skipped = jnp.sum(~rec["is_finite"]).astype(jnp.int32)
-        return params, opt_state, buffer, filled, rec["loss"][-1].astype(data.dtype), skipped
+        return params, opt_state, buffer, filled, rec["loss"][-1].astype(data.dtype), skipped, heldout.astype(data.dtype)
 
-    def frozen(operand):
-        params, opt_state, buffer, filled = operand
-        return params, opt_state, buffer, filled, jnp.zeros((), buffer.dtype), jnp.zeros((), jnp.int32)
+    local_j, train_j, global_j = jax.jit(local_phase), jax.jit(train), jax.jit(global_phase)
+    keys_j = _loop_keys
+    on = np.ones((), bool)
 
     def loop(state, key, training):
-        k_loc, k_train, k_glob = jax.random.split(jax.random.fold_in(key, state.loop), 3)
-        chains, ad, tx, tlp, lrate, lbad, ldiv = local_phase(k_loc, state.local, state.adaptation, training)
-        fresh = jnp.swapaxes(tx[keep_idx], 0, 1).reshape(-1, tx.shape[-1])  # (C * k, d)
-        slot = state.loop % cfg.buffer_loops
-        operand = (state.params, state.opt_state, state.buffer, state.buffer_filled)
-        params, opt_state, buffer, filled, loss, skipped = jax.lax.cond(
-            training, lambda op: train(k_train, fresh, slot, op), frozen, operand
-        )
-        chains, imh, gx, glp, grate, gbad = global_phase(k_glob, chains, params)
+        training = bool(training)
+        k_loc, k_train, k_glob = keys_j(key, state.loop)
+        chains, ad, tx, tlp, fresh, (lrate, lbad, ldiv, step) = local_j(k_loc, state.local, state.adaptation,
+                                                                         np.asarray(training))
+        params, opt_state, buffer, filled = state.params, state.opt_state, state.buffer, state.buffer_filled
+        if training:
+            params, opt_state, buffer, filled, loss, skipped, _ = train_j(
+                params, opt_state, buffer, filled, fresh, state.loop % cfg.buffer_loops, on, k_train)
+        else:
+            loss, skipped = np.zeros((), tx.dtype), np.zeros((), np.int32)
+        chains, imh, traj, traj_lp, grate, gbad = global_j(k_glob, chains, params, tx, tlp)
         new = state._replace(
             local=chains, flow_imh=imh, adaptation=ad, params=params, opt_state=opt_state,
             buffer=buffer, buffer_filled=filled, loop=state.loop + 1,
         )
-        stats = LoopStats(lrate, grate, loss, jnp.exp(ad.log_step_size), lbad, ldiv, gbad, skipped)
-        traj = jnp.concatenate([tx, gx], axis=0)[cfg.thinning - 1 :: cfg.thinning]
-        traj_lp = jnp.concatenate([tlp, glp], axis=0)[cfg.thinning - 1 :: cfg.thinning]
-        return new, stats, jnp.swapaxes(traj, 0, 1), jnp.swapaxes(traj_lp, 0, 1)
+        return new, LoopStats(lrate, grate, loss, step, lbad, ldiv, gbad, skipped), traj, traj_lp
 
-    return jax.jit(loop)
+    return LoopPrograms(local_j, train_j, global_j, loop)

@@ -20,8 +20,11 @@ MCMC draws from ``p``. The sampler is a composition of the library's parts
 :func:`flowsamp.kernels.flow_imh.imh_test` for the global ones,
 :func:`flowsamp.kernels.adaptation.robbins_monro` for the step size and
 :func:`flowsamp.train.fit_steps` on :func:`flowsamp.train.forward_kl` for the flow; its
-state nests their states. One jitted program serves every loop of both phases; host work
-(progress, callback, checkpoint) happens only between loops.
+state nests their states. Three jitted programs (local phase, training, global phase) serve
+every loop of both phases, and the exploration's forward-KL warm start and the baseline
+acceptance reuse them, so the flow's programs compile once per run; host work (progress,
+callback, checkpoint) happens only between loops. A checkpointed run (``checkpoint_path``)
+resumes bit for bit (``resume=True``).
 
 Optional ``symmetries``: volume-preserving involutions :math:`g` (e.g. ``lambda x: -x``)
 under which the *support* of ``p`` maps to itself. The global proposal is then the
@@ -35,7 +38,9 @@ References: arXiv:2105.12603 (PNAS 119, e2109420119); flowMC, arXiv:2211.06397.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import os
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -49,15 +54,16 @@ from flowsamp.flows.preconditioning import Affine, preconditioned
 from flowsamp.flows.symmetrize import symmetrize
 from flowsamp.kernels.adaptation import RobbinsMonroState
 from flowsamp.kernels.flow_imh import FlowIMHState
+from flowsamp import io as _io
+from flowsamp.samplers import _checkpoint as _ckpt
 from flowsamp.samplers import _flow_mcmc_stopping as stopping
 from flowsamp.samplers._flow_mcmc_config import AdaptiveFlowConfig, make_config
 from flowsamp.samplers._flow_mcmc_explore import (
     Exploration,
     default_step_size,
     explore,
-    imh_acceptance_estimate,
 )
-from flowsamp.samplers._flow_mcmc_loop import LoopStats, build_loop, init_adaptation, local_init
+from flowsamp.samplers._flow_mcmc_loop import LoopPrograms, LoopStats, build_programs, init_adaptation, local_init
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = [
@@ -82,6 +88,7 @@ class AdaptiveFlowState(NamedTuple):
     (:class:`~flowsamp.kernels.adaptation.RobbinsMonroState`, ``log_step_size``);
     ``params``/``opt_state``: the flow's parameters and optimiser state; ``buffer``
     ``(L, n, d)``: the last ``L`` loops' training samples with ``buffer_filled`` ``(L,)``;
+    (before the first loop ``flow_imh.log_q`` is NaN: the global phase computes it);
     ``loop``: the number of loops run; ``training_done``: whether training has stopped.
     """
 
@@ -166,7 +173,8 @@ def _build_init(cfg: AdaptiveFlowConfig, log_prob: LogProbFn, flow: Flow, q: Flo
         if params is None:
             params = flow.init(key)
         local = local_init(cfg.local, log_prob, x)
-        imh = FlowIMHState(x, local.log_prob, q.log_prob(params, x).astype(x.dtype))
+        # log q is first computed by the global phase (no flow program is compiled for init)
+        imh = FlowIMHState(x, local.log_prob, jnp.full(local.log_prob.shape, jnp.nan, x.dtype))
         return AdaptiveFlowState(
             local=local,
             flow_imh=imh,
@@ -226,7 +234,8 @@ def _done(state: AdaptiveFlowState, sharded: bool) -> AdaptiveFlowState:
 _EXPLORE_STREAM = 0x7FFFFFFF  # fold_in data of the exploration's key (loops use 0, 1, 2, ...)
 
 
-def _explore(key: PRNGKey, log_prob: LogProbFn, flow: Flow, x: Array, params: Any, cfg: AdaptiveFlowConfig) -> Exploration:
+def _explore(key: PRNGKey, log_prob: LogProbFn, flow: Flow, x: Array, params: Any, cfg: AdaptiveFlowConfig,
+             warm_start: Callable | None = None) -> Exploration:
     """The tempered-SMC warm start (:mod:`flowsamp.samplers._flow_mcmc_explore`)."""
     ep = cfg.explore_particles
     own = None if ep is None or isinstance(ep, (int, np.integer)) else ep
@@ -234,19 +243,78 @@ def _explore(key: PRNGKey, log_prob: LogProbFn, flow: Flow, x: Array, params: An
         jax.random.fold_in(key, _EXPLORE_STREAM), log_prob, flow, x, params,
         num_particles=None if ep is None else (int(ep) if own is None else 4), base_scale=cfg.explore_scale, particles=own,
         precondition=cfg.precondition, num_fit_steps=cfg.explore_fit_steps, learning_rate=cfg.learning_rate,
+        warm_start=warm_start,
     )
 
 
+class _Programs:
+    """The run's :class:`LoopPrograms`, built once for the proposal flow and reused by the
+    exploration's warm start, the baseline acceptance and every loop."""
+
+    def __init__(self, cfg: AdaptiveFlowConfig, log_prob: LogProbFn):
+        self.cfg, self.log_prob, self.flow, self.programs = cfg, log_prob, None, None
+
+    def __call__(self, flow: Flow) -> LoopPrograms:
+        if self.programs is None or flow is not self.flow:
+            self.flow, self.programs = flow, build_programs(self.cfg, self.log_prob, symmetrize(flow, self.cfg.symmetries))
+        return self.programs
+
+
+WARM_START_PATIENCE_STEPS = 150
+"""Early-stopping patience of the warm start, in optimiser steps (3 checks of 50 steps, as
+:func:`flowsamp.train.early_stopping` with ``patience=3`` at ``chunk_size=50``)."""
+
+
+def _tile(rows: np.ndarray, n: int) -> np.ndarray:
+    """``n`` rows cycling through ``rows`` (each row used equally often, to within one)."""
+    return rows[np.arange(n) % rows.shape[0]]
+
+
+def _warm_start(cfg: AdaptiveFlowConfig, programs: _Programs, num_chains: int) -> Callable:
+    r"""The exploration's forward-KL warm start on the run's own training program.
+
+    The buffer is filled with the training particles (cycled), every call takes ``num_epochs``
+    guarded Adam steps on minibatches of it, and the held-out NLL of the validation particles
+    (cycled to one buffer slot, never stored) is measured at the start of each call; the
+    parameters of the best call are kept, and it stops after
+    :data:`WARM_START_PATIENCE_STEPS` steps without improvement or ``explore_fit_steps``.
+    """
+
+    def warm(used: Flow, params: Any, train: Array, val: Array, key: PRNGKey) -> tuple[Any, int]:
+        progs = programs(used)
+        n_slot = num_chains * min(cfg.buffer_points_per_chain, cfg.num_local_steps)
+        tr, va = np.asarray(train), np.asarray(val)
+        dt = jnp.asarray(train).dtype
+        buf = jnp.asarray(_tile(tr, cfg.buffer_loops * n_slot).reshape(cfg.buffer_loops, n_slot, -1), dt)
+        fresh = jnp.asarray(_tile(va, n_slot), dt)
+        filled, off, slot = np.ones((cfg.buffer_loops,), bool), np.zeros((), bool), np.zeros((), np.int32)
+        opt_state = jax.jit(cfg.optimizer.init)(params)
+        calls = max(1, math.ceil(cfg.explore_fit_steps / cfg.num_epochs))
+        patience = max(1, math.ceil(WARM_START_PATIENCE_STEPS / cfg.num_epochs))
+        best_nll, best_params, best_steps, since = math.inf, params, 0, 0
+        for t in range(calls + 1):  # call t measures the parameters after t * num_epochs steps
+            new_params, new_opt, _, _, _, _, nll = progs.train(params, opt_state, buf, filled, fresh, slot, off,
+                                                               jax.random.fold_in(key, t))
+            nll = float(nll)
+            if nll < best_nll:
+                best_nll, best_params, best_steps, since = nll, params, t * cfg.num_epochs, 0
+            else:
+                since += 1
+                if since >= patience:
+                    break
+            params, opt_state = new_params, new_opt
+        return best_params, best_steps
+
+    return warm
+
+
 def _prefill(state: AdaptiveFlowState, particles: Array) -> AdaptiveFlowState:
-    """Fill the training buffer with exploration particles, so that the first training loops
-    learn from draws spread over every mode found, not only from the chains' first steps."""
+    """Fill every slot of the training buffer with exploration particles (cycled), so that the
+    first training loops learn from draws spread over every mode found, not only from the
+    chains' first steps (the chains' own draws replace them slot by slot)."""
     buf = state.buffer
-    n_slot = buf.shape[1]
-    k = min(buf.shape[0], particles.shape[0] // n_slot)
-    if k == 0:
-        return state
-    rows = jnp.asarray(particles[: k * n_slot], buf.dtype).reshape(k, n_slot, buf.shape[2])
-    return state._replace(buffer=buf.at[:k].set(rows), buffer_filled=state.buffer_filled.at[:k].set(True))
+    rows = _tile(np.asarray(particles), buf.shape[0] * buf.shape[1]).reshape(buf.shape)
+    return state._replace(buffer=jnp.asarray(rows, buf.dtype), buffer_filled=np.ones(buf.shape[:1], bool))
 
 
 _BASELINE_STREAM = 0x7FFFFFFE  # fold_in data of the baseline acceptance estimate
@@ -287,6 +355,117 @@ def _ess_and_rhat(traj: list) -> tuple[float, float]:
     return min_ess, float(np.nanmax(rhat)) if not np.all(np.isnan(rhat)) else float("nan")
 
 
+_PLAIN_OPTION = (int, float, bool, str, type(None))
+
+
+def _checkpoint_meta(cfg: AdaptiveFlowConfig, key: PRNGKey, x0: Array, initial_state: Any) -> dict:
+    """What a checkpoint must agree on to be resumed: the sampler, the key, the starting points
+    (or initial state) and the plain options (a digest; callables such as ``mode_of`` cannot be
+    compared and are the caller's responsibility)."""
+    plain = [(f.name, repr(getattr(cfg, f.name))) for f in dataclasses.fields(cfg)
+             if isinstance(getattr(cfg, f.name), _PLAIN_OPTION)]
+    return {
+        "sampler": "adaptive_flow_mcmc",
+        "key": _ckpt.fingerprint(_ckpt.key_data(key)),
+        "start": _ckpt.fingerprint(np.asarray(x0) if initial_state is None else initial_state),
+        "options": hashlib.sha256(repr(plain).encode()).hexdigest()[:16],
+    }
+
+
+def _stack(items: list, tail: tuple, dtype: Any) -> np.ndarray:
+    return np.stack([np.asarray(a) for a in items]) if items else np.zeros((0,) + tail, dtype)
+
+
+def _run_tree(r: dict, state: AdaptiveFlowState, c: int, d: int, s: int) -> dict:
+    """The arrays of a run's checkpoint (``r`` from the sampler; shapes fixed by C, d, S)."""
+    dt = np.asarray(state.position).dtype
+    aff = r["affine"]
+    return {
+        "state": state,
+        "best_params": r["best"][1] if r["best"] is not None else state.params,
+        "affine_loc": np.zeros((0,)) if aff is None else np.asarray(aff.loc, np.float64),
+        "affine_scale": np.zeros((0,)) if aff is None else np.asarray(aff.scale, np.float64),
+        "global_acc": np.asarray(r["global_acc"], np.float64),
+        "window_lp": _stack(r["window_lp"], (c, s), dt),
+        "window_x": _stack(r["window_x"], (c, s, d), dt),
+        "hist": {k: (_stack(v, (c, d), dt) if k == "positions" else np.asarray(v, np.int64 if k == "phase" else np.float64))
+                 for k, v in r["hist"].items()},
+        "traj": _stack(r["traj"], (c, s, d), dt),
+        "traj_lp": _stack(r["traj_lp"], (c, s), dt),
+        "loc_acc": np.asarray(r["loc_acc"], np.float64),
+        "glob_acc": np.asarray(r["glob_acc"], np.float64),
+    }
+
+
+def _save_run(path: Any, meta0: dict, r: dict) -> None:
+    """Write the whole run ``r`` to ``path`` (atomically, with its counters in ``meta``)."""
+    state = r["state"]
+    c, d = state.position.shape
+    s = _traj_len_of(r, state)
+    tree = _run_tree(r, state, c, d, s)
+    aff = r["affine"]
+    meta = {**meta0, "phase": r["phase"], "num_train": r["num_train"], "stopped_by": r["stopped_by"],
+            "steps": r["steps"], "check_at": r["check_at"], "num_bad": r["num_bad"], "swapped": bool(r["swapped"]),
+            "has_best": r["best"] is not None, "best_acc": None if r["best"] is None else float(r["best"][0]),
+            "affine": "none" if aff is None else ("full" if aff.is_full else "diag"),
+            "n_hist": len(r["hist"]["phase"]), "n_window_lp": len(r["window_lp"]), "n_window_x": len(r["window_x"]),
+            "n_traj": len(r["traj"]), "traj_len": s, "explore_smc_steps": r["explore_smc_steps"],
+            "explore_wall_s": r["explore_wall_s"]}
+    _io.save(path, tree, meta=meta)
+
+
+def _traj_len_of(r: dict, state: AdaptiveFlowState) -> int:
+    for k in ("traj_lp", "window_lp"):
+        if r[k]:
+            return int(np.shape(r[k][0])[1])
+    return 0
+
+
+def _load_run(path: Any, meta0: dict, cfg: AdaptiveFlowConfig, log_prob: LogProbFn, flow: Flow, x: Array,
+              params: Any, initial_state: Any) -> dict:
+    """Read a run written by :func:`_save_run` (the template is built from its ``meta``)."""
+    meta = _io.read_meta(path, meta0)
+    c, d = x.shape
+    if meta["affine"] == "none":
+        affine = None
+    else:
+        shape = (d, d) if meta["affine"] == "full" else (d,)
+        affine = Affine(np.zeros((d,)), np.eye(d) if meta["affine"] == "full" else np.ones(shape))
+    used = flow if affine is None else preconditioned(flow, affine)
+    like_state = initial_state if initial_state is not None else init_state(
+        jax.random.key(0), log_prob, used, x, dataclasses.replace(cfg, step_size=0.1), params)
+    s = int(meta["traj_len"])
+    dt = np.asarray(like_state.position).dtype
+    fake = {
+        "best": (0.0, like_state.params) if meta["has_best"] else None, "affine": affine,
+        "global_acc": [0.0] * meta["num_train"], "window_lp": [np.zeros((c, s), dt)] * meta["n_window_lp"],
+        "window_x": [np.zeros((c, s, d), dt)] * meta["n_window_x"],
+        "hist": {k: ([np.zeros((c, d), dt)] if k == "positions" else [0.0]) * meta["n_hist"]
+                 for k in ("phase", *LoopStats._fields, "positions", "wall_s")} | {"phase": [0] * meta["n_hist"]},
+        "traj": [np.zeros((c, s, d), dt)] * meta["n_traj"], "traj_lp": [np.zeros((c, s), dt)] * meta["n_traj"],
+        "loc_acc": [0.0] * meta["n_traj"], "glob_acc": [0.0] * meta["n_traj"],
+    }
+    tree = _io.load(path, _run_tree(fake, like_state, c, d, s), meta0)
+    if affine is not None:
+        affine = Affine(np.asarray(tree["affine_loc"], np.float64), np.asarray(tree["affine_scale"], np.float64))
+        used = preconditioned(flow, affine)
+    hist = {k: ([np.asarray(a) for a in v] if k == "positions" else
+                [int(a) if k == "phase" else float(a) for a in np.asarray(v)]) for k, v in tree["hist"].items()}
+    return {
+        "flow": used, "affine": affine, "state": tree["state"],
+        "best": (meta["best_acc"], tree["best_params"]) if meta["has_best"] else None,
+        "global_acc": [float(a) for a in np.asarray(tree["global_acc"])],
+        "window_lp": list(tree["window_lp"]), "window_x": list(tree["window_x"]), "hist": hist,
+        "traj": list(tree["traj"]), "traj_lp": list(tree["traj_lp"]),
+        "loc_acc": [float(a) for a in np.asarray(tree["loc_acc"])],
+        "glob_acc": [float(a) for a in np.asarray(tree["glob_acc"])],
+        "num_train": meta["num_train"], "stopped_by": meta["stopped_by"], "steps": meta["steps"],
+        "check_at": meta["check_at"], "num_bad": meta["num_bad"], "swapped": meta["swapped"], "phase": meta["phase"],
+        "explore_smc_steps": meta["explore_smc_steps"], "explore_wall_s": meta["explore_wall_s"],
+        "explored": meta["explore_wall_s"] is not None,
+    }
+
+
 def adaptive_flow_mcmc(
     key: PRNGKey,
     log_prob: LogProbFn,
@@ -298,7 +477,9 @@ def adaptive_flow_mcmc(
     devices: Sequence[Any] | None = None,
     callback: Callable[[int, str, dict, AdaptiveFlowState], None] | None = None,
     progress: bool = False,
-    checkpoint_path: str | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
     **options: Any,
 ) -> AdaptiveFlowOutput:
     """Run the adaptive global-local flow sampler: explore, train until it mixes, produce until
@@ -334,7 +515,16 @@ def adaptive_flow_mcmc(
     progress
         Show a tqdm progress bar.
     checkpoint_path
-        If given, the state is saved there (msgpack, ``fs.io.save``) after every loop.
+        If given, the whole run (state, best flow, training window, history, production draws,
+        the exploration's affine map and the counters) is saved there atomically (msgpack,
+        ``fs.io.save`` with ``meta``) every ``checkpoint_every`` loops.
+    checkpoint_every
+        Loops between checkpoints (default 1; needs ``checkpoint_path``).
+    resume
+        Continue from ``checkpoint_path`` when that file exists (no exploration is run again):
+        the result is bit-identical to the uninterrupted run with the same key, options and
+        starting points (a file from another run is refused with a ``ValueError`` naming the
+        differing ``meta`` key). Without the file, the run starts and writes it.
     **options
         Options of :class:`AdaptiveFlowConfig` (unknown names raise ``TypeError``). Schedule:
         ``num_local_steps``, ``num_global_steps``, ``max_training_loops``,
@@ -365,13 +555,22 @@ def adaptive_flow_mcmc(
         raise TypeError(f"log_prob must be callable, got {type(log_prob).__name__}")
     th = cfg.thresholds if cfg.thresholds is not None else Thresholds()
     key = as_key(key)
-    exploration, x_init = None, None
-    if initial_state is None:
+    _ckpt.check_options("adaptive_flow_mcmc", checkpoint_path, checkpoint_every, resume, "loops")
+    every = 1 if checkpoint_every is None else int(checkpoint_every)
+    programs = _Programs(cfg, log_prob)
+    exploration, x_init, restored = None, None, None
+    meta0 = _checkpoint_meta(cfg, key, initial_positions, initial_state) if checkpoint_path is not None else None
+    if _ckpt.should_resume(checkpoint_path, resume):
+        x_init = _check_positions(initial_positions, flow.dim)
+        restored = _load_run(checkpoint_path, meta0, cfg, log_prob, flow, x_init, params, initial_state)
+        flow, state = restored["flow"], restored["state"]
+    elif initial_state is None:
         x_init = _check_positions(initial_positions, flow.dim)
         x_start = x_init
         affine = None
         if cfg.explore:
-            exploration = _explore(key, log_prob, flow, x_init, params, cfg)
+            exploration = _explore(key, log_prob, flow, x_init, params, cfg,
+                                   warm_start=_warm_start(cfg, programs, x_init.shape[0]))
             flow, params, x_start = exploration.flow, exploration.params, exploration.seeds
             affine = exploration.affine
         elif isinstance(cfg.precondition, Affine):
@@ -388,8 +587,13 @@ def adaptive_flow_mcmc(
         state = initial_state
     if devices is not None:
         state = _place(state, devices)
+    affine_used = exploration.affine if exploration is not None else (
+        cfg.precondition if isinstance(cfg.precondition, Affine) and initial_state is None else None)
+    if restored is not None:
+        affine_used = restored["affine"]
     q_sym = symmetrize(flow, cfg.symmetries)
-    loop = build_loop(cfg, log_prob, q_sym)
+    progs = programs(flow)
+    loop = progs.loop
     on, off = np.ones((), bool), np.zeros((), bool)
 
     fields = ("phase", *LoopStats._fields, "positions", "wall_s")
@@ -412,10 +616,8 @@ def adaptive_flow_mcmc(
             bar.update(1)
         if callback is not None:
             callback(len(hist["phase"]) - 1, phase, host, st)
-        if checkpoint_path is not None:
-            from flowsamp import io as _io
-
-            _io.save(checkpoint_path, st)
+        if checkpoint_path is not None and len(hist["phase"]) % every == 0:
+            save_run(phase)
         return host
 
     # training: until the flow's acceptance plateaus AND the chains mix (or max_training_loops).
@@ -424,16 +626,42 @@ def adaptive_flow_mcmc(
     # chains can make the flow worse, and production must never use a worse proposal.
     num_train, stopped_by = 0, "max_training_loops"
     best = None
-    if exploration is not None and not bool(state.training_done):
-        base_acc = imh_acceptance_estimate(
-            jax.random.fold_in(key, _BASELINE_STREAM), log_prob, q_sym, state.params, exploration.validation
-        )
-        best = (base_acc, state.params)
     global_acc: list[float] = []
     window_lp: list = []
     window_x: list = []
+    traj, traj_lp, loc_acc, glob_acc = [], [], [], []
+    steps, check_at, num_bad, by_budget, swapped = 0, 0, 0, False, False
+    phase_done = "none"
+
+    def save_run(phase: str) -> None:
+        _save_run(checkpoint_path, meta0, dict(
+            phase=phase, state=state_ref[0], best=best, affine=affine_used, global_acc=global_acc, window_lp=window_lp,
+            window_x=window_x, hist=hist, traj=traj, traj_lp=traj_lp, loc_acc=loc_acc, glob_acc=glob_acc,
+            num_train=num_train, stopped_by=stopped_by, steps=steps, check_at=check_at, num_bad=num_bad,
+            swapped=swapped, explore_smc_steps=explore_smc_steps, explore_wall_s=explore_wall_s))
+
+    state_ref = [state]
+    explore_smc_steps = None if exploration is None or exploration.smc is None else exploration.smc.num_steps
+    explore_wall_s = None if exploration is None else exploration.wall_s
+    if restored is not None:
+        r = restored
+        best, global_acc, window_lp, window_x = r["best"], r["global_acc"], r["window_lp"], r["window_x"]
+        for k in hist:
+            hist[k] = r["hist"][k]
+        traj, traj_lp, loc_acc, glob_acc = r["traj"], r["traj_lp"], r["loc_acc"], r["glob_acc"]
+        num_train, stopped_by, steps, check_at = r["num_train"], r["stopped_by"], r["steps"], r["check_at"]
+        num_bad, swapped, phase_done = r["num_bad"], r["swapped"], r["phase"]
+        explore_smc_steps, explore_wall_s = r["explore_smc_steps"], r["explore_wall_s"]
+    if exploration is not None and not bool(state.training_done):
+        # the exploration flow's acceptance: one global phase from the chains' start (held-out
+        # particles), on the loop's own global program; the state is not advanced
+        tx0 = np.zeros((cfg.num_local_steps,) + state.position.shape, state.position.dtype)  # the loop's shapes
+        base_acc = float(progs.global_(jax.random.fold_in(key, _BASELINE_STREAM), state.local, state.params,
+                                       tx0, tx0[..., 0])[4])
+        best = (base_acc, state.params)
     while not bool(state.training_done) and int(state.loop) < cfg.max_training_loops:
         state, stats, tx, tlp = loop(state, key, on)
+        state_ref[0] = state
         num_train += 1
         global_acc.append(float(stats.global_acceptance))
         best = _keep_best(best, global_acc[-1], state.params)
@@ -451,12 +679,14 @@ def adaptive_flow_mcmc(
                 stopped_by = "converged"
         if done or int(state.loop) >= cfg.max_training_loops:
             state = _done(state, devices is not None)
+            state_ref[0] = state
         record("training", stats, state)
     if not bool(state.training_done):
         state = _done(state, devices is not None)
     last_acc = global_acc[-1] if global_acc else (best[0] if best is not None else float("nan"))
-    swapped = best is not None and _worse_beyond_noise(best[0], last_acc, state.position.shape[0])
-    if swapped:
+    if phase_done != "production":  # the swap happens once, between the phases
+        swapped = best is not None and _worse_beyond_noise(best[0], last_acc, state.position.shape[0])
+    if swapped and phase_done != "production":
         state = state._replace(
             params=best[1],
             flow_imh=state.flow_imh._replace(
@@ -470,8 +700,7 @@ def adaptive_flow_mcmc(
     # production: at least num_production_loops, then until min bulk ESS >= target_ess and
     # max R-hat <= thresholds.rhat, or max_steps
     steps_per_loop = cfg.num_local_steps + cfg.num_global_steps
-    traj, traj_lp, loc_acc, glob_acc = [], [], [], []
-    steps, check_at, num_bad, by_budget = 0, 0, 0, False
+    state_ref[0] = state
     while True:
         if len(traj) >= cfg.num_production_loops:
             if cfg.target_ess is None:
@@ -490,13 +719,15 @@ def adaptive_flow_mcmc(
             by_budget = True
             break
         state, stats, tx, tlp = loop(state, key, off)
+        state_ref[0] = state
         traj.append(tx)
         traj_lp.append(tlp)
         steps += steps_per_loop
-        host = record("production", stats, state)
+        host = {k: float(v) for k, v in zip(LoopStats._fields, jax.device_get(tuple(stats)))}
         loc_acc.append(host["local_acceptance"])
         glob_acc.append(host["global_acceptance"])
         num_bad += int(host["num_local_nonfinite"] + host["num_global_nonfinite"])
+        record("production", stats, state)
     if bar is not None:
         bar.close()
     if traj:
@@ -521,15 +752,15 @@ def adaptive_flow_mcmc(
         diagnostics, problems = {}, [f"only {x_host.shape[1]} production draws per chain: no verdict"]
     if by_budget and not diagnostics.get("min_ess_bulk", 0.0) >= cfg.target_ess:
         problems.append(stopping.budget_problem(diagnostics.get("min_ess_bulk", float("nan")), cfg.target_ess, cfg.max_steps))
-    if exploration is None and x_init is not None and x_host.shape[1] >= 2:
+    explored = exploration is not None or (restored is not None and restored["explored"])
+    if not explored and x_init is not None and x_host.shape[1] >= 2:
         clustered = stopping.clustered_start_problem(np.asarray(x_init), x_host.reshape(-1, x_host.shape[-1]).std(0))
         if clustered is not None:
             problems.append(clustered)
     diagnostics.update(
         training_stopped_by=stopped_by, num_production_steps=steps,
         best_training_global_acceptance=None if best is None else float(best[0]), used_best_flow=bool(swapped), target_ess=cfg.target_ess,
-        explore_smc_steps=None if exploration is None or exploration.smc is None else exploration.smc.num_steps,
-        explore_wall_s=None if exploration is None else exploration.wall_s,
+        explore_smc_steps=explore_smc_steps, explore_wall_s=explore_wall_s,
     )
     converged = not problems
     production_requested = cfg.num_production_loops > 0 or cfg.target_ess is not None

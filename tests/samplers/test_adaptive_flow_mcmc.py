@@ -61,7 +61,9 @@ def test_resume_and_checkpoint(small_run, small_flow, tmp_path):
                              checkpoint_path=path, **{**SMALL, "num_production_loops": 2, "target_ess": None})
     assert out.num_training_loops == 0  # training was finished: resume goes straight to production
     assert out.positions.shape[1] == 2 * (SMALL["num_local_steps"] + SMALL["num_global_steps"])
-    assert int(fs.io.load(path, out.state).loop) == int(small_run.state.loop) + 2
+    assert int(out.state.loop) == int(small_run.state.loop) + 2
+    meta = fs.io.read_meta(path)  # the checkpoint is the whole run (see test_adaptive_flow_mcmc_resume.py)
+    assert meta["sampler"] == "adaptive_flow_mcmc" and meta["n_hist"] == 2 and meta["phase"] == "production"
 
 
 def test_options_are_validated(small_flow):
