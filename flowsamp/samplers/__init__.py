@@ -10,12 +10,14 @@ from flowsamp.samplers.van import VANResult, van
 from flowsamp.samplers.neural_wang_landau import NeuralWangLandauResult, neural_wang_landau
 from flowsamp.samplers.smc import SMCOutput, smc
 from flowsamp.samplers.ais import ais
+from flowsamp.samplers.craft import CRAFTOutput, craft
 from flowsamp.samplers.parallel_tempering import ParallelTemperingResult, parallel_tempering
 from flowsamp.samplers.fab import FABResult, FABState, fab
 
 __all__ = [
     "AdaptiveFlowOutput",
     "AdaptiveFlowState",
+    "CRAFTOutput",
     "FABResult",
     "FABState",
     "ISResult",
@@ -30,6 +32,7 @@ __all__ = [
     "WangLandauState",
     "adaptive_flow_mcmc",
     "ais",
+    "craft",
     "fab",
     "importance_sampling",
     "multicanonical",

@@ -14,6 +14,10 @@ error. The checks, each a sentence in ``problems``:
 * the final reweighting's ESS (summed over islands) below ``thresholds.min_ess``;
 * fewer than ``thresholds.min_ess`` distinct particles at the end (resampled copies that
   the moves never separated);
+* the last move sweep still shifting the population: the weighted mean of
+  :math:`\log\pi_1` after the moves minus before, over its SE :math:`\mathrm{sd}/\sqrt{\mathrm{ESS}}`,
+  combined over islands (:math:`\sum_m z_m/\sqrt M`), beyond ``MAX_DRIFT_Z`` = 4: a population
+  at equilibrium is left invariant by the moves, one that is too concentrated spreads out;
 * the islands' :math:`\ln\hat Z_m` spread (sd) above ``MAX_ISLAND_LOG_Z_SD`` = 1 nat: then
   :math:`\hat Z_m` is heavy-tailed, the mean over islands is carried by a few of them and its
   delta-method SE is not trustworthy (the rule :math:`\operatorname{var}\ln\hat Z \lesssim 1`
@@ -33,6 +37,7 @@ import numpy as np
 from flowsamp.estimators.verdict import Thresholds, Verdict
 
 MAX_ISLAND_LOG_Z_SD = 1.0
+MAX_DRIFT_Z = 4.0
 
 
 def _fmt(v: float) -> str:
@@ -55,6 +60,7 @@ def smc_verdict(
     ess: np.ndarray,
     acceptance: np.ndarray,
     distinct: np.ndarray,
+    drift: np.ndarray,
     num_steps: np.ndarray,
     island_log_Z: np.ndarray,
     particles: np.ndarray,
@@ -95,8 +101,14 @@ def smc_verdict(
         problems.append(
             f"only {final_distinct:.0f} distinct particles at the end (< {th.min_ess:.0f}): the moves did "
             "not separate the resampled copies")
+    last_drift = drift[np.arange(m_isl), num_steps - 1]
+    z_drift = float(np.sum(last_drift) / np.sqrt(m_isl))
+    if not np.isfinite(z_drift) or abs(z_drift) > MAX_DRIFT_Z:
+        problems.append(
+            f"the last move sweep changed the mean log-density by {z_drift:.1f} SE (> {MAX_DRIFT_Z:g}): the "
+            "population was not at equilibrium, the moves are too short to decorrelate it")
     diag = {
-        "ess": ess, "min_ess": float(np.nanmin(ess)), "final_ess": final_ess,
+        "ess": ess, "drift": drift, "final_drift_z": z_drift, "min_ess": float(np.nanmin(ess)), "final_ess": final_ess,
         "acceptance": acceptance, "min_acceptance": float(np.nanmin(acceptance)),
         "distinct": distinct, "final_distinct": final_distinct,
         "num_steps": int(num_steps.max()), "final_beta": final_beta,

@@ -83,7 +83,9 @@ class SMCState(NamedTuple):
 class SMCInfo(NamedTuple):
     """One step of one island: new ``beta``, ``log_increment`` :math:`\\ln\\sum_i W_i\\tilde w_i`,
     ``ess`` (Kish ESS/n after reweighting), ``cess``, ``resampled``, mean move ``acceptance``,
-    ``distinct`` (fraction of distinct particles after the moves), ``step_size``."""
+    ``distinct`` (fraction of distinct particles after the moves), ``step_size``, ``drift``: the
+    change of the weighted mean of :math:`\log\pi_{\beta'}` over the move sweep in units of its
+    standard error :math:`\mathrm{sd}/\sqrt{\mathrm{ESS}}` (a population at equilibrium does not drift)."""
 
     beta: Array
     log_increment: Array
@@ -93,6 +95,7 @@ class SMCInfo(NamedTuple):
     acceptance: Array
     distinct: Array
     step_size: Array
+    drift: Array
 
 
 class SMCOutput(NamedTuple):
@@ -155,6 +158,17 @@ def next_beta(state: SMCState, path: PathFn, target_ess: float) -> Array:
     return jnp.where(cess_at(one) >= target_ess, one, jnp.maximum(lo, beta + 1e-6 * (1.0 - beta)))
 
 
+def _drift(log_W: Array, before: Array, after: Array) -> Array:
+    """(weighted mean of ``after`` - of ``before``) / (weighted sd of ``before`` / sqrt(ESS))."""
+    w = jnp.exp(log_W - logsumexp(log_W))
+    ok = jnp.isfinite(before) & jnp.isfinite(after)
+    b, a = jnp.where(ok, before, 0.0), jnp.where(ok, after, 0.0)
+    mb = jnp.sum(w * b)
+    sd = jnp.sqrt(jnp.sum(w * (b - mb) ** 2))
+    se = sd * jnp.sqrt(jnp.sum(w**2))
+    return (jnp.sum(w * a) - mb) / jnp.maximum(se, jnp.finfo(se.dtype).tiny)
+
+
 def _distinct_fraction(v: Array) -> Array:
     s = jnp.sort(v)
     return (1.0 + jnp.sum(s[1:] != s[:-1])) / v.shape[0]
@@ -182,8 +196,10 @@ def _build_step(log_prob: LogProbFn, log_base_fn: LogProbFn, path: PathFn, targe
         def log_density(y):
             return path(new_beta, log_base_fn(y), log_prob(y))
 
+        before = path(new_beta, state.log_base[idx], state.log_target[idx])
         x, log_eps, acc, _ = move(k_move, x, log_density, state.log_step_size, cfg)
         lb, lt = lb_v(x), lt_v(x)
+        drift = _drift(log_W, before, path(new_beta, lb, lt))
         new = SMCState(x, lb, lt, log_W, new_beta, log_eps)
         done = state.beta >= 1.0
         new = jax.tree.map(lambda a, b: jnp.where(done, a, b), state, new)
@@ -191,7 +207,7 @@ def _build_step(log_prob: LogProbFn, log_base_fn: LogProbFn, path: PathFn, targe
         info = SMCInfo(jnp.where(done, nan, new_beta), jnp.where(done, 0.0, log_inc), jnp.where(done, nan, ess),
                        jnp.where(done, nan, cess), do_res & ~done, jnp.where(done, nan, jnp.mean(acc)),
                        jnp.where(done, nan, _distinct_fraction(lt)),
-                       jnp.where(done, nan, jnp.exp(log_eps)))
+                       jnp.where(done, nan, jnp.exp(log_eps)), jnp.where(done, nan, drift))
         return new, info
 
     return step
@@ -430,7 +446,8 @@ def smc(
     evals_per_move = {"mala": 1, "hmc": num_integration_steps, "rwmh": 1}[kernel]
     evals = num_particles * (1 + int(num_steps.max()) * (2 + num_mcmc_steps * evals_per_move))
     verdict = smc_verdict(
-        betas=rec.beta, ess=rec.ess, acceptance=rec.acceptance, distinct=rec.distinct, num_steps=num_steps,
+        betas=rec.beta, ess=rec.ess, acceptance=rec.acceptance, distinct=rec.distinct, drift=rec.drift,
+        num_steps=num_steps,
         island_log_Z=lz, particles=np.asarray(xs), log_w=np.asarray(lws), num_resampling=num_res,
         max_steps=max_steps, mode_of=mode_of, num_modes=num_modes, thresholds=thresholds)
     if warn:
