@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowsamp.estimators.evidence import log_evidence
+from flowsamp.estimators.weights import ess as kish_ess
 from flowsamp.types import Array
 
 __all__ = ["DOSEstimate", "dos_from_samples"]
@@ -31,12 +32,15 @@ __all__ = ["DOSEstimate", "dos_from_samples"]
 
 class DOSEstimate(NamedTuple):
     """``energies`` (K,), ``log_g`` (K,) ln ĝ(E) (-inf where no draw fell), ``log_g_se`` (K,)
-    delta-method SE of ln ĝ (inf where fewer than two draws), ``counts`` (K,) draws per level."""
+    delta-method SE of ln ĝ (inf where fewer than two draws), ``counts`` (K,) draws per level,
+    ``ess`` (K,) Kish ESS of each level's weights 1/q (the SE is trustworthy only where it is
+    large: a level hit by a few huge weights has an underestimated SE)."""
 
     energies: np.ndarray
     log_g: np.ndarray
     log_g_se: np.ndarray
     counts: np.ndarray
+    ess: np.ndarray
 
 
 def dos_from_samples(
@@ -80,10 +84,13 @@ def dos_from_samples(
     counts = np.bincount(level_of, minlength=levels.size)
     log_g = np.full(levels.size, -np.inf)
     se = np.full(levels.size, np.inf)
+    level_ess = np.zeros(levels.size)
     neg_lq = jnp.asarray(-lq)
     for k in np.nonzero(counts)[0]:
-        lg, sk = log_evidence(jnp.where(jnp.asarray(level_of == k), neg_lq, -jnp.inf))
+        lw = jnp.where(jnp.asarray(level_of == k), neg_lq, -jnp.inf)
+        lg, sk = log_evidence(lw)
         log_g[k] = float(lg)
+        level_ess[k] = float(kish_ess(lw))
         if counts[k] > 1:
             se[k] = float(sk)
-    return DOSEstimate(levels, log_g, se, counts)
+    return DOSEstimate(levels, log_g, se, counts, level_ess)

@@ -49,6 +49,7 @@ from flowsamp.samplers.flat_histogram import (
     normalize_log_g,
     wl_log_acceptance,
 )
+from flowsamp.samplers._wl_schedule import one_over_t_schedule
 from flowsamp.samplers.van import default_net
 from flowsamp.samplers.wang_landau import WangLandauState, build_sweeps
 from flowsamp.train.fit import guarded_step
@@ -243,8 +244,8 @@ def neural_wang_landau(
         levs.append(np.asarray(lev).reshape(-1))
         lqs.append(np.asarray(lq, np.float64).reshape(-1))
         accs.append(float(np.mean(acc)))
-        state, eff = _schedule(state, K, log_f_final)
-        log_fs.append(eff)
+        state, eff = one_over_t_schedule(state, np.ones((1, K), bool), log_f_final)
+        log_fs.append(float(eff[0]))
         est = normalize_log_g(np.asarray(compensated_value(state.log_g)[0], np.float64), log_g0)
         times.append(it)
         errors.append(float(np.mean(np.abs(est - ref[1]))) if ref is not None else np.nan)
@@ -279,22 +280,3 @@ def neural_wang_landau(
         bins.levels, est, dos, params, net, np.asarray(times), np.asarray(errors),
         np.asarray(errors_dos), np.asarray(accs), np.asarray(log_fs), np.asarray(elapsed), state,
         verdict.diagnostics, verdict.converged, verdict.problems)
-
-
-def _schedule(state: WangLandauState, K: int, log_f_final: float) -> tuple[WangLandauState, float]:
-    """Host side: halve ln f once every level was visited since the last change; 1/t below it."""
-    hist = np.array(state.histogram)
-    log_f = float(state.log_f[0])
-    one_t = bool(state.one_over_t[0])
-    n_upd = float(np.asarray(state.num_updates.hi, np.float64)[0] + np.asarray(state.num_updates.lo, np.float64)[0])
-    inv_t = K / max(n_upd, 1.0)
-    active = True
-    if one_t:
-        active = inv_t >= log_f_final
-    elif hist.min() > 0:
-        log_f *= 0.5
-        hist[:] = 0
-        one_t = log_f < inv_t
-    state = state._replace(histogram=jnp.asarray(hist), log_f=jnp.full(1, log_f, state.log_f.dtype),
-                           one_over_t=jnp.full(1, one_t), active=jnp.full(1, active))
-    return state, inv_t if one_t else log_f
