@@ -8,6 +8,7 @@ from flowsamp.samplers.multicanonical import MulticanonicalResult, multicanonica
 from flowsamp.samplers.tempered_smc import TemperedSMCOutput, tempered_smc
 from flowsamp.samplers.van import VANResult, van
 from flowsamp.samplers.neural_wang_landau import NeuralWangLandauResult, neural_wang_landau
+from flowsamp.samplers.replica_exchange_wang_landau import replica_exchange_wang_landau
 from flowsamp.samplers.smc import SMCOutput, smc
 from flowsamp.samplers.ais import ais
 from flowsamp.samplers.craft import CRAFTOutput, craft
@@ -37,6 +38,7 @@ __all__ = [
     "importance_sampling",
     "multicanonical",
     "neural_wang_landau",
+    "replica_exchange_wang_landau",
     "parallel_tempering",
     "sample",
     "smc",
