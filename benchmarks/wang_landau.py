@@ -191,7 +191,8 @@ def main() -> None:
         print(f"{r['L']:>4} {np.median(r['c_s']):>8.2f} {np.median(r['flowsamp_s']):>11.2f} "
               f"{r['ratio_median']:>6.2f}  {r['reference']}")
     if args.c_only:
-        out = Path(__file__).parent / "results" / "wang_landau_vs_c.json"
+        tag = "" if list(args.sizes) == [8] else "_L" + "_".join(map(str, args.sizes))
+        out = Path(__file__).parent / "results" / f"wang_landau_vs_c{tag}.json"
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps({"backend": jax.default_backend(), "vs_c": crows}, indent=2))
         print(f"wrote {out}")
