@@ -216,6 +216,18 @@ def _build_step(log_prob: LogProbFn, log_base_fn: LogProbFn, path: PathFn, targe
 _PROGRAMS: dict = {}
 
 
+def _fn_key(f: Callable) -> Any:
+    """``f`` itself, or for a bound method of an unhashable object (a frozen dataclass target
+    holding arrays) ``(id(object), function)``."""
+    self = getattr(f, "__self__", None)
+    if self is not None:
+        try:
+            hash(self)
+        except TypeError:
+            return ("method", id(self), f.__func__)
+    return f
+
+
 def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg, devices):
     """Jitted ``init(x, log_eps)`` and ``step(keys, state)`` over islands, cached on their inputs
     (when hashable) so that repeated runs on the same densities compile once."""
@@ -226,13 +238,14 @@ def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resam
     if _PROGRAMS.get("x64", x64) != x64:
         _PROGRAMS.clear()
     _PROGRAMS["x64"] = x64
-    spec = (log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg, devices)
+    spec = (_fn_key(log_prob), _fn_key(log_base_fn), path, target_ess, resample_threshold, resampling, cfg,
+            devices)
     try:
         hit = _PROGRAMS.get(spec)
-    except TypeError:  # an unhashable density (e.g. a method of a dataclass holding arrays)
+    except TypeError:  # an unhashable density
         spec, hit = None, None
     if hit is not None:
-        return hit
+        return hit[:2]
     step = jax.vmap(_build_step(log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg))
     if devices is not None:
         from flowsamp.parallel import chain_mesh, shard_chains
@@ -249,9 +262,10 @@ def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resam
 
     out = (jax.jit(init), jax.jit(step))
     if spec is not None:
+        # the densities are kept alive with the programs, so the ids in _fn_key cannot be reused
         if len(_PROGRAMS) >= 17:
             _PROGRAMS.pop(next(k for k in _PROGRAMS if k != "x64"))
-        _PROGRAMS[spec] = out
+        _PROGRAMS[spec] = out + ((log_prob, log_base_fn),)
     return out
 
 

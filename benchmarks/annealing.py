@@ -1,0 +1,185 @@
+"""Annealing samplers side by side: flowsamp smc / ais against blackjax's adaptive tempered SMC.
+
+For each target with an exact ln Z (funnel-10, FAB's 40-mode GMM in 2-D, Rosenbrock-10, the 2-D
+phi^4 free field, many-well 32) and ``--repeats`` independent runs of each sampler from the same
+over-dispersed Gaussian base (scale per target below), it records per run ln Z, its reported SE
+(flowsamp: 8 independent islands; blackjax reports none), the error, target evaluations
+(gradients included) and wall time (compile included), and per sampler:
+
+* mean |error| and the spread of ln Z over the repeats (sd) against the mean reported SE
+  (calibration: sd / mean SE near 1), the fraction of runs within 4 reported SE;
+* target evaluations and wall time per run.
+
+blackjax runs at the setting of ``benchmarks/multimodal.py`` (HMC, identity mass, 10 leapfrog
+steps, 10 moves per tempering step, systematic resampling, ESS target 0.5), with its step size
+0.25 scaled by the base's scale (blackjax adapts no step size); flowsamp at its defaults
+(MALA, population-diagonal preconditioner, Robbins-Monro step size, 20 moves per step).
+
+Run: ``python benchmarks/annealing.py [--targets funnel10,phi4_free] [--repeats 20] [--particles 2048]``;
+writes ``benchmarks/results/annealing.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# target name -> (constructor expression, base scale)
+TARGETS = {
+    "funnel10": ("fs.targets.funnel(10)", 3.0),
+    "gmm40": ("fs.targets.gmm40()", 25.0),
+    "rosenbrock10": ("fs.targets.rosenbrock(10)", 5.0),
+    "phi4_free": ("fs.targets.phi4_2d(L=8, m2=1.0, lam=0.0)", 1.0),
+    "many_well32": ("fs.targets.many_well(32)", 2.0),
+}
+
+
+def _make(name):
+    import flowsamp as fs  # noqa: F401  (used by eval)
+
+    return eval(TARGETS[name][0])
+
+
+def _base(t, scale):
+    import jax.numpy as jnp
+
+    import flowsamp as fs
+
+    return fs.targets.gaussian(jnp.zeros(t.dim), scale**2 * jnp.eye(t.dim))
+
+
+def run_flowsamp(name, sampler, key, n):
+    import jax
+
+    import flowsamp as fs
+
+    t = _make(name)
+    base = _base(t, TARGETS[name][1])
+    t0 = time.perf_counter()
+    fn = fs.samplers.smc if sampler == "smc" else fs.samplers.ais
+    out = fn(key, t.log_prob, base, n, warn=False)
+    jax.block_until_ready(out.particles)
+    return {"log_Z": out.log_Z, "log_Z_se": out.log_Z_se, "evals": int(out.num_target_evals),
+            "wall_s": time.perf_counter() - t0, "converged": bool(out.converged), "problems": out.problems,
+            "steps": int(out.num_steps.max())}
+
+
+def run_blackjax(name, key, n):
+    import blackjax
+    import jax
+    import jax.numpy as jnp
+    from blackjax.smc import extend_params, resampling
+
+    t = _make(name)
+    s0 = TARGETS[name][1]
+    d = t.dim
+
+    def log_prior(x):
+        return -0.5 * jnp.sum(x * x) / s0**2 - d * (jnp.log(s0) + 0.5 * jnp.log(2 * jnp.pi))
+
+    def log_lik(x):
+        return t.log_prob(x) - log_prior(x)
+
+    t0 = time.perf_counter()
+    L, moves = 10, 10
+    params = extend_params(dict(step_size=0.25 * s0, inverse_mass_matrix=jnp.ones(d), num_integration_steps=L))
+    smc = blackjax.adaptive_tempered_smc(log_prior, log_lik, blackjax.hmc.build_kernel(), blackjax.hmc.init,
+                                         params, resampling.systematic, 0.5, num_mcmc_steps=moves)
+
+    def one(k):
+        ka, kb = jax.random.split(k)
+        state = smc.init(s0 * jax.random.normal(ka, (n, d)))
+
+        def cond(c):
+            return (c[1].tempering_param < 1.0) & (c[3] < 1000)
+
+        def body(c):
+            kk, st, lz, i = c
+            kk, ks = jax.random.split(kk)
+            st, info = smc.step(ks, st)
+            return kk, st, lz + info.log_likelihood_increment, i + 1
+
+        _, st, lz, i = jax.lax.while_loop(cond, body, (kb, state, jnp.zeros(()), jnp.zeros((), jnp.int32)))
+        return lz, i
+
+    lz, steps = jax.jit(one)(key)
+    lz, steps = float(lz), int(steps)
+    return {"log_Z": lz, "log_Z_se": float("nan"), "evals": n * (1 + steps * (1 + moves * L)),
+            "wall_s": time.perf_counter() - t0, "converged": True, "problems": [], "steps": steps}
+
+
+def worker(name, sampler, repeats, n):
+    import jax
+
+    rows = []
+    for r in range(repeats):
+        key = jax.random.key(1000 + r)
+        row = run_blackjax(name, key, n) if sampler == "blackjax" else run_flowsamp(name, sampler, key, n)
+        rows.append(row)
+    return rows
+
+
+def summarise(name, sampler, rows, exact):
+    lz = np.array([r["log_Z"] for r in rows])
+    se = np.array([r["log_Z_se"] for r in rows])
+    err = lz - exact
+    out = {"target": name, "sampler": sampler, "repeats": len(rows), "exact_log_Z": exact,
+           "mean_log_Z": float(lz.mean()), "mae": float(np.mean(np.abs(err))), "bias": float(err.mean()),
+           "sd_log_Z": float(lz.std(ddof=1)) if len(lz) > 1 else float("nan"),
+           "mean_se": float(np.nanmean(se)) if np.any(np.isfinite(se)) else float("nan"),
+           "within_4se": float(np.mean(np.abs(err) < 4 * se)) if np.any(np.isfinite(se)) else float("nan"),
+           "claimed": float(np.mean([r["converged"] for r in rows])),
+           "evals_per_run": float(np.mean([r["evals"] for r in rows])),
+           "wall_s_per_run": float(np.mean([r["wall_s"] for r in rows])),
+           "wall_s_first": float(rows[0]["wall_s"]), "runs": rows}
+    out["calibration"] = out["sd_log_Z"] / out["mean_se"] if np.isfinite(out["mean_se"]) else float("nan")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--samplers", default="smc,blackjax")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--particles", type=int, default=2048)
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "annealing.json"))
+    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        name, sampler, repeats, n = a.worker
+        print(json.dumps(worker(name, sampler, int(repeats), int(n))))
+        return
+    results = []
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+    for name in a.targets.split(","):
+        exact = float(_make(name).log_Z)
+        for sampler in a.samplers.split(","):
+            # each (target, sampler) in a fresh interpreter: wall times include compilation
+            p = subprocess.run([os.sys.executable, __file__, "--worker", name, sampler, str(a.repeats), str(a.particles)],
+                               capture_output=True, text=True)
+            if p.returncode:
+                print(f"{name} {sampler}: FAILED\n{p.stderr[-2000:]}")
+                continue
+            s = summarise(name, sampler, json.loads(p.stdout.strip().splitlines()[-1]), exact)
+            results.append(s)
+            print(f"{name:13s} {sampler:9s} lnZ {s['mean_log_Z']:10.4f} (exact {exact:.4f}) MAE {s['mae']:.4f} "
+                  f"bias {s['bias']:+.4f} sd {s['sd_log_Z']:.4f} meanSE {s['mean_se']:.4f} "
+                  f"sd/SE {s['calibration']:.2f} in4SE {s['within_4se']:.2f} claimed {s['claimed']:.2f} "
+                  f"evals {s['evals_per_run']:.3g} wall {s['wall_s_per_run']:.1f}s (first {s['wall_s_first']:.1f}s)",
+                  flush=True)
+            os.makedirs(os.path.dirname(a.out), exist_ok=True)
+            with open(a.out, "w") as f:
+                json.dump({"meta": {"git": git, "repeats": a.repeats, "particles": a.particles,
+                                    "targets": {k: TARGETS[k] for k in a.targets.split(",")}},
+                           "results": results}, f, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    main()
