@@ -64,7 +64,23 @@ def _multicanonical(path, resume):
             "flatness": res.flatness}
 
 
-MODES = {"sample": _sample, "wang_landau": _wang_landau, "multicanonical": _multicanonical}
+def _adaptive_flow(path, resume, every=1):
+    """adaptive_flow_mcmc on a 2-D Gaussian, 3 training + 3 production loops, after an exploration
+    on given particles (affine fit and warm start; the SMC run is skipped to save compilations)."""
+    flow = fs.flows.rq_spline(2, num_layers=1, hidden=(8,), num_bins=4)
+    x0 = jnp.linspace(-1.0, 1.0, 32).reshape(16, 2)
+    particles = np.random.default_rng(0).normal(size=(256, 2)).astype(np.float32)
+    out = fs.samplers.adaptive_flow_mcmc(
+        jax.random.key(7), lambda x: -0.5 * jnp.sum(x ** 2), flow, x0, num_local_steps=8, num_global_steps=8,
+        max_training_loops=3, early_stop=False, num_production_loops=3, target_ess=None, explore_particles=particles,
+        explore_fit_steps=20, num_epochs=2, batch_size=64, **_ck(path, resume, every))
+    return {"positions": out.positions, "log_prob": out.log_prob, "state": out.state, "params": out.params,
+            "history": {k: v for k, v in out.history.items() if k != "wall_s"}}
+
+
+MODES = {"sample": _sample, "wang_landau": _wang_landau, "multicanonical": _multicanonical,
+         "adaptive_flow_mcmc": _adaptive_flow,  # killed after the first training loop
+         "adaptive_flow_mcmc_production": lambda path, resume: _adaptive_flow(path, resume, every=4)}
 
 
 def _leaves(tree) -> dict[str, np.ndarray]:
