@@ -22,7 +22,7 @@ ROD = fs.targets.hard_rods(10, 20.0)
 
 @pytest.fixture(scope="module")
 def rod_configs():
-    return ROD.sample(jax.random.key(0), 8 * 50).reshape(8, 50, 10)
+    return ROD.sample(jax.random.key(0), 8 * 40).reshape(8, 40, 10)
 
 
 def test_tonks_reference_value():
@@ -31,7 +31,7 @@ def test_tonks_reference_value():
 
 @pytest.mark.parametrize("prefilter", [None, "exact", "ml"])
 def test_tonks_gas_exact(rod_configs, prefilter):
-    r = fs.rare.widom(jax.random.key(1), ROD, rod_configs, 64, prefilter=prefilter, num_train_steps=300)
+    r = fs.rare.widom(jax.random.key(1), ROD, rod_configs, 48, prefilter=prefilter, num_train_steps=200)
     assert abs(r.beta_mu_ex - ROD.beta_mu_ex_reference) < 4 * r.se, (r.beta_mu_ex, r.se)
     if prefilter is not None:
         assert r.num_expensive < 0.5 * r.num_insertions
