@@ -37,6 +37,7 @@ import numpy as np
 
 from flowsamp.estimators.modes import mode_weights as _mode_weights
 from flowsamp.estimators.verdict import Thresholds, mcmc_verdict
+from flowsamp.estimators.weights import ess as _kish_ess
 
 __all__ = ["summarize"]
 
@@ -134,7 +135,24 @@ def summarize(
     positions = result if raw else getattr(result, "positions", None)
     diag = getattr(result, "diagnostics", None) or {}
 
-    if getattr(result, "log_weights", None) is not None:  # importance sampling
+    if getattr(result, "particles", None) is not None:  # SMC / AIS (weighted particles)
+        x = np.asarray(result.particles)
+        lw = getattr(result, "log_weights", None)
+        res.update(num_chains=1, num_draws=int(x.shape[0]), num_samples=int(x.shape[0]),
+                   log_Z=_f(result.log_Z), num_steps=int(np.max(np.asarray(result.num_steps))))
+        if getattr(result, "log_Z_se", None) is not None:
+            res["log_Z_se"] = _f(result.log_Z_se)
+        if "final_ess" in diag:
+            res["ess"] = float(diag["final_ess"])
+        if "min_acceptance" in diag:
+            res["min_acceptance"] = float(diag["min_acceptance"])
+        if "ess" not in res and lw is not None:
+            res["ess"] = _f(_kish_ess(jnp.asarray(lw)))
+        if target is not None:
+            labels = _labels(target, x)
+            if labels is not None:
+                _modes(res, labels, target, lw)
+    elif getattr(result, "log_weights", None) is not None:  # importance sampling
         lw = np.asarray(result.log_weights)
         res.update(num_chains=1, num_draws=int(lw.shape[0]), num_samples=int(lw.shape[0]),
                    log_Z=_f(result.log_Z), log_Z_se=_f(result.log_Z_se), ess=_f(result.ess),
@@ -144,18 +162,6 @@ def summarize(
             labels = _labels(target, np.asarray(samples))
             if labels is not None:
                 _modes(res, labels, target, lw)
-    elif getattr(result, "particles", None) is not None:  # SMC
-        x = np.asarray(result.particles)
-        res.update(num_chains=1, num_draws=int(x.shape[0]), num_samples=int(x.shape[0]),
-                   log_Z=_f(result.log_Z), num_steps=int(result.num_steps))
-        if "final_ess" in diag:
-            res["ess"] = float(diag["final_ess"])
-        if "min_acceptance" in diag:
-            res["min_acceptance"] = float(diag["min_acceptance"])
-        if target is not None:
-            labels = _labels(target, x)
-            if labels is not None:
-                _modes(res, labels, target)
     elif positions is not None:  # MCMC
         x = np.asarray(positions)
         x = x.reshape(x.shape[0], x.shape[1], -1)
