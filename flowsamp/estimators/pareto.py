@@ -13,22 +13,34 @@ from flowsamp.types import Array
 def _gpd_shape_zhang_stephens(x: Array) -> Array:
     """Zhang & Stephens (2009) posterior-mean estimate of the generalized-Pareto shape ``k``.
 
-    ``x`` are the positive exceedances over the threshold, sorted ascending. A weakly
-    informative prior pulls ``k`` towards 0.5 (Vehtari et al.), as in PSIS.
+    ``x`` are the exceedances over the threshold, sorted ascending; zeros (tail weights tied
+    with the threshold, common when a discrete target repeats states) carry no information
+    about the tail's shape and are left out of the fit (masked, so the shapes stay static).
+    A weakly informative prior pulls ``k`` towards 0.5 (Vehtari et al.), as in PSIS. NaN when
+    fewer than 5 exceedances are positive.
     """
-    n = x.shape[0]
-    m = 30 + int(math.sqrt(n))
+    size = x.shape[0]
+    positive = x > 0
+    n = jnp.sum(positive).astype(x.dtype)
+    first = size - jnp.sum(positive)  # x is sorted: the positive exceedances are the last n
+    m = 30 + int(math.sqrt(size))
     j = jnp.arange(1, m + 1, dtype=x.dtype)
-    quartile = x[max(int(n / 4 + 0.5) - 1, 0)]
+    quartile = x[jnp.clip(first + jnp.floor(n / 4 + 0.5).astype(first.dtype) - 1, first, size - 1)]
     b = 1.0 - jnp.sqrt(m / (j - 0.5))
     b = b / (3.0 * quartile) + 1.0 / x[-1]
-    k = jnp.mean(jnp.log1p(-b[:, None] * x[None, :]), axis=1)
+
+    def mean_log1p(bb: Array) -> Array:
+        terms = jnp.where(positive, jnp.log1p(-bb[..., None] * jnp.where(positive, x, 0.0)), 0.0)
+        return jnp.sum(terms, axis=-1) / n
+
+    k = mean_log1p(b)
     log_lik = n * (jnp.log(-b / k) - k - 1.0)
     weights = 1.0 / jnp.sum(jnp.exp(log_lik[None, :] - log_lik[:, None]), axis=1)
     weights = jnp.where(jnp.isfinite(weights), weights, 0.0)
     b_post = jnp.sum(b * weights) / jnp.sum(weights)
-    k_post = jnp.mean(jnp.log1p(-b_post * x))
-    return (n * k_post + 10 * 0.5) / (n + 10)
+    k_post = mean_log1p(b_post)
+    k_hat = (n * k_post + 10 * 0.5) / (n + 10)
+    return jnp.where(n >= 5, k_hat, jnp.nan)
 
 
 def pareto_k(log_w: Array) -> Array:
@@ -42,7 +54,8 @@ def pareto_k(log_w: Array) -> Array:
 
     Returns
     -------
-    Scalar :math:`\hat k` (``nan`` when fewer than 5 tail draws are available).
+    Scalar :math:`\hat k` (``nan`` when fewer than 5 tail draws exceed the threshold: tail
+    weights tied with it, as for repeated states of a discrete target, are left out of the fit).
     """
     log_w = _finite(_check_log_weights(log_w))
     n = log_w.shape[0]
@@ -54,6 +67,12 @@ def pareto_k(log_w: Array) -> Array:
     cutoff = sorted_lw[-m - 1]
     # exceedances in units of the largest weight, so nothing overflows
     top = tail[-1]
-    x = jnp.exp(tail - top) - jnp.exp(cutoff - top)
-    x = jnp.maximum(x, jnp.finfo(log_w.dtype).tiny)
-    return _gpd_shape_zhang_stephens(x / x[-1])
+    # exceedances w_i - w_cut relative to the largest, in log space so nothing over- or
+    # underflows: log(e^d - 1) = d + log(1 - e^-d) with d = log w_i - log w_cut >= 0. A tail
+    # weight tied with the threshold (d = 0) is an exact zero (left out of the fit); a positive
+    # exceedance that underflows relative to the largest is kept as the smallest positive float.
+    d = tail - cutoff
+    log_x = d + jnp.log(-jnp.expm1(-jnp.where(d > 0, d, 1.0)))
+    rel = jnp.maximum(jnp.exp(log_x - log_x[-1]), jnp.finfo(log_w.dtype).tiny)
+    x = jnp.where(d > 0, rel, 0.0)
+    return _gpd_shape_zhang_stephens(x)

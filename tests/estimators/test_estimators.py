@@ -83,6 +83,22 @@ def test_pareto_k_recovers_generalized_pareto_shape(k):
     assert abs(k_hat - k) < 4 * (1 + k) / np.sqrt(m)
 
 
+def test_pareto_k_with_tied_weights():
+    """Repeated states (a discrete target) tie weights with the tail threshold: the ties carry
+    no tail information and are left out, so a Pareto tail of shape k under a block of tied
+    weights is still recovered, bounded (few-valued) weights give k-hat < 0.5, and a tail made
+    only of ties has no k-hat (NaN) instead of a spurious k-hat of ~10."""
+    k, n = 0.5, 20_000
+    u = jax.random.uniform(jax.random.key(7), (n,), minval=1e-12)
+    tied = jnp.concatenate([-k * jnp.log(u), jnp.full((n // 4,), 2.0)])
+    m = min(int(np.ceil(0.2 * tied.shape[0])), int(np.ceil(3 * np.sqrt(tied.shape[0]))))
+    assert abs(fs.estimators.pareto_k(tied) - k) < 4 * (1 + k) / np.sqrt(m)
+    levels = jax.random.choice(jax.random.key(8), jnp.log(jnp.array([1.0, 2.0, 3.0, 50.0])), (4000,),
+                               p=jnp.array([0.5, 0.3, 0.19, 0.01]))
+    assert fs.estimators.pareto_k(levels) < 0.5
+    assert np.isnan(fs.estimators.pareto_k(jnp.log(jnp.array([1.0, 1.1] * 2000))))
+
+
 def test_bad_log_weights():
     with pytest.raises(ValueError, match="1-D"):
         fs.estimators.ess(jnp.zeros((3, 2)))
