@@ -88,6 +88,12 @@ FACTORIES = {
     "gibbs": Case(lambda t: fs.kernels.gibbs(t), ISING, SPINS, "spin"),
     "spin_metropolis": Case(lambda t: fs.kernels.spin_metropolis(t), ISING, SPINS, "spin"),
     "wolff": Case(lambda t: fs.kernels.wolff(t), ISING, SPINS, "spin"),
+    "autoregressive_imh": Case(
+        lambda t: fs.kernels.autoregressive_imh(t, fs.autoregressive.made(4), fs.autoregressive.made(4).init(jax.random.key(0))),
+        ISING,
+        SPINS,
+        "spin",
+    ),
 }
 
 

@@ -22,6 +22,7 @@ from flowsamp.kernels.adaptation import (
     find_step_size,
     robbins_monro,
 )
+from flowsamp.kernels.autoregressive_imh import autoregressive_imh
 from flowsamp.kernels.delayed_acceptance import DelayedAcceptanceInfo, DelayedAcceptanceState, delayed_acceptance
 from flowsamp.kernels.flow_imh import FlowIMHInfo, FlowIMHState, flow_imh
 from flowsamp.kernels.gibbs import SimultaneousGibbsWarning, gibbs
@@ -60,6 +61,7 @@ __all__ = [
     "SpinState",
     "WindowAdaptation",
     "DelayedAcceptanceInfo",
+    "autoregressive_imh",
     "DelayedAcceptanceState",
     "delayed_acceptance",
     "dual_averaging",

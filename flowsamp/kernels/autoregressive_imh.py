@@ -27,7 +27,7 @@ from flowsamp.kernels._spins import check_spin_target
 from flowsamp.kernels.flow_imh import FlowIMHInfo, FlowIMHState, imh_test
 from flowsamp.types import Array, PRNGKey
 
-__all__ = ["init", "build_kernel", "autoregressive_imh"]
+__all__ = ["FlowIMHState", "FlowIMHInfo", "init", "build_kernel", "autoregressive_imh"]
 
 
 def init(position: Array, target: Any, net: AutoregressiveNet, params: Any) -> FlowIMHState:
