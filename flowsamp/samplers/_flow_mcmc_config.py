@@ -55,7 +55,10 @@ class AdaptiveFlowConfig:
     from 2048 up to 16384 as :math:`d(d+1)/(2 \cdot 0.25)` so that the full-covariance affine
     fit is within ~0.2 nat of KL; or your own ``(N, d)`` array of approximate posterior draws, SMC skipped),
     fits the affine preconditioner (``precondition=True``; an
-    :class:`~flowsamp.flows.Affine` is used as given; ``False``: none) and trains the flow
+    :class:`~flowsamp.flows.Affine` is used as given; ``False``: none; default ``None``: fitted
+    unless you pass ``params``, since given parameters already place the flow in the target's
+    own coordinates, e.g. an informed base or a shift set to the chains' mean, and an affine map
+    fitted on top would move it away from the target) and trains the flow
     by forward KL for at most ``explore_fit_steps`` steps (the loop's own training program,
     ``num_epochs`` steps per call on the buffer filled with particles), early-stopped on held-out
     particles, from which the chains then start. ``thresholds``: the
@@ -91,7 +94,7 @@ class AdaptiveFlowConfig:
     explore_scale: Any = None
     explore_particles: Any = None
     explore_fit_steps: int = 500
-    precondition: Any = True
+    precondition: Any = None
     thresholds: Any = None
 
 
@@ -156,8 +159,8 @@ def make_config(**options: Any) -> AdaptiveFlowConfig:
     ep = cfg.explore_particles
     if isinstance(ep, bool) or (isinstance(ep, int) and ep < 4):
         raise ValueError(f"explore_particles must be an int >= 4 or an (N, dim) array, got {ep!r}")
-    if not isinstance(cfg.precondition, (bool, Affine)):
-        raise TypeError(f"precondition must be a bool or an Affine, got {type(cfg.precondition).__name__}")
+    if cfg.precondition is not None and not isinstance(cfg.precondition, (bool, Affine)):
+        raise TypeError(f"precondition must be None, a bool or an Affine, got {type(cfg.precondition).__name__}")
     if cfg.thresholds is not None and not isinstance(cfg.thresholds, Thresholds):
         raise TypeError(f"thresholds must be a flowsamp.estimators.Thresholds, got {type(cfg.thresholds).__name__}")
     if cfg.min_training_loops > cfg.max_training_loops:

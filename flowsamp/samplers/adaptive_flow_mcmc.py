@@ -549,6 +549,8 @@ def adaptive_flow_mcmc(
     """
     t0 = time.perf_counter()
     cfg = make_config(**options)
+    if cfg.precondition is None:  # given params already sit in the target's coordinates
+        cfg = dataclasses.replace(cfg, precondition=params is None and initial_state is None)
     if not isinstance(flow, Flow):
         raise TypeError(f"flow must be a flowsamp Flow, got {type(flow).__name__}")
     if not callable(log_prob):
