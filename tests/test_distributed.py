@@ -79,6 +79,14 @@ def two_processes(tmp_path_factory):
 def check_equal(got, reference, what):
     for name in worker.FIELDS:
         assert got[name].shape == reference[name].shape, f"{what}: {name}"
+        if name in ("mean", "variance"):
+            # The running (Welford) moments are the same per-chain arithmetic, but XLA's CPU
+            # code for 2 chains per device and for 8 on one device vectorises the division
+            # differently (vector loop vs scalar remainder, with or without fused
+            # multiply-add), so they may differ in the last bit: equal to 4 ulp.
+            eps = np.finfo(reference[name].dtype).eps
+            np.testing.assert_allclose(got[name], reference[name], rtol=4 * eps, atol=4 * eps, err_msg=f"{what}: {name}")
+            continue
         # Bitwise: elementwise log-density (diagonal covariance), same keys per chain.
         np.testing.assert_array_equal(got[name], reference[name], err_msg=f"{what}: {name}")
 
