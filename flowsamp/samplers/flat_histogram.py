@@ -121,3 +121,19 @@ def normalize_log_g(log_g: np.ndarray, log_g0: float) -> np.ndarray:
     """Shift ``log_g`` so that its first (ground-state) entry equals ``log_g0``."""
     log_g = np.asarray(log_g, np.float64)
     return log_g - log_g[0] + log_g0
+
+
+def reference_log_g(target, exact_log_g) -> tuple[np.ndarray, np.ndarray] | None:
+    """The exact ``(energies, ln g)`` a flat-histogram run is scored against: ``"auto"``
+    (``target.exact_log_dos()`` when the target has one and ``q**L <= 256``), ``None`` (no
+    reference) or a given ``(energies, log_g)`` pair (float64)."""
+    if isinstance(exact_log_g, str):
+        if exact_log_g != "auto":
+            raise ValueError(f"exact_log_g must be 'auto', None or (energies, log_g), got {exact_log_g!r}")
+        if hasattr(target, "exact_log_dos") and target.num_states**target.L <= 256:
+            return target.exact_log_dos()
+        return None
+    if exact_log_g is None:
+        return None
+    return tuple(np.asarray(a, np.float64) for a in exact_log_g)
+

@@ -40,6 +40,7 @@ from flowsamp.base import as_key, metropolis_test
 from flowsamp.estimators.dos import DOSEstimate, dos_from_samples
 from flowsamp.estimators.verdict import Verdict, warn_if_not_converged
 from flowsamp.samplers.flat_histogram import (
+    reference_log_g,
     Compensated,
     compensated,
     compensated_fold,
@@ -206,14 +207,7 @@ def neural_wang_landau(
         raise ValueError(f"net is for L={net.L}, q={net.num_states}; target has L={target.L}, q={target.num_states}")
     bins = energy_bins(target.energy_levels)
     K = bins.levels.size
-    ref = None
-    if isinstance(exact_log_g, str):
-        if exact_log_g != "auto":
-            raise ValueError(f"exact_log_g must be 'auto', None or (energies, log_g), got {exact_log_g!r}")
-        if target.num_states ** target.L <= 256:
-            ref = target.exact_log_dos()
-    elif exact_log_g is not None:
-        ref = tuple(np.asarray(a, np.float64) for a in exact_log_g)
+    ref = reference_log_g(target, exact_log_g)
     log_g0 = math.log(target.num_states)
     key = as_key(key)
     k_init, key = jax.random.split(key)

@@ -28,7 +28,7 @@ import numpy as np
 from flowsamp.base import as_key
 from flowsamp.estimators.verdict import Verdict, warn_if_not_converged
 from flowsamp.samplers._wl_schedule import one_over_t_schedule
-from flowsamp.samplers.flat_histogram import compensated, compensated_value, energy_bins, normalize_log_g
+from flowsamp.samplers.flat_histogram import compensated, compensated_value, energy_bins, normalize_log_g, reference_log_g
 from flowsamp.samplers.wang_landau import (
     WangLandauResult,
     WangLandauState,
@@ -116,14 +116,7 @@ def replica_exchange_wang_landau(
     masks = np.zeros((num_windows, K), bool)
     for g, (lo, hi) in enumerate(windows):
         masks[g, lo:hi + 1] = True
-    ref = None
-    if isinstance(exact_log_g, str):
-        if exact_log_g != "auto":
-            raise ValueError(f"exact_log_g must be 'auto', None or (energies, log_g), got {exact_log_g!r}")
-        if target.num_states ** target.L <= 256:
-            ref = target.exact_log_dos()
-    elif exact_log_g is not None:
-        ref = tuple(np.asarray(a, np.float64) for a in exact_log_g)
+    ref = reference_log_g(target, exact_log_g)
     log_g0 = math.log(target.num_states)
     fdt = jnp.result_type(float)
     state = WangLandauState(

@@ -52,6 +52,7 @@ from flowsamp.samplers.flat_histogram import (
     energy_bins,
     is_flat,
     normalize_log_g,
+    reference_log_g,
     wl_log_acceptance,
 )
 from flowsamp.types import Array, PRNGKey
@@ -354,14 +355,8 @@ def wang_landau(
         window_of_group = np.arange(num_walkers) % num_windows
         windows = win[window_of_group]
     num_groups = windows.shape[0]
-    ref = None
-    if isinstance(exact_log_g, str):
-        if exact_log_g != "auto":
-            raise ValueError(f"exact_log_g must be 'auto', None or (energies, log_g), got {exact_log_g!r}")
-        if hasattr(target, "exact_log_dos") and target.num_states**target.L <= 256:
-            ref = target.exact_log_dos()
-    elif exact_log_g is not None:
-        ref = tuple(np.asarray(a, np.float64) for a in exact_log_g)
+    ref = reference_log_g(target, exact_log_g)
+    if ref is not None and exact_log_g is not None and not isinstance(exact_log_g, str):
         if not np.allclose(ref[0], bins.levels):
             raise ValueError("exact_log_g energies differ from target.energy_levels")
     log_g0 = math.log(target.num_states)
