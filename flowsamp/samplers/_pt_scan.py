@@ -22,7 +22,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from flowsamp.base import Proposal, acceptance_probability, metropolis_test
+from flowsamp.base import Proposal, metropolis_test
 from flowsamp.kernels.adaptation import robbins_monro
 from flowsamp.kernels.flow_imh import FlowIMHState, imh_test
 from flowsamp.types import Array
@@ -140,9 +140,8 @@ def scan_step(cfg: PTConfig, carry: PTCarry, key: Array, step: Array, betas: Arr
     V = lp - lr
     # (4) DEO swaps
     log_r = jnp.diff(betas) * (V[:-1] - V[1:])
-    rates = acceptance_probability(log_r)
     log_u = jnp.log(jax.random.uniform(k_swap, (n - 1,), dtype=dt))
-    ok, _, _ = metropolis_test(log_u, log_r)
+    ok, rates, _ = metropolis_test(log_u, log_r)
     ok = ok & (jnp.arange(n - 1) % 2 == step % 2)
     lower = jnp.concatenate([ok, jnp.zeros((1,), bool)])  # rung j swaps with j + 1
     upper = jnp.concatenate([jnp.zeros((1,), bool), ok])  # rung j swaps with j - 1
