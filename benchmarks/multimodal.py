@@ -6,8 +6,11 @@ components, minimum pairwise centre distance ``separation`` sigma, exact mode we
 
 * ``afm``  -- ``fs.samplers.adaptive_flow_mcmc`` at its defaults (flow ``fs.flows.rq_spline(dim)``
   at its defaults; ``mode_of=target.mode_of`` and ``num_modes=`` passed when the sampler accepts them);
-* ``smc``  -- ``fs.samplers.tempered_smc`` from the over-dispersed Gaussian base (below), at its
+* ``smc``  -- ``fs.samplers.smc`` at its defaults (MALA moves, 8 islands) from the over-dispersed
+  Gaussian base (below), one run of ``SMC_RUNS * SMC_PARTICLES`` particles, SEs from its islands;
+* ``tempered_smc`` -- ``fs.samplers.tempered_smc`` (RWMH moves) from the same base, at its
   defaults, ``SMC_RUNS`` independent runs of ``SMC_PARTICLES`` particles;
+* ``pt`` -- ``fs.samplers.parallel_tempering`` at its defaults from the MCMC starting points;
 * ``mala`` (and ``hmc`` on request) -- ``fs.kernels.dual_averaging_adaptation`` warm-up
   (``WARMUP`` steps) then ``fs.sample`` (``target_ess=MCMC_TARGET_ESS``, ``max_steps``, ``mode_of``
   where ``fs.sample`` accepts them);
@@ -81,10 +84,10 @@ MCMC_TARGET_ESS = 1000.0
 MCMC_MAX_STEPS = 5000
 SMC_RUNS = 4
 SMC_PARTICLES = 2048
-FLOWSAMP = ("afm", "smc", "mala", "hmc", "pt")
+FLOWSAMP = ("afm", "smc", "tempered_smc", "mala", "hmc", "pt")
 PEERS = ("flowmc", "blackjax_smc")
-SMC_SAMPLERS = ("smc", "blackjax_smc")
-DEFAULT_SAMPLERS = ("afm", "smc", "mala")
+SMC_SAMPLERS = ("smc", "tempered_smc", "blackjax_smc")
+DEFAULT_SAMPLERS = ("afm", "smc", "pt", "mala")
 
 
 # --------------------------------------------------------------------------- the grid
@@ -290,6 +293,30 @@ def run_smc(t, spec, key):
     return _labels(t, np.stack(parts)), wall, all(claims), vsrc, problems_all, extra
 
 
+def run_smc_engine(t, spec, key):
+    """``fs.samplers.smc`` at its defaults from the over-dispersed Gaussian base, one call of
+    ``SMC_RUNS * SMC_PARTICLES`` particles: the SE of the weights from its islands' spread."""
+    import jax.numpy as jnp
+
+    import flowsamp as fs
+
+    s0 = _base_scale(t)
+    base = fs.targets.gaussian(jnp.zeros(t.dim), s0**2 * jnp.eye(t.dim))
+    n = SMC_RUNS * SMC_PARTICLES
+    t0 = time.perf_counter()
+    out = fs.samplers.smc(key, t.log_prob, base, n, mode_of=t.mode_of, num_modes=t.num_modes)
+    parts = np.asarray(out.particles)
+    wall = time.perf_counter() - t0
+    claimed, vsrc, probs = _verdict(out)
+    m = int(len(out.island_log_Z))
+    labels = _labels(t, parts).reshape(m, -1)
+    weights = np.exp(np.asarray(out.log_weights, np.float64)).reshape(m, -1)
+    extra = {"particles": n, "islands": m, "log_Z": float(out.log_Z), "log_Z_se": float(out.log_Z_se),
+             "log_Z_err": float(out.log_Z - t.log_Z), "num_steps": np.asarray(out.num_steps).tolist(),
+             "num_target_evals": int(out.num_target_evals)}
+    return (labels, weights), wall, claimed, vsrc, probs, extra
+
+
 def run_pt(t, spec, key):
     """``fs.samplers.parallel_tempering`` at its defaults from the same ``CHAINS`` starts (reference fitted to them)."""
     import jax
@@ -377,7 +404,8 @@ def run_flowmc_cell(t, spec, key):
 
 RUNNERS = {
     "afm": run_afm,
-    "smc": run_smc,
+    "smc": run_smc_engine,
+    "tempered_smc": run_smc,
     "mala": lambda t, s, k: run_local(t, s, k, "mala"),
     "hmc": lambda t, s, k: run_local(t, s, k, "hmc"),
     "pt": run_pt,
