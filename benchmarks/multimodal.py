@@ -557,6 +557,8 @@ def _deadline_ts(s: str | None):
     now = datetime.datetime.now(datetime.timezone.utc)
     hh, mm = (int(v) for v in s.split(":"))
     dl = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    if dl < now - datetime.timedelta(hours=1):  # an HH:MM after midnight means tomorrow's
+        dl += datetime.timedelta(days=1)
     return time.time() + (dl - now).total_seconds()
 
 
