@@ -12,7 +12,15 @@ from flowsamp.flows.bases import (
     phi4_1d_precision,
     standard_normal,
 )
-from flowsamp.flows.cnf import ContinuousFlow, cnf, divergence, hutchinson_divergence, ode_flow
+from flowsamp.flows.cnf import (
+    ContinuousFlow,
+    InexactLogQError,
+    check_log_q,
+    cnf,
+    divergence,
+    hutchinson_divergence,
+    ode_flow,
+)
 from flowsamp.flows.diffusion import SDE, DiffusionFlow, diffusion, ve_sde, vp_sde
 from flowsamp.flows.layers import Layer, compose, global_affine
 from flowsamp.flows.maf import maf
@@ -27,8 +35,10 @@ __all__ = [
     "Base",
     "ContinuousFlow",
     "DiffusionFlow",
+    "InexactLogQError",
     "Layer",
     "SDE",
+    "check_log_q",
     "cnf",
     "compose",
     "diagonal_gaussian",

@@ -23,6 +23,24 @@ solver tolerance (tests: 1e-4 in float32, 1e-8 in float64). A solve that fails (
 steps) returns NaN, which flowsamp's kernels treat as a rejection and its estimators as a
 zero weight.
 
+**When log q is not exact.** An independence MH ratio :math:`p(x')q(x)/(p(x)q(x'))` and an
+importance weight need :math:`\log q` to be the density of the map that drew the sample. A
+chain evaluates it two ways: ``sample_and_log_prob`` (forward solve, the log q of a
+proposal) and ``log_prob`` (backward solve, the log q of the current point after the
+parameters changed). With a loose tolerance or a fixed step count (``num_steps``) the two
+disagree by the solver error, the divergence quadrature is not the log-Jacobian of the
+discrete map, and the backward map is not the inverse of the forward one: the chain then
+targets :math:`p\,\tilde q/q`, not :math:`p`. Maximum-likelihood training *through* a coarse
+solve makes it worse (it maximises the quadrature, which need not integrate to one): the
+adaptive sampler with a from-scratch CNF of 8 midpoint steps trained by forward KL put
+weights 0.17/0.59/0.17/0.07 on a 0.1/0.2/0.3/0.4 mixture (40 SE) while only an R-hat of
+1.015 was flagged. :func:`check_log_q` measures the disagreement on fresh samples and
+raises :class:`InexactLogQError` above a tolerance (1e-3 nat by default); call it before and
+after any run that uses a CNF inside an MH ratio or a weight. Measured on a flow-matching CNF
+of the four-mode mixture (2000 samples, float32): max :math:`|\Delta\log q|` 1.4e-4
+(Tsit5, default tolerances), 3.4e-3 (rtol 1e-5), 0.30 (rtol 1e-3), 0.040 (16 midpoint
+steps), 0.50 (8 midpoint steps).
+
 References: Chen et al., Neural ODEs, arXiv:1806.07366; Grathwohl et al., FFJORD,
 arXiv:1810.01367; Lipman et al., Flow matching, arXiv:2210.02747; Kidger, On neural
 differential equations (diffrax), arXiv:2202.02435.
@@ -55,7 +73,10 @@ SOLVERS = {
     "euler": diffrax.Euler,
 }
 
-__all__ = ["ContinuousFlow", "cnf", "ode_flow", "divergence", "hutchinson_divergence", "SOLVERS"]
+__all__ = [
+    "ContinuousFlow", "InexactLogQError", "SOLVERS", "check_log_q", "cnf", "divergence",
+    "hutchinson_divergence", "ode_flow",
+]
 
 
 class ContinuousFlow(Flow):
@@ -65,6 +86,79 @@ class ContinuousFlow(Flow):
     flow's full params); ``flow.base`` the :class:`~flowsamp.flows.bases.Base`. Used by
     :func:`flowsamp.train.flow_matching`.
     """
+
+
+class InexactLogQError(ValueError):
+    """A CNF's log q disagrees between its sample path and its density path (see :func:`check_log_q`)."""
+
+
+def check_log_q(
+    flow: Flow,
+    params: Any,
+    key: PRNGKey,
+    num_samples: int = 256,
+    *,
+    tol: float = 1e-3,
+    what: str = "flow",
+    raise_error: bool = True,
+) -> dict:
+    r"""Check that a flow's :math:`\log q` is consistent enough for an MH ratio or a weight.
+
+    Draws ``num_samples`` points with ``sample_and_log_prob`` and measures
+
+    .. math:: \Delta = \max_i \big|\log q_{\rm density}(x_i) - \log q_{\rm sample}(x_i)\big|,
+              \qquad \Delta_{\rm batch} = \max_i |\log q(x_i)\ \text{alone} - \log q(x_i)\ \text{in the batch}|,
+
+    the second on the first 8 points evaluated one by one (an adaptive solve must not depend
+    on the rest of the batch). A non-finite :math:`\log q` of a finite sample counts as
+    inconsistent. For an exact flow (couplings) :math:`\Delta` is rounding only.
+
+    Parameters
+    ----------
+    flow, params
+        Any :class:`~flowsamp.base.Flow` and its parameters.
+    key
+        PRNG key of the draws.
+    num_samples
+        Points checked.
+    tol
+        Largest allowed :math:`\max(\Delta, \Delta_{\rm batch})` in nats (1e-3: a bias of
+        ~0.1 % of a weight).
+    what
+        Name used in the error message.
+    raise_error
+        Raise :class:`InexactLogQError` when the check fails (default); else only report.
+
+    Returns
+    -------
+    dict
+        ``max_abs_diff``, ``mean_diff``, ``max_batch_diff``, ``num_nonfinite``, ``ok``.
+    """
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+        raise ValueError(f"check_log_q: num_samples must be a positive int, got {num_samples!r}")
+    x, log_q = flow.sample_and_log_prob(params, key, num_samples)
+    lp = flow.log_prob(params, x)
+    m = min(8, num_samples)
+    alone = jnp.concatenate([flow.log_prob(params, x[i : i + 1]) for i in range(m)])
+    finite_x = jnp.all(jnp.isfinite(x), axis=-1)
+    bad = finite_x & ~(jnp.isfinite(lp) & jnp.isfinite(log_q))
+    good = finite_x & ~bad
+    diff = jnp.where(good, lp - log_q, 0.0)
+    out = {
+        "max_abs_diff": float(jnp.max(jnp.abs(diff))),
+        "mean_diff": float(jnp.sum(diff) / jnp.maximum(jnp.sum(good), 1)),
+        "max_batch_diff": float(jnp.max(jnp.abs(jnp.where(good[:m], alone - lp[:m], 0.0)))),
+        "num_nonfinite": int(jnp.sum(bad)),
+    }
+    out["ok"] = bool(max(out["max_abs_diff"], out["max_batch_diff"]) <= tol and out["num_nonfinite"] == 0)
+    if raise_error and not out["ok"]:
+        raise InexactLogQError(
+            f"{what}: log q is not exact enough for an MH ratio or an importance weight: "
+            f"max |log_prob(x) - log q of the sample| = {out['max_abs_diff']:.3g}, batch dependence "
+            f"{out['max_batch_diff']:.3g}, {out['num_nonfinite']} non-finite (tolerance {tol:g} nat). "
+            "Use an adaptive solver with tighter rtol/atol (num_steps=None), not a fixed step count."
+        )
+    return out
 
 
 def divergence(fn: Callable[[Array], Array], x: Array) -> Array:
@@ -103,6 +197,7 @@ def ode_flow(
     atol: float | None = None,
     max_steps: int = 4096,
     jit: bool = True,
+    divergence_fn: Callable[[Any, Array, Array], Array] | None = None,
 ) -> ContinuousFlow:
     r"""The flow of the ODE :math:`\dot x = v(t, x)` from :math:`t = 0` (base) to :math:`t = 1`.
 
@@ -118,11 +213,16 @@ def ode_flow(
         A key of :data:`SOLVERS` (explicit Runge-Kutta methods of diffrax).
     num_steps
         ``None``: adaptive steps (PID controller with ``rtol``/``atol``, default 1e-6 in float32
-        and 1e-10 in float64); an int: that many equal steps (cheaper, log q exact for the
-        discretised divergence integral but only consistent between ``forward`` and
-        ``inverse`` to the discretisation error).
+        and 1e-10 in float64); an int: that many equal steps (cheaper, but log q is then
+        consistent between ``sample_and_log_prob`` and ``log_prob`` only to the discretisation
+        error, which biases MH ratios and weights: fine for training by flow matching, check
+        with :func:`check_log_q` before any correction).
     max_steps
         Step budget of one solve; a solve that runs out returns NaN.
+    divergence_fn
+        ``divergence_fn(field_params, t, x) -> scalar``: an *exact* closed-form
+        :math:`\nabla\cdot v` exploiting the field's structure (e.g. a pair-message field,
+        :mod:`flowsamp.flows.torus`); default :func:`divergence` (``d`` JVPs).
 
     Returns
     -------
@@ -145,6 +245,8 @@ def ode_flow(
             x, _ = state
             t = s if sign > 0 else 1.0 - s
             f = lambda xx: sign * velocity(args, t, xx)
+            if divergence_fn is not None:
+                return f(x), sign * divergence_fn(args, t, x)
             return f(x), divergence(f, x)
 
         if num_steps is None:

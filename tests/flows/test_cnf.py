@@ -109,3 +109,16 @@ def test_bad_input():
     flow = fs.flows.cnf(2, hidden=(4,), num_steps=1, solver="euler")
     with pytest.raises(ValueError, match=r"\(\.\.\., 2\)"):
         flow.log_prob(flow.init(jax.random.key(0)), jnp.zeros((3, 5)))
+
+
+def test_check_log_q_passes_tight_and_fails_loudly_coarse(f32_case):
+    """check_log_q: the adaptive default solve passes; a 2-step midpoint CNF (log q of the
+    sample path != log q of the density path) raises InexactLogQError."""
+    flow, params, _, _ = f32_case
+    rep = fs.flows.check_log_q(flow, params, jax.random.key(7), 32)
+    assert rep["ok"] and rep["max_abs_diff"] < 1e-4 and rep["max_batch_diff"] < 1e-4
+    coarse = fs.flows.cnf(2, hidden=(8,), num_steps=2, solver="midpoint")
+    with pytest.raises(fs.flows.InexactLogQError, match="not exact enough"):
+        fs.flows.check_log_q(coarse, params, jax.random.key(7), 32, what="coarse cnf")
+    rep = fs.flows.check_log_q(coarse, params, jax.random.key(7), 32, raise_error=False)
+    assert not rep["ok"] and rep["max_abs_diff"] > 1e-3
