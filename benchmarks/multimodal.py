@@ -25,8 +25,9 @@ components, minimum pairwise centre distance ``separation`` sigma, exact mode we
 Every MCMC sampler gets the same ``CHAINS`` chains and the same starting points: either all in
 mode 0 (``m_0 + N(0, I)``, start ``"one"``) or over-dispersed (``N(0, s_0^2 I)`` with
 ``s_0 = 2 sqrt(tr Cov_p / d)``, twice the target's rms sd per coordinate, start ``"over"``);
-the SMC samplers start from that over-dispersed base (they run only in ``"over"`` cells: a
-start in one mode does not apply to them) with likelihood ``p / N(0, s_0^2 I)``.
+the SMC samplers start from that over-dispersed base in every cell (a start in one mode does
+not apply to them: in ``"one"`` cells they measure the cell's target from the same base) with
+likelihood ``p / N(0, s_0^2 I)``.
 
 Per cell and sampler the JSON records the estimated mode weights, their SE, the maximum
 absolute weight error and its z-score (error / quadrature sum of the estimate's SE and the
@@ -645,8 +646,7 @@ def main(argv=None) -> dict:
     _save(path, results)
     order = sorted(names, key=lambda n: grid[n].get("priority", (0, 0)))
     jobs = [{"cell": n, "spec": grid[n], "sampler": smp, "seed": args.seed}
-            for smp in samplers for n in order if not (smp in SMC_SAMPLERS and grid[n]["start"] != "over")
-            and not (args.skip_done and results["cells"][n]["results"].get(smp, {}).get("status") == "ok")]
+            for smp in samplers for n in order if not (args.skip_done and results["cells"][n]["results"].get(smp, {}).get("status") == "ok")]
 
     def on_result(job, row):
         results["cells"][job["cell"]]["results"][job["sampler"]] = row
