@@ -78,9 +78,38 @@ def _adaptive_flow(path, resume, every=1):
             "history": {k: v for k, v in out.history.items() if k != "wall_s"}}
 
 
+def _parallel_tempering(path, resume):
+    """parallel_tempering on a 2-D Gaussian, 5 rungs: killed in warm-up (saves after rounds and every 10 scans)."""
+    x0 = np.random.default_rng(0).normal(size=(4, 2)) * 2.0
+    res = fs.samplers.parallel_tempering(jax.random.key(8), lambda x: -jnp.sum((x - 1.0) ** 2), x0, num_steps=40,
+                                         num_warmup=30, num_temperatures=5, warn=False, **_ck(path, resume, 10))
+    return {k: v for k, v in res._asdict().items() if k not in ("wall_s", "diagnostics", "problems")}
+
+
+def _fab(path, resume):
+    """fab on a 2-D Gaussian, tiny buffer, 6 iterations in chunks of 2 (a checkpoint after each)."""
+    flow = fs.flows.realnvp(2, num_layers=2, hidden=(8,))
+    res = fs.samplers.fab(jax.random.key(9), lambda x: -0.5 * jnp.sum((x - 1.0) ** 2), flow, num_iterations=6,
+                          batch_size=32, buffer_min_batches=4, buffer_max_batches=8, updates_per_iteration=2,
+                          chunk_size=2, num_eval_samples=256, num_intermediate=2, num_leapfrog=2, warn=False,
+                          **_ck(path, resume, 2))
+    return {"params": res.params, "state": res.state, "history": res.history, "log_Z": np.asarray(res.log_Z),
+            "log_Z_se": np.asarray(res.log_Z_se)}
+
+
+def _craft(path, resume):
+    """craft on a 2-D Gaussian from a wide Gaussian base, 3 steps, 6 training runs (a checkpoint every 2)."""
+    base = fs.targets.gaussian(jnp.zeros(2), 9.0 * jnp.eye(2))
+    res = fs.samplers.craft(jax.random.key(10), lambda x: -0.5 * jnp.sum(((x - 2.0) / 0.5) ** 2), base,
+                            fs.flows.realnvp(2, num_layers=1, hidden=(8,)), 64, num_temps=3, num_iterations=6,
+                            num_eval_runs=3, num_mcmc_steps=2, warn=False, **_ck(path, resume, 2))
+    return {k: v for k, v in res._asdict().items() if k not in ("wall_s", "diagnostics", "problems")}
+
+
 MODES = {"sample": _sample, "wang_landau": _wang_landau, "multicanonical": _multicanonical,
          "adaptive_flow_mcmc": _adaptive_flow,  # killed after the first training loop
-         "adaptive_flow_mcmc_production": lambda path, resume: _adaptive_flow(path, resume, every=4)}
+         "adaptive_flow_mcmc_production": lambda path, resume: _adaptive_flow(path, resume, every=4),
+         "parallel_tempering": _parallel_tempering, "fab": _fab, "craft": _craft}
 
 
 def _leaves(tree) -> dict[str, np.ndarray]:

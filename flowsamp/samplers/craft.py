@@ -36,6 +36,7 @@ acceptance rate is reported and the chain's particles are exact target draws.
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -45,12 +46,14 @@ import numpy as np
 import optax
 from jax.scipy.special import logsumexp
 
+from flowsamp import io as _io
 from flowsamp.base import Flow, as_key
 from flowsamp.estimators.evidence import log_evidence
 from flowsamp.estimators.pareto import pareto_k
 from flowsamp.estimators.verdict import Thresholds, importance_verdict, Verdict, warn_if_not_converged
 from flowsamp.estimators.weights import ess as kish_ess
 from flowsamp.kernels.flow_imh import FlowIMHState, imh_test
+from flowsamp.samplers import _checkpoint as _ckpt
 from flowsamp.samplers._smc_moves import KERNELS, MoveConfig, initial_step_size, move
 from flowsamp.samplers._smc_resampling import resample_indices
 from flowsamp.samplers.smc import PathFn, _base_fns, geometric_path
@@ -158,6 +161,18 @@ def _build_run(flow: Flow, log_prob: LogProbFn, log_base_fn: LogProbFn, path: Pa
     return jax.jit(run)
 
 
+def _load_checkpoint(path, meta: dict, like: Any, num_t: int):
+    """((params, opt_state, log_eps), train ln Z list, loss list, training runs done) from a CRAFT checkpoint."""
+    stored = _io.read_meta(path, meta)
+    done = stored.get("done")
+    if isinstance(done, bool) or not isinstance(done, int) or not 0 < done <= meta["num_iterations"]:
+        raise ValueError(f"craft: {os.fspath(path)!r} has no valid 'done' in its meta (got {done!r})")
+    dt = np.dtype(like[2].dtype)
+    tree = _io.load(path, {"flows": like, "train_log_Z": np.zeros((done,), np.float64),
+                           "loss": np.zeros((done, num_t), dt)}, meta=meta)
+    return tree["flows"], [float(v) for v in tree["train_log_Z"]], list(np.asarray(tree["loss"])), done
+
+
 def craft(
     key: PRNGKey,
     log_prob: LogProbFn,
@@ -184,6 +199,9 @@ def craft(
     callback: Callable[[int, dict], None] | None = None,
     thresholds: Thresholds | None = None,
     warn: bool = True,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> CRAFTOutput:
     r"""Train flows between the steps of a fixed annealing schedule (CRAFT or AFT), then evaluate.
 
@@ -222,6 +240,13 @@ def craft(
         ``callback(iteration, {"log_Z", "loss"})`` after each training run.
     thresholds, warn
         Verdict thresholds (``min_ess`` on the final weights' ESS, ``max_khat``) and warning.
+    checkpoint_path, checkpoint_every, resume
+        Write the flows, optimiser states, step sizes and training curves atomically to
+        ``checkpoint_path`` every ``checkpoint_every`` training runs (default a tenth of them)
+        and after the last. With ``resume=True`` and an existing file, training continues from
+        it (the evaluation runs are then redone) and the result equals an uninterrupted run with
+        the same key (``wall_s`` apart); a checkpoint of another run raises a ``ValueError``
+        naming the key.
 
     Returns
     -------
@@ -230,6 +255,7 @@ def craft(
     t0 = time.perf_counter()
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    _ckpt.check_options("craft", checkpoint_path, checkpoint_every, resume, "training runs")
     if not isinstance(flow, Flow):
         raise TypeError(f"flow must be an fs.flows Flow, got {type(flow).__name__}")
     for name, v, lo in (("num_particles", num_particles, 2), ("num_iterations", num_iterations, 0),
@@ -264,7 +290,23 @@ def craft(
     run = _build_run(flow, log_prob, log_base_fn, path, jnp.asarray(betas, dtype), optimizer, cfg,
                      float(resample_threshold), resampling, int(num_train_steps), bool(aft))
     train_lz, losses = [], []
-    for it in range(1 if aft else num_iterations):
+    num_runs = 1 if aft else num_iterations
+    start, ck = 0, None
+    if checkpoint_path is not None:
+        every = int(checkpoint_every) if checkpoint_every is not None else max(1, num_runs // 10)
+        meta = {"sampler": "craft", "num_particles": num_particles, "betas": [float(b) for b in betas],
+                "num_iterations": num_runs, "num_train_steps": int(num_train_steps), "aft": bool(aft),
+                "kernel": kernel, "num_mcmc_steps": num_mcmc_steps, "mass": mass,
+                "resample_threshold": float(resample_threshold), "resampling": resampling,
+                "dtype": str(np.dtype(dtype)), "key": [int(v) for v in _ckpt.key_data(key).ravel()],
+                "initial_params": _ckpt.fingerprint((params, opt_state)),
+                "target": _ckpt.fingerprint(jax.device_get(jax.vmap(log_prob)(x_probe))),
+                "base": _ckpt.fingerprint(jax.device_get(jax.vmap(log_base_fn)(x_probe)))}
+        ck = (checkpoint_path, every, meta)
+        if _ckpt.should_resume(checkpoint_path, resume):
+            (params, opt_state, log_eps), train_lz, losses, start = _load_checkpoint(
+                checkpoint_path, meta, (params, opt_state, log_eps), num_t)
+    for it in range(start, num_runs):
         k = jax.random.fold_in(k_train, it)
         x0 = jnp.asarray(sample(jax.random.fold_in(k, 1), num_particles), dtype)
         _, _, lz, params, opt_state, log_eps, _, _, loss, _ = run(k, x0, params, opt_state, log_eps, it, True)
@@ -272,6 +314,9 @@ def craft(
         losses.append(np.asarray(loss))
         if callback is not None:
             callback(it, {"log_Z": train_lz[-1], "loss": losses[-1]})
+        if ck is not None and ((it + 1) % ck[1] == 0 or it + 1 == num_runs):
+            _io.save(ck[0], {"flows": (params, opt_state, log_eps), "train_log_Z": np.asarray(train_lz, np.float64),
+                             "loss": np.stack(losses)}, meta={**ck[2], "done": it + 1})
     eval_lz, ess, acc, khats = [], [], [], []
     pimh_x, state, n_acc = [], None, 0
     log_u = np.log(np.asarray(jax.random.uniform(k_u, (num_eval_runs,), dtype)))

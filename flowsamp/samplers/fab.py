@@ -27,17 +27,20 @@ and a cosine decay to 0.
 from __future__ import annotations
 
 import math
+import os
 import time
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from flowsamp import io as _io
 from flowsamp.base import Flow, as_key
 from flowsamp.estimators.verdict import Thresholds, Verdict, warn_if_not_converged
 from flowsamp.estimators.weights import ess as kish_ess
+from flowsamp.samplers import _checkpoint as _ckpt
 from flowsamp.samplers._fab_ais import fab_ais
 from flowsamp.samplers.importance import ISResult, importance_sampling
 from flowsamp.train.alpha_divergence import fab_buffer_loss
@@ -134,6 +137,19 @@ def _build(flow, log_prob, optimizer, buffer, batch_size, updates, betas, num_le
     return jax.jit(fill, static_argnames=("num_batches",)), jax.jit(chunk, static_argnames=("length",))
 
 
+def _load_checkpoint(path, meta: dict, like: FABState):
+    """(state, history lists, iterations done, elapsed) from a FAB checkpoint."""
+    stored = _io.read_meta(path, meta)
+    done = stored.get("done")
+    if isinstance(done, bool) or not isinstance(done, int) or not 0 <= done <= meta["num_iterations"]:
+        raise ValueError(f"fab: {os.fspath(path)!r} has no valid 'done' in its meta (got {done!r})")
+    dt = np.dtype(like.log_step_sizes.dtype)
+    curves = {k: np.zeros((done,), dt) for k in ("loss", "is_finite", "ais_ess", "ais_acceptance")}
+    tree = _io.load(path, {"state": like, "history": curves}, meta=meta)
+    hist = {k: [np.asarray(v)] if done else [] for k, v in tree["history"].items()}
+    return tree["state"], hist, done, float(stored.get("elapsed", 0.0))
+
+
 def _check_int(name: str, v: Any, lo: int) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
         raise ValueError(f"fab: `{name}` must be an int >= {lo}, got {v!r}")
@@ -162,8 +178,12 @@ def fab(
     num_eval_samples: int = 10_000,
     chunk_size: int = 50,
     progress: bool = False,
+    callback: Callable[[int, FABState, dict], None] | None = None,
     thresholds: Thresholds | None = None,
     warn: bool = True,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> FABResult:
     r"""Train ``flow`` on ``log_prob`` by FAB with a prioritised buffer; ln Z by IS with the trained flow.
 
@@ -196,6 +216,15 @@ def fab(
         Flow samples for the final importance-sampling estimate.
     chunk_size
         Iterations per compiled call (progress and history between calls).
+    callback
+        ``callback(iterations_done, state, records)`` after every chunk (e.g. a learning curve of
+        ``state.params``); ``records`` holds the chunk's per-iteration history.
+    checkpoint_path, checkpoint_every, resume
+        Write the training state (flow, optimiser, buffer, step sizes, history) atomically to
+        ``checkpoint_path`` after the buffer fill and every ``checkpoint_every`` iterations (a
+        multiple of ``chunk_size``; default ``chunk_size``). With ``resume=True`` and an existing
+        file, training continues from it and the result equals an uninterrupted run with the same
+        key (``wall_s`` apart); a checkpoint of another run raises a ``ValueError`` naming the key.
 
     Returns
     -------
@@ -219,6 +248,7 @@ def fab(
         raise ValueError("fab: need updates_per_iteration <= buffer_min_batches <= buffer_max_batches")
     if not (np.isfinite(step_size) and step_size > 0):
         raise ValueError(f"fab: `step_size` must be positive, got {step_size!r}")
+    _ckpt.check_options("fab", checkpoint_path, checkpoint_every, resume, "iterations", multiple_of=chunk_size)
     if not alpha > 1:
         raise ValueError(f"fab: `alpha` must be > 1 (FAB's alpha-divergence), got {alpha!r}")
     k_init, k_fill, k_train, k_eval = jax.random.split(key, 4)
@@ -227,20 +257,53 @@ def fab(
     betas = np.linspace(0.0, 1.0, num_intermediate + 2)
     fill, chunk = _build(flow, log_prob, optimizer, buffer, batch_size, updates, tuple(betas), num_leapfrog,
                          float(alpha), float(w_adjust_clip), float(adapt_rate))
+    given_state = state
     if state is None:
         params = flow.init(k_init) if params is None else params
         dt = jax.tree.leaves(jax.eval_shape(lambda: flow.sample_and_log_prob(params, k_init, 1)))[0].dtype
         state = FABState(params, optimizer.init(params), buffer.init(flow.dim, dt),
                          jnp.full((num_intermediate,), math.log(step_size), dt))
-        state = fill(k_fill, state, num_batches=buffer_min_batches)
     hist: dict[str, list] = {"loss": [], "is_finite": [], "ais_ess": [], "ais_acceptance": []}
     done = 0
+    ck = None
+    if checkpoint_path is not None:
+        every = int(checkpoint_every) if checkpoint_every is not None else chunk_size
+        probe = flow.sample_and_log_prob(state.params, jax.random.fold_in(k_init, 7), 4)[0]
+        meta = {"sampler": "fab", "num_iterations": num_iterations, "batch_size": batch_size,
+                "num_intermediate": num_intermediate, "num_leapfrog": num_leapfrog, "step_size": float(step_size),
+                "alpha": float(alpha), "w_adjust_clip": float(w_adjust_clip),
+                "buffer_max_batches": buffer_max_batches, "buffer_min_batches": buffer_min_batches,
+                "updates_per_iteration": updates, "adapt_rate": float(adapt_rate), "chunk_size": chunk_size,
+                "key": [int(v) for v in _ckpt.key_data(key).ravel()],
+                "initial_state": _ckpt.fingerprint(state if given_state is not None else state.params),
+                "target": _ckpt.fingerprint(jax.device_get(jax.vmap(log_prob)(probe))),
+                "optimizer": _ckpt.fingerprint(jax.tree.map(np.shape, state.opt_state))}
+        ck = (checkpoint_path, every, meta)
+        if _ckpt.should_resume(checkpoint_path, resume):
+            state, hist, done, elapsed = _load_checkpoint(checkpoint_path, meta, state)
+            t0 -= elapsed
+            given_state = state  # no refill
+    if given_state is None:
+        state = fill(k_fill, state, num_batches=buffer_min_batches)
+
+    def save() -> None:
+        curves = {k: np.concatenate(v) if v else np.zeros((0,), np.dtype(state.log_step_sizes.dtype))
+                  for k, v in hist.items()}
+        _io.save(ck[0], {"state": state, "history": curves},
+                 meta={**ck[2], "done": int(done), "elapsed": time.perf_counter() - t0})
+
+    if ck is not None and done == 0:
+        save()
     while done < num_iterations:
         n = min(chunk_size, num_iterations - done)
         state, rec = chunk(k_train, state, done, length=n)
         for k in hist:
             hist[k].append(np.asarray(rec[k]))
         done += n
+        if ck is not None and (done % ck[1] == 0 or done == num_iterations):
+            save()
+        if callback is not None:
+            callback(done, state, {k: np.asarray(v) for k, v in rec.items()})
         if progress:
             print(f"fab {done}/{num_iterations}: loss {float(rec['loss'][-1]):.4g} "
                   f"AIS ESS {float(rec['ais_ess'][-1]):.3f} acc {float(rec['ais_acceptance'][-1]):.2f}", flush=True)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 from typing import Any, NamedTuple, Sequence
 
@@ -44,7 +45,9 @@ from flowsamp.base import Proposal, as_key, check_finite_positions
 from flowsamp.estimators.verdict import Thresholds, mcmc_verdict, warn_if_not_converged
 from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE
 from flowsamp.kernels.mala import mala as _mala
-from flowsamp.samplers._pt_ladder import initial_ladder, ladder_adaptation, log_evidence_ladder
+from flowsamp.samplers import _checkpoint as _ckpt
+from flowsamp.samplers import _pt_checkpoint as _pt_ckpt
+from flowsamp.samplers._pt_ladder import LadderState, initial_ladder, ladder_adaptation, log_evidence_ladder
 from flowsamp.samplers._pt_scan import PTCarry, PTConfig, init_carry, scan_step
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
@@ -179,24 +182,24 @@ def _state_kind(kernel, kernel_kwargs, x: Array, log_prob: LogProbFn) -> str:
 
 
 def _per_chain(cfg: PTConfig, num_steps: int):
-    """``run(chain_key, carry, betas, start, num_scans, adapt)`` of one ensemble (vmapped over chains).
+    """``run(chain_key, carry, betas, start, num_scans, adapt, bufs, offset)`` of one ensemble (vmapped
+    over chains).
 
     One program serves warm-up (``adapt`` true: sums of the swap/local acceptance) and production
-    (records of every scan written to ``num_steps`` slots): one compilation per ladder size.
+    (the record of scan ``i`` written to slot ``offset + i`` of the ``num_steps`` slots of ``bufs``,
+    so production may run in chunks): one compilation per ladder size.
     """
 
-    def run(chain_key, carry, betas, start, num_scans, adapt):
+    def run(chain_key, carry, betas, start, num_scans, adapt, bufs, offset):
         n = carry.x.shape[0]
         dt = carry.x.dtype
         zero = (jnp.zeros((n - 1,), dt), jnp.zeros((n,), dt), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-        rec_shape = jax.eval_shape(lambda c: scan_step(cfg, c, chain_key, start, betas, adapt)[1], carry)
-        bufs = jax.tree.map(lambda a: jnp.zeros((num_steps,) + a.shape, a.dtype), rec_shape)
 
         def body(i, c):
             carry, (sw, acc, bad, div), bufs = c
             t = start + i
             carry, rec = scan_step(cfg, carry, jax.random.fold_in(chain_key, t), t, betas, adapt)
-            j = i % num_steps
+            j = (offset + i) % num_steps
             bufs = jax.tree.map(lambda b, r: jax.lax.dynamic_update_index_in_dim(b, r, j, 0), bufs, rec)
             return carry, (sw + rec["swap_rate"], acc + rec["local_acceptance"],
                            bad + rec["num_nonfinite"], div + rec["num_divergent"]), bufs
@@ -208,12 +211,20 @@ def _per_chain(cfg: PTConfig, num_steps: int):
 
 @functools.lru_cache(maxsize=32)
 def _programs(cfg: PTConfig, num_steps: int, mesh: Any):
-    run_v = jax.vmap(_per_chain(cfg, num_steps), in_axes=(0, 0, None, None, None, None))
+    run_v = jax.vmap(_per_chain(cfg, num_steps), in_axes=(0, 0, None, None, None, None, 0, None))
     if mesh is not None:
         C, R = parallel.CHAINS, parallel.REPLICATED
-        run_v = parallel.shard_chains(run_v, mesh, in_specs=(C, C, R, R, R, R))
+        run_v = parallel.shard_chains(run_v, mesh, in_specs=(C, C, R, R, R, R, C, R))
     init_v = jax.vmap(lambda x, e: init_carry(cfg, jnp.broadcast_to(x, (e.shape[0],) + x.shape[-1:]), e))
     return jax.jit(init_v), jax.jit(run_v)
+
+
+def _empty_records(cfg: PTConfig, carry: PTCarry, betas: Array, num_steps: int) -> dict:
+    """Zero record buffers ``(chains, num_steps, ...)`` for the production scans."""
+    one = jax.tree.map(lambda a: a[0], carry)
+    shape = jax.eval_shape(lambda c: scan_step(cfg, c, jax.random.key(0), 0, betas, False)[1], one)
+    c = carry.x.shape[0]
+    return jax.tree.map(lambda a: jnp.zeros((c, num_steps) + a.shape, a.dtype), shape)
 
 
 _evidence = jax.jit(log_evidence_ladder, static_argnames=("num_blocks",))
@@ -262,6 +273,9 @@ def parallel_tempering(
     thresholds: Thresholds | None = None,
     warn: bool = True,
     devices: Sequence[jax.Device] | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> ParallelTemperingResult:
     r"""Sample ``log_prob`` by non-reversible parallel tempering and estimate :math:`\ln Z` (module docs).
 
@@ -317,6 +331,13 @@ def parallel_tempering(
         Verdict thresholds; issue :class:`flowsamp.NotConvergedWarning` when not converged.
     devices
         Shard the chains over these devices (``jax.shard_map``); same numbers as one device.
+    checkpoint_path, checkpoint_every, resume
+        Write the run's state atomically (:func:`flowsamp.io.save`) to ``checkpoint_path`` after
+        every warm-up round that ends ``checkpoint_every`` scans (default ``num_steps // 10``) or
+        more after the last save, and every ``checkpoint_every`` production scans. With
+        ``resume=True`` and an existing file the run continues from it and returns the same
+        numbers as an uninterrupted run with the same key (``wall_s`` apart); a checkpoint of
+        another run (options, key, starts, target) raises a ``ValueError`` naming the key.
 
     Returns
     -------
@@ -326,6 +347,7 @@ def parallel_tempering(
     key = as_key(key)
     if not callable(log_prob):
         raise TypeError("parallel_tempering: `log_prob` must be callable")
+    _ckpt.check_options("parallel_tempering", checkpoint_path, checkpoint_every, resume, "scans")
     x_init = np.asarray(initial_positions)
     if x_init.ndim not in (2, 3):
         raise ValueError("parallel_tempering: `initial_positions` must have shape (chains, dim) or "
@@ -392,10 +414,42 @@ def parallel_tempering(
     adapter = ladder_adaptation()
     lstate = adapter.init(ladder)
     warm_nonfinite = 0
-    done, length = 0, 2
+    done, length, prod_done, saved_at = 0, 2, 0, 0
+    bufs = None
+    ck = None
+    if checkpoint_path is not None:
+        every = int(checkpoint_every) if checkpoint_every is not None else max(1, num_steps // 10)
+        ck = _pt_ckpt.PTCheckpoint(checkpoint_path, every, {
+            "sampler": "parallel_tempering", "num_steps": num_steps, "num_warmup": num_warmup,
+            "num_chains": int(num_chains), "dim": int(dim), "ladder": [float(b) for b in ladder],
+            "auto_num_temperatures": bool(auto_n), "max_temperatures": max_temperatures,
+            "adapt_ladder": bool(adapt_ladder), "kernel": name, "kernel_kwargs": repr(sorted(kernel_kwargs.items())),
+            "step_size": float(eps0), "target_acceptance": float(target_acceptance),
+            "num_local_steps": num_local_steps, "adapt_rate": float(adapt_rate), "flow": flow is not None,
+            "dtype": str(np.dtype(dt)), "key": [int(v) for v in _ckpt.key_data(key).ravel()],
+            "initial_positions": _ckpt.fingerprint(x_init),
+            "target": _ckpt.fingerprint(jax.device_get(jax.vmap(log_prob)(x0j))),
+            "reference": _ckpt.fingerprint(jax.device_get(jax.vmap(ref_log_prob)(x0j))),
+        })
+        if _ckpt.should_resume(checkpoint_path, resume):
+            st = ck.load(carry, lambda c, b: _empty_records(cfg, c, jnp.asarray(b, dt), num_steps))
+            carry, lstate = st["carry"], LadderState(st["betas"], st["barrier"])
+            done, length, prod_done, warm_nonfinite, bufs = (st["done"], st["length"], st["prod_done"],
+                                                             st["warm_nonfinite"], st["bufs"])
+            saved_at = done + prod_done
+            t_start -= st["elapsed"]
+
+    def save() -> None:
+        ck.save(carry, lstate, bufs, done=done, length=length, prod_done=prod_done, warm_nonfinite=warm_nonfinite,
+                elapsed=time.perf_counter() - t_start)
+
+    wbufs = None  # scratch records of the warm-up rounds (same shapes as production: one program)
     while done < num_warmup:
         m = min(length, num_warmup - done)
-        carry, (sw, acc, bad, div), _ = run_fn(chain_keys, carry, jnp.asarray(lstate.betas, dt), done, m, True)
+        if wbufs is None or wbufs["V"].shape[-1] != carry.x.shape[1]:
+            wbufs = _empty_records(cfg, carry, jnp.asarray(lstate.betas, dt), num_steps)
+        carry, (sw, acc, bad, div), wbufs = run_fn(chain_keys, carry, jnp.asarray(lstate.betas, dt), done, m, True,
+                                                   wbufs, 0)
         done += m
         length *= 2
         warm_nonfinite += int(np.sum(bad))
@@ -414,10 +468,23 @@ def parallel_tempering(
         if new.shape[0] != old.shape[0]:
             carry = _remap(carry, old, new)
         carry = carry._replace(log_eps=jnp.broadcast_to(jnp.asarray(log_eps_new, dt), (num_chains, new.shape[0])))
+        if ck is not None and (done - saved_at >= ck.every or done == num_warmup):
+            saved_at = done
+            save()
 
+    del wbufs
     betas_f = np.asarray(lstate.betas)
-    carry = carry._replace(round_trips=jnp.zeros_like(carry.round_trips))
-    carry, _, rec = run_fn(chain_keys, carry, jnp.asarray(betas_f, dt), num_warmup, num_steps, False)
+    if bufs is None:  # production starts (not resumed inside it)
+        carry = carry._replace(round_trips=jnp.zeros_like(carry.round_trips))
+        bufs = _empty_records(cfg, carry, jnp.asarray(betas_f, dt), num_steps)
+    while prod_done < num_steps:
+        m = num_steps - prod_done if ck is None else min(ck.every, num_steps - prod_done)
+        carry, _, bufs = run_fn(chain_keys, carry, jnp.asarray(betas_f, dt), num_warmup + prod_done, m, False,
+                                bufs, prod_done)
+        prod_done += m
+        if ck is not None:
+            save()
+    rec = bufs
     positions = rec["x_top"]
     V = rec["V"]
     nb = num_blocks if num_blocks is not None else math.ceil(20 / num_chains)

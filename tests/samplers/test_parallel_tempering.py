@@ -103,6 +103,45 @@ def test_bad_input():
         fs.samplers.parallel_tempering(0, TARGET.log_prob, bad, 10)
 
 
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_bit_identical(tmp_path, monkeypatch):
+    """Killed (an exception after the 2nd save: inside production) and resumed = uninterrupted, bit for bit;
+    a checkpoint of another key or a corrupt file is refused naming the problem."""
+    from flowsamp import io as fio
+
+    x0 = np.asarray(jax.random.normal(jax.random.key(0), (4, D))) * 3
+    kw = dict(num_warmup=6, num_temperatures=3, warn=False)
+    plain = fs.samplers.parallel_tempering(0, TARGET.log_prob, x0, 8, **kw)
+    path = tmp_path / "pt.msgpack"
+    save, calls = fio.save, []
+
+    def failing(*args, **kwargs):
+        save(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:  # end of warm-up, then 4 production scans
+            raise _Interrupt
+
+    monkeypatch.setattr(fio, "save", failing)
+    with pytest.raises(_Interrupt):
+        fs.samplers.parallel_tempering(0, TARGET.log_prob, x0, 8, checkpoint_path=path, checkpoint_every=4, **kw)
+    monkeypatch.setattr(fio, "save", save)
+    assert fio.read_meta(path)["prod_done"] == 4
+    res = fs.samplers.parallel_tempering(0, TARGET.log_prob, x0, 8, checkpoint_path=path, checkpoint_every=4,
+                                         resume=True, **kw)
+    for name in ("positions", "log_Z", "log_Z_se", "betas", "step_sizes", "swap_rates", "round_trips"):
+        np.testing.assert_array_equal(np.asarray(getattr(res, name)), np.asarray(getattr(plain, name)), name)
+    with pytest.raises(ValueError, match="'key'"):
+        fs.samplers.parallel_tempering(1, TARGET.log_prob, x0, 8, checkpoint_path=path, resume=True, **kw)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt"):
+        fs.samplers.parallel_tempering(0, TARGET.log_prob, x0, 8, checkpoint_path=path, resume=True, **kw)
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        fs.samplers.parallel_tempering(0, TARGET.log_prob, x0, 8, resume=True, **kw)
+
+
 DEVICES_SCRIPT = textwrap.dedent(
     """
     import json
