@@ -101,3 +101,16 @@ def test_bad_input():
         fs.samplers.fab(0, TARGET.log_prob, flow, alpha=1.0)
     with pytest.raises(ValueError, match="buffer_min_batches"):
         fs.samplers.fab(0, TARGET.log_prob, flow, updates_per_iteration=8, buffer_min_batches=4)
+
+
+@pytest.mark.slow  # one AIS fill + IS compile: 166 s at load 19 on 2 cores
+def test_far_off_result_is_flagged():
+    """An untrained flow on many-well 8 (16 modes): ln Z far off; IS ESS and k-hat say so (converged False)."""
+    t = fs.targets.many_well(8)
+    flow = fs.flows.realnvp(8, num_layers=1, hidden=(4,))
+    with pytest.warns(fs.NotConvergedWarning):
+        r = fs.samplers.fab(0, t.log_prob, flow, num_iterations=0, batch_size=16, buffer_min_batches=1,
+                            buffer_max_batches=1, updates_per_iteration=1, num_intermediate=1, num_leapfrog=1,
+                            num_eval_samples=2000)
+    assert not r.converged and r.problems
+    assert r.ess < 100 or r.k_hat > 0.7, (r.ess, r.k_hat)
