@@ -29,6 +29,7 @@ from flowsamp.flows.proposal import proposal
 from flowsamp.flows.realnvp import realnvp
 from flowsamp.flows.rq_spline import rq_spline
 from flowsamp.flows.symmetrize import symmetrize
+from flowsamp.flows.torus import torus_cnf, uniform_torus
 
 __all__ = [
     "Affine",
@@ -57,6 +58,8 @@ __all__ = [
     "rq_spline",
     "standard_normal",
     "symmetrize",
+    "torus_cnf",
+    "uniform_torus",
     "ve_sde",
     "vp_sde",
 ]

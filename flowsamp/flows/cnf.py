@@ -55,6 +55,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from flowsamp import parallel as _parallel
 from flowsamp.base import Flow
 from flowsamp.flows.bases import Base, _check_dim, _float_dtype, standard_normal
 from flowsamp.flows.layers import Layer, compose
@@ -198,6 +199,7 @@ def ode_flow(
     max_steps: int = 4096,
     jit: bool = True,
     divergence_fn: Callable[[Any, Array, Array], Array] | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> ContinuousFlow:
     r"""The flow of the ODE :math:`\dot x = v(t, x)` from :math:`t = 0` (base) to :math:`t = 1`.
 
@@ -223,6 +225,12 @@ def ode_flow(
         ``divergence_fn(field_params, t, x) -> scalar``: an *exact* closed-form
         :math:`\nabla\cdot v` exploiting the field's structure (e.g. a pair-message field,
         :mod:`flowsamp.flows.torus`); default :func:`divergence` (``d`` JVPs).
+    devices
+        ``None``: one device. A list of devices (or a ``"chain"`` mesh): the points of every
+        batch (samples, ``log_prob`` inputs) are split evenly over them with ``shard_map``
+        (padded to a multiple of the device count). Each point is solved on its own, so the
+        result equals the single-device one up to rounding (XLA vectorises blocks of
+        different sizes differently).
 
     Returns
     -------
@@ -262,9 +270,23 @@ def ode_flow(
         nan = jnp.asarray(jnp.nan, y.dtype)
         return jnp.where(ok, x, nan), jnp.where(ok, log_det, nan)
 
+    mesh = None if devices is None else _parallel.chain_mesh(devices)
+
+    def _block(field_params: Any, y: Array, sign: float) -> tuple[Array, Array]:
+        return jax.vmap(lambda p: _solve(field_params, p, sign))(y)
+
     def _batched(field_params: Any, y: Array, sign: float) -> tuple[Array, Array]:
         batch = y.shape[:-1]
-        out, log_det = jax.vmap(lambda p: _solve(field_params, p, sign))(y.reshape((-1, dim)))
+        flat = y.reshape((-1, dim))
+        if mesh is None:
+            out, log_det = _block(field_params, flat, sign)
+        else:
+            n, k = flat.shape[0], mesh.devices.size
+            padded = jnp.concatenate([flat, jnp.zeros((-n % k, dim), flat.dtype)])
+            run = _parallel.shard_chains(lambda fp, yy: _block(fp, yy, sign), mesh,
+                                         in_specs=(_parallel.REPLICATED, _parallel.CHAINS))
+            out, log_det = run(field_params, padded)
+            out, log_det = out[:n], log_det[:n]
         return out.reshape(batch + (dim,)), log_det.reshape(batch)
 
     layer = Layer(init_velocity, lambda p, z: _batched(p, z, 1.0), lambda p, x: _batched(p, x, -1.0))
@@ -287,6 +309,7 @@ def cnf(
     rtol: float | None = None,
     atol: float | None = None,
     max_steps: int = 4096,
+    devices: Sequence[jax.Device] | None = None,
 ) -> ContinuousFlow:
     r"""Continuous normalizing flow with a flax vector field, exact log-density.
 
@@ -311,6 +334,8 @@ def cnf(
         Fourier time features ``sin/cos(2 pi k t)``, ``k = 1..K``.
     solver, num_steps, rtol, atol, max_steps
         ODE solve, see :func:`ode_flow` (adaptive Tsit5 by default).
+    devices
+        Shard every batch of points over these devices (:func:`ode_flow`).
 
     Returns
     -------
@@ -332,4 +357,4 @@ def cnf(
         raise ValueError(f"cnf: base.dim {base.dim} != dim {dim}")
     init_field, velocity = field_functions(field, dim, hidden, activation, num_frequencies, "cnf")
     return ode_flow(base, velocity, init_field, solver=solver, num_steps=num_steps, rtol=rtol,
-                    atol=atol, max_steps=max_steps)
+                    atol=atol, max_steps=max_steps, devices=devices)

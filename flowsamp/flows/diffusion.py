@@ -118,6 +118,7 @@ def diffusion(
     rtol: float | None = None,
     atol: float | None = None,
     max_steps: int = 4096,
+    devices: Sequence[Any] | None = None,
 ) -> DiffusionFlow:
     r"""Score-based diffusion model whose probability-flow ODE is a Flow with exact log q.
 
@@ -147,6 +148,9 @@ def diffusion(
         :math:`s` itself (then :math:`\hat\varepsilon = -\sigma_t s`; e.g. linear lattice scores).
     solver, num_steps, rtol, atol, max_steps
         Probability-flow ODE solve, see :func:`flowsamp.flows.cnf.ode_flow`.
+    devices
+        Shard every batch of points of the probability-flow ODE over these devices
+        (:func:`flowsamp.flows.cnf.ode_flow`; ``sample_sde`` runs on one device).
 
     Returns
     -------
@@ -195,7 +199,7 @@ def diffusion(
     std1 = jnp.sqrt(sde.alpha(one) ** 2 + sde.sigma(one) ** 2) * scale
     base = _gaussian_base(loc, std1)
     flow = ode_flow(base, velocity, init_field, solver=solver, num_steps=num_steps, rtol=rtol,
-                    atol=atol, max_steps=max_steps)
+                    atol=atol, max_steps=max_steps, devices=devices)
 
     def sample_sde(params: Params, key: PRNGKey, n: int, num_steps: int = 500) -> Array:
         """Reverse-SDE (Euler-Maruyama) draws, shape ``(n, dim)``; no density (uncorrectable)."""

@@ -29,6 +29,7 @@ from flowsamp.targets.particles import ParticleSystem, hard_rods, hard_spheres, 
 from flowsamp.targets.phi4_1d import Phi4Chain, phi4_1d
 from flowsamp.targets.radial_velocity import RadialVelocity, radial_velocity
 from flowsamp.targets.rosenbrock import Rosenbrock, rosenbrock
+from flowsamp.targets.soft_spheres import SoftSphereMixture, pair_correlation, soft_sphere_mixture
 from flowsamp.targets.potts import Potts, potts
 from flowsamp.targets.phi4_2d import (
     Phi4Lattice,
@@ -46,6 +47,9 @@ __all__ = [
     "hard_spheres",
     "ideal_gas",
     "lennard_jones",
+    "SoftSphereMixture",
+    "pair_correlation",
+    "soft_sphere_mixture",
     "Gaussian",
     "gaussian",
     "InferenceGymTarget",
