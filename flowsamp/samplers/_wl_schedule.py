@@ -1,12 +1,15 @@
-"""Host-side ln f schedule shared by the neural and replica-exchange Wang-Landau samplers."""
+"""ln f schedule (halving while every level is visited, then 1/t) shared by the neural and
+replica-exchange Wang-Landau samplers: a host-side version (between jitted chunks) and a jittable
+one (:func:`schedule_step`, after every iteration inside the scan)."""
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
 
-from flowsamp.samplers.flat_histogram import is_flat
+from flowsamp.samplers.flat_histogram import compensated_value, is_flat
 from flowsamp.samplers.wang_landau import WangLandauState
+from flowsamp.types import Array
 
 
 def one_over_t_schedule(state: WangLandauState, masks: np.ndarray, log_f_final: float
@@ -34,3 +37,28 @@ def one_over_t_schedule(state: WangLandauState, masks: np.ndarray, log_f_final: 
     state = state._replace(histogram=jnp.asarray(hist), log_f=jnp.asarray(log_f, state.log_f.dtype),
                            one_over_t=jnp.asarray(one_t), active=jnp.asarray(active))
     return state, np.where(one_t, inv_t, log_f)
+
+
+def schedule_step(state: WangLandauState, masks: Array, log_f_final: float) -> WangLandauState:
+    """Jittable :func:`one_over_t_schedule` (same rule), applied once per iteration on device.
+
+    Checking after every iteration rather than every ``check_every`` iterations lets ln f fall
+    as soon as the levels have been visited: with many walkers a host-side check lets ln f = 1
+    run for a whole chunk and leaves ln g errors the 1/t stage must then wash out.
+    """
+    masks = jnp.asarray(masks)
+    visited = jnp.all(jnp.where(masks, state.histogram > 0, True), axis=1)
+    inv_t = masks.sum(axis=1) / jnp.maximum(compensated_value(state.num_updates), 1.0)
+    halve = state.active & ~state.one_over_t & visited
+    log_f = jnp.where(halve, 0.5 * state.log_f, state.log_f)
+    one_t = state.one_over_t | (halve & (log_f < inv_t))
+    active = state.active & ~(state.one_over_t & (inv_t < log_f_final))
+    return state._replace(histogram=jnp.where(halve[:, None], 0, state.histogram), log_f=log_f,
+                          one_over_t=one_t, active=active)
+
+
+def effective_log_f(state: WangLandauState, masks: np.ndarray) -> np.ndarray:
+    """ln f in use per group (1/t in the 1/t stage), on the host."""
+    n_upd = np.asarray(state.num_updates.hi, np.float64) + np.asarray(state.num_updates.lo, np.float64)
+    inv_t = np.asarray(masks).sum(axis=1) / np.maximum(n_upd, 1.0)
+    return np.where(np.asarray(state.one_over_t), inv_t, np.asarray(state.log_f, np.float64))
