@@ -16,12 +16,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
+import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _fab_common import fab_record, write_json  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -73,20 +75,14 @@ def main(argv=None) -> dict:
         "mean_reported_se": float(np.mean([r["log_Z_se"] for r in reps])),
         "max_abs_z": float(np.max(np.abs(z))), "all_within_4_se": bool(np.all(np.abs(z) < 4)),
         "mean_ess_fraction": float(np.mean([r["ess_fraction"] for r in reps])),
-        "fab_converged": bool(out.converged), "fab_problems": list(out.problems),
         "train_wall_s": train_s, "repeats": reps, "config": vars(args),
-        "history_every_50": {k: np.asarray(v)[::50].tolist() for k, v in out.history.items()},
-        "final_step_sizes": out.step_sizes.tolist(),
-        "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-        "updated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **fab_record(out),
     }
     print(f"gmm40 FAB: ln Z {summary['mean_log_Z']:+.4f} (sd {summary['sd_of_estimates']:.4f}, mean SE "
           f"{summary['mean_reported_se']:.4f}), max |z| {summary['max_abs_z']:.2f}, ESS/N "
           f"{summary['mean_ess_fraction']:.3f}, modes with samples {[r['modes_with_samples'] for r in reps][:3]}, "
           f"train {train_s:.0f} s; converged {out.converged}: {'; '.join(out.problems) or 'no problems'}")
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(summary, f, indent=1)
+    write_json(args.json, summary)
     return summary
 
 
