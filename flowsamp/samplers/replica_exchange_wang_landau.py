@@ -78,6 +78,7 @@ def replica_exchange_wang_landau(
     log_f_final: float = 1e-8,
     exact_log_g: Any = "auto",
     stop_error: float | None = None,
+    max_seconds: float | None = None,
 ) -> WangLandauResult:
     """Replica-exchange 1/t Wang-Landau estimate of ln g(E) for a lattice spin target.
 
@@ -94,6 +95,8 @@ def replica_exchange_wang_landau(
         Sweeps between exchange rounds, and between schedule/error checks (a multiple of it).
     max_sweeps, log_f_initial, log_f_final, exact_log_g, stop_error
         As in :func:`flowsamp.samplers.wang_landau`.
+    max_seconds : float, optional
+        Wall-time budget (compilation included), checked every ``check_every`` sweeps.
 
     Returns
     -------
@@ -152,6 +155,8 @@ def replica_exchange_wang_landau(
         errors.append(float(np.mean(np.abs(est - ref[1]))) if ref is not None else np.nan)
         elapsed.append(time.perf_counter() - t0)
         if not np.asarray(state.active).any() or (stop_error is not None and errors[-1] <= stop_error):
+            break
+        if max_seconds is not None and elapsed[-1] >= max_seconds:
             break
     active = np.asarray(state.active)
     reached = stop_error is not None and errors and errors[-1] <= stop_error
