@@ -12,8 +12,16 @@ gives the transition rate :math:`k_{AB} = \beta^{-1}\nu` of overdamped Langevin 
 :math:`dX = \beta^{-1}\nabla\log\pi\,dt + \sqrt{2\beta^{-1}}\,dW`. The expectation is
 dominated by the transition region where :math:`\pi` has almost no mass, so :math:`q_\theta`
 (a flax network with a sigmoid output) is trained on draws from umbrella windows on its own
-level sets, :math:`\pi_l \propto \pi\, e^{-\frac12 k (q_\theta(x) - u_l)^2}`,
-:math:`u_l \in [0, 1]` (:mod:`flowsamp.rare.umbrella`), combined by MBAR weights :math:`w_n`.
+level sets, :math:`\pi_l \propto \pi\, e^{-\frac12 k (z_\theta(x) - u_l)^2}` on the logit
+:math:`z_\theta = \log(q_\theta / (1 - q_\theta))` (``ladder="logit"``, default; ``"q"``: on
+:math:`q_\theta` itself, :math:`u_l \in [0, 1]`), with the :math:`u_l` evenly spaced from the mean
+:math:`z_\theta` of the A draws to that of the B draws, re-placed every round
+(:mod:`flowsamp.rare.umbrella`), neighbouring windows exchanging configurations (Hamiltonian
+replica exchange), combined by MBAR weights :math:`w_n`. The logit ladder: under :math:`\pi` the
+free energy of :math:`q` falls by ~15 (in units of kT) between :math:`q = 0.01` and the A basin at
+:math:`q \approx 10^{-3}` (Müller-Brown), so windows on :math:`q` near 0 and 1 all collapse into the
+basins (a window at :math:`u = 0.2` is bimodal), while the free energy of :math:`z` is nearly flat
+across the transition region.
 Training alternates a sampling round (every window's chains advance ``num_steps`` steps of an
 ``fs.kernels`` kernel under the current :math:`q_\theta`) with ``num_opt_steps`` optax steps
 (:func:`flowsamp.train.fit_steps`) on
@@ -65,7 +73,8 @@ class CommittorResult(NamedTuple):
     """Result of :func:`committor`.
 
     ``q(x)``: committor on a batch ``(n, dim)`` (or one point); ``params``: network parameters
-    (``q_net(params, x)`` is the raw sigmoid net on one point); ``nu``, ``nu_se``: the Dirichlet
+    (``q_net(params, x)`` is the raw sigmoid net on one point, ``cv_net(params, x)`` the windows'
+    collective variable: logit q or q); ``nu``, ``nu_se``: the Dirichlet
     energy :math:`\\mathbb E_\\pi|\\nabla q|^2` and its SE; ``rate``, ``rate_se``: :math:`\\nu/\\beta`;
     ``centres``: the window ladder; ``log_Z_windows``: MBAR :math:`\\log Z_l - \\log Z_0`;
     ``positions``, ``log_weights``: the production draws ``(L, C, T, dim)`` and their MBAR
@@ -74,6 +83,7 @@ class CommittorResult(NamedTuple):
 
     q: Callable[[Array], Array]
     q_net: Callable[[Any, Array], Array]
+    cv_net: Callable[[Any, Array], Array]
     params: Any
     nu: float
     nu_se: float
@@ -108,9 +118,11 @@ def committor(
     initial_positions: Array,
     *,
     importance_sampling: bool = True,
+    replica_exchange: bool = True,
     num_windows: int = 16,
     chains_per_window: int = 8,
     spring: float | None = None,
+    ladder: str = "logit",
     num_rounds: int = 60,
     num_steps: int = 50,
     num_opt_steps: int = 10,
@@ -143,13 +155,23 @@ def committor(
         centre, boundary chains at the points inside ``A`` / ``B``.
     importance_sampling
         ``False``: the same estimator with plain draws from :math:`\pi` (spring 0).
+    replica_exchange
+        Swap configurations between neighbouring windows every ``thin`` steps
+        (:func:`flowsamp.rare.run_windows`). Without it the windows just above :math:`u = 0`,
+        whose :math:`q`-marginal holds both the A basin and the transition region, stay in the
+        mode their chains started in: on Müller-Brown that misweighed the ladder by
+        :math:`e^{6}` and gave :math:`\hat\nu` 300 times too small.
     num_windows, chains_per_window
         Ladder size :math:`L` (:math:`u_l` evenly spaced on [0, 1]) and chains per window
         :math:`C` (:math:`C \ge 2` for the jackknife SE).
     spring
-        :math:`k` of the bias :math:`\frac12 k (q - u_l)^2` in log-density units; default
-        :math:`2 L^2`, so a window's width in :math:`q`, :math:`k^{-1/2}`, is about
-        :math:`0.7\times` the ladder spacing and neighbours overlap (the usual umbrella rule).
+        :math:`k` of the bias :math:`\frac12 k (\xi - u_l)^2` in log-density units; default: a
+        window's width :math:`k^{-1/2}` is :math:`0.7\times` the ladder spacing, so neighbours
+        overlap (the usual umbrella rule): :math:`2 L^2` on ``q``, :math:`(L-1)^2 / (0.7\,\Delta z)^2`
+        on the logit ladder of span :math:`\Delta z`.
+    ladder
+        ``"logit"`` (windows on :math:`\xi = \operatorname{logit} q_\theta` between the A and B
+        draws' means) or ``"q"`` (:math:`\xi = q_\theta`, :math:`u_l \in [0, 1]`).
     num_rounds, num_steps, num_opt_steps, num_production_steps
         Training rounds; sampler steps per round and window chain; optimiser steps per round;
         sampler steps of the final estimate.
@@ -199,16 +221,23 @@ def committor(
         )
     a_pt, b_pt = x_init[a_mask].mean(0), x_init[b_mask].mean(0)
     span = float(jnp.linalg.norm(b_pt - a_pt))
-    k_spring = jnp.asarray((2.0 * L**2 if spring is None else spring) if importance_sampling else 0.0, dtype)
+    if ladder not in ("logit", "q"):
+        raise ValueError(f"committor: `ladder` must be 'logit' or 'q', got {ladder!r}")
+    if spring is not None and not float(spring) > 0:
+        raise ValueError(f"committor: `spring` must be > 0, got {spring!r}")
     step0 = 0.02 * span if step_size is None else float(step_size)
-    centres = jnp.linspace(0.0, 1.0, L, dtype=dtype)
 
     net = MLP(tuple(hidden), 1, 1, get_activation(activation))
     key, k_net, k_bnd, k_fit, k_train, k_prod = jax.random.split(key, 6)
     params = net.init(k_net, jnp.zeros((dim,), dtype))
 
+    def z_net(p, x):  # logit q
+        return net.apply(p, x)[..., 0, 0]
+
     def q_net(p, x):
-        return jax.nn.sigmoid(net.apply(p, x)[..., 0, 0])
+        return jax.nn.sigmoid(z_net(p, x))
+
+    cv_net = z_net if ladder == "logit" else q_net
 
     # boundary draws: pi restricted to A and to B
     def restricted(inside):
@@ -220,7 +249,7 @@ def committor(
     def boundary(key, inside, mask):
         start = jnp.repeat(x_init[mask][:1], C, axis=0)[None]
         steps = max(1, int(np.ceil(num_boundary / C)))
-        s = run_windows(key, kernel, restricted(inside), lambda x: jnp.zeros((), dtype), centres[:1],
+        s = run_windows(key, kernel, restricted(inside), lambda x: jnp.zeros((), dtype), jnp.zeros((1,), dtype),
                         jnp.zeros((), dtype), start, jnp.full((1,), 0.5 * step0, dtype), steps, kernel_params)
         return s.positions.reshape(-1, dim)[-num_boundary:]
 
@@ -239,21 +268,36 @@ def committor(
 
     params, _, _ = jax.jit(lambda p: fit_steps(mse, optax.adam(1e-2), p, optax.adam(1e-2).init(p), k_fit, 300))(params)
 
-    # window starts: the finite candidate with q nearest u_l
+    def windows(p):
+        """The ladder (centres, spring) of the network ``p`` (module docs)."""
+        if not importance_sampling:
+            return jnp.linspace(0.0, 1.0, L, dtype=dtype), jnp.zeros((), dtype)
+        if ladder == "q":
+            return jnp.linspace(0.0, 1.0, L, dtype=dtype), jnp.asarray(2.0 * L**2 if spring is None else spring, dtype)
+        lo = jnp.mean(jax.vmap(z_net, (None, 0))(p, bnd_a))
+        hi = jnp.mean(jax.vmap(z_net, (None, 0))(p, bnd_b))
+        width = jnp.maximum(hi - lo, 1.0)
+        centres = 0.5 * (lo + hi) + width * jnp.linspace(-0.5, 0.5, L, dtype=dtype)
+        k = (L - 1) ** 2 / (0.7 * width) ** 2 if spring is None else jnp.asarray(spring, dtype)
+        return centres, jnp.asarray(k, dtype)
+
+    # window starts: the finite candidate with the collective variable nearest u_l
     cand = jnp.concatenate([x_init, a_pt + jnp.linspace(0.0, 1.0, 64, dtype=dtype)[:, None] * ab])
     ok = np.isfinite(np.asarray(jax.vmap(log_prob)(cand)))
     cand = cand[ok]
-    qc = jax.vmap(q_net, (None, 0))(params, cand)
-    start = cand[jnp.argmin(jnp.abs(qc[None, :] - centres[:, None]), axis=1)]
+    qc = jax.vmap(cv_net, (None, 0))(params, cand)
+    centres0, _ = windows(params)
+    start = cand[jnp.argmin(jnp.abs(qc[None, :] - centres0[:, None]), axis=1)]
     positions = jnp.repeat(start[:, None, :], C, axis=1)
     steps = jnp.full((L,), step0, dtype)
     counts = jnp.full((L,), C, dtype)
 
     def sample_and_weigh(p, key, positions, steps, num, log_Z0, iters):
-        s = run_windows(key, kernel, log_prob, lambda x: q_net(p, x), centres, k_spring, positions, steps, num,
-                        kernel_params, thin)
+        centres, k_spring = windows(p)
+        s = run_windows(key, kernel, log_prob, lambda x: cv_net(p, x), centres, k_spring, positions, steps, num,
+                        kernel_params, thin, exchange=bool(importance_sampling and replica_exchange))
         xs = s.positions.reshape(-1, dim)
-        bias = 0.5 * k_spring * (jax.vmap(q_net, (None, 0))(p, xs)[None, :] - centres[:, None]) ** 2
+        bias = 0.5 * k_spring * (jax.vmap(cv_net, (None, 0))(p, xs)[None, :] - centres[:, None]) ** 2
         log_Z, log_w, res = mbar(bias, counts * s.positions.shape[2], iters, log_Z0)
         return s, xs, log_Z, log_w, res
 
@@ -302,25 +346,26 @@ def committor(
         nu = dirichlet(params, xs, jnp.exp(log_w))
         T = s.positions.shape[2]
         keep = jnp.asarray(np.array([[c for c in range(C) if c != g] for g in range(C)]))
+        centres, k_spring = windows(params)
 
         def leave_out(idx):
             pos = s.positions[:, idx].reshape(-1, dim)
-            bias = 0.5 * k_spring * (jax.vmap(q_net, (None, 0))(params, pos)[None, :] - centres[:, None]) ** 2
+            bias = 0.5 * k_spring * (jax.vmap(cv_net, (None, 0))(params, pos)[None, :] - centres[:, None]) ** 2
             _, lw, _ = mbar(bias, jnp.full((L,), (C - 1) * T, dtype), 100, log_Z)
             return dirichlet(params, pos, jnp.exp(lw))
 
         jack = jax.lax.map(leave_out, keep)
         se = jnp.sqrt((C - 1) / C * jnp.sum((jack - jack.mean()) ** 2))
-        return s, nu, se, log_Z, log_w, res
+        return s, nu, se, log_Z, log_w, res, centres, k_spring
 
-    s, nu, se, log_Z, log_w, res = production(params, positions, steps, log_Z, k_prod)
+    s, nu, se, log_Z, log_w, res, centres, k_spring = production(params, positions, steps, log_Z, k_prod)
     nu, se = float(nu), float(se)
     log_w = np.asarray(log_w)
     iv = importance_verdict(log_w)
     problems = list(iv.problems)
     diag = dict(iv.diagnostics)
     acc = np.asarray(s.acceptance)
-    diag.update({"acceptance": acc, "num_nonfinite": int(s.num_nonfinite), "step_sizes": np.asarray(steps),
+    diag.update({"spring": float(k_spring), "acceptance": acc, "swap_acceptance": np.asarray(s.swap_acceptance), "num_nonfinite": int(s.num_nonfinite), "step_sizes": np.asarray(steps),
                  "relative_se": se / nu if nu > 0 else float("nan"), "mbar_residual": float(res),
                  "final_penalty": float(history["penalty"][-1]) if len(history["penalty"]) else float("nan")})
     if acc.min() < 0.05:
@@ -339,7 +384,7 @@ def committor(
         return val[0] if one else val
 
     return CommittorResult(
-        q=q, q_net=q_net, params=params, nu=nu, nu_se=se, rate=nu / beta, rate_se=se / beta,
+        q=q, q_net=q_net, cv_net=cv_net, params=params, nu=nu, nu_se=se, rate=nu / beta, rate_se=se / beta,
         centres=np.asarray(centres), log_Z_windows=np.asarray(log_Z), positions=np.asarray(s.positions),
         log_weights=log_w, acceptance=acc, history=history, diagnostics=diag,
         converged=verdict.converged, problems=problems,

@@ -27,12 +27,14 @@ M. R. Shirts and J. D. Chodera, J. Chem. Phys. 129, 124105 (2008), arXiv:0801.14
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from flowsamp.base import metropolis_test
 from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
@@ -52,14 +54,17 @@ def step_parameter(kernel: Any) -> tuple[str, float]:
 
 class UmbrellaSamples(NamedTuple):
     """Draws of a window run: ``positions`` (L, C, T, dim), final ``last`` (L, C, dim), mean
-    ``acceptance`` per window (L,), ``num_nonfinite`` proposals."""
+    ``acceptance`` per window (L,), ``num_nonfinite`` proposals, mean ``swap_acceptance`` of the
+    replica exchanges between windows ``l`` and ``l + 1`` (L - 1,) (zeros without exchange)."""
 
     positions: Array
     last: Array
     acceptance: Array
     num_nonfinite: Array
+    swap_acceptance: Array
 
 
+@functools.partial(jax.jit, static_argnums=(2,))
 def mbar(
     bias: Array, counts: Array, num_iterations: int = 500, log_Z_init: Array | None = None
 ) -> tuple[Array, Array, Array]:
@@ -129,38 +134,80 @@ def run_windows(
     num_steps: int,
     kernel_params: dict | None = None,
     thin: int = 1,
+    exchange: bool = True,
 ) -> UmbrellaSamples:
-    """Run ``C`` chains in each of ``L`` windows for ``num_steps`` steps (jittable), keeping
+    r"""Run ``C`` chains in each of ``L`` windows for ``num_steps`` steps (jittable), keeping
     every ``thin``-th position (``T = num_steps // thin`` draws per chain).
 
     ``cv(x)`` is the collective variable of one point; ``centres`` (L,) the ladder; ``k`` the
     spring constant (scalar); ``positions`` (L, C, dim) the starting points; ``step_sizes`` (L,)
     the kernel's step parameter per window; ``kernel`` a ``fs.kernels`` API (``rwmh``, ``mala``,
     ``hmc`` ...). States are initialised here, so a changed ``cv`` is always used consistently.
+
+    With ``exchange`` (Hamiltonian replica exchange, Sugita, Kitao & Okamoto 2000), after every
+    ``thin`` steps chain :math:`c` of window :math:`l` and chain :math:`c` of window :math:`l+1`
+    swap configurations with probability
+
+    .. math:: \min\{1, e^{b_l(x_l) + b_{l+1}(x_{l+1}) - b_l(x_{l+1}) - b_{l+1}(x_l)}\}
+
+    (:math:`\log\pi` cancels), pairs :math:`(0,1),(2,3),\dots` and :math:`(1,2),(3,4),\dots`
+    alternating (:func:`flowsamp.base.metropolis_test`). Each window keeps its own invariant
+    density. Without it a window whose :math:`\xi`-marginal is bimodal (a window just above
+    :math:`u = 0` holds the basin where :math:`\xi \approx 0` *and* the transition region, a
+    barrier apart) stays in the mode its chains started in and MBAR misweighs the ladder.
     """
     step_name, _ = step_parameter(kernel)
     params = dict(kernel_params or {})
     step_fn = kernel.build_kernel()
+    L, C = positions.shape[:2]
 
-    def window(key, u, step, x0):
+    def lp_of(u):
         def lp(x):
             return log_prob_fn(x) - 0.5 * k * (cv(x) - u) ** 2
 
-        states = jax.vmap(lambda x: kernel.init(x, lp))(x0)
+        return lp
 
-        def one(states, key):
-            keys = jax.random.split(key, x0.shape[0])
-            states, info = jax.vmap(lambda kk, s: step_fn(kk, s, lp, **{step_name: step}, **params))(keys, states)
-            return states, (info.acceptance_rate, ~info.is_finite)
+    def init(x):  # (L, C, dim) -> states
+        return jax.vmap(lambda u, xs: jax.vmap(lambda x: kernel.init(x, lp_of(u)))(xs))(centres, x)
 
-        def body(states, key):
-            states, (acc, bad) = jax.lax.scan(one, states, jax.random.split(key, thin))
-            return states, (states.position, acc.mean(), bad.sum())
+    def local(key, states):
+        def window(key, u, step, st):
+            lp = lp_of(u)
 
-        num = max(1, num_steps // thin)
-        states, (pos, acc, bad) = jax.lax.scan(body, states, jax.random.split(key, num))
-        return jnp.swapaxes(pos, 0, 1), states.position, acc.mean(), bad.sum()
+            def one(st, key):
+                keys = jax.random.split(key, C)
+                st, info = jax.vmap(lambda kk, s: step_fn(kk, s, lp, **{step_name: step}, **params))(keys, st)
+                return st, (info.acceptance_rate, ~info.is_finite)
 
-    keys = jax.random.split(key, centres.shape[0])
-    pos, last, acc, bad = jax.vmap(window)(keys, centres, step_sizes, positions)
-    return UmbrellaSamples(pos, last, acc, bad.sum())
+            st, (acc, bad) = jax.lax.scan(one, st, jax.random.split(key, thin))
+            return st, acc.mean(), bad.sum()
+
+        return jax.vmap(window)(jax.random.split(key, L), centres, step_sizes, states)
+
+    def swap(key, x, parity):
+        xi = jax.vmap(jax.vmap(cv))(x)  # (L, C)
+        b = 0.5 * k * (xi[None, :, :] - centres[:, None, None]) ** 2  # b[m, l, c] = b_m(x_{l, c})
+        lo, hi = jnp.arange(L - 1), jnp.arange(1, L)
+        log_r = b[lo, lo] + b[hi, hi] - b[lo, hi] - b[hi, lo]  # (L - 1, C)
+        ok, rate, _ = metropolis_test(jnp.log(jax.random.uniform(key, log_r.shape, log_r.dtype)), log_r)
+        ok = ok & ((lo % 2) == parity)[:, None]
+        lower = jnp.concatenate([ok, jnp.zeros((1, C), bool)])
+        upper = jnp.concatenate([jnp.zeros((1, C), bool), ok])
+        idx = jnp.arange(L)[:, None]
+        src = jnp.where(lower, idx + 1, jnp.where(upper, idx - 1, idx))
+        return jnp.take_along_axis(x, src[..., None], axis=0), rate.mean(axis=1)
+
+    def body(carry, key):
+        states, i = carry
+        k_loc, k_swap = jax.random.split(key)
+        states, acc, bad = local(k_loc, states)
+        rate = jnp.zeros((L - 1,), positions.dtype)
+        if exchange and L > 1:
+            x, rate = swap(k_swap, states.position, i % 2)
+            states = init(x)
+        return (states, i + 1), (states.position, acc, bad, rate)
+
+    num = max(1, num_steps // thin)
+    (states, _), (pos, acc, bad, rate) = jax.lax.scan(body, (init(positions), jnp.int32(0)), jax.random.split(key, num))
+    # pos: (T, L, C, dim) -> (L, C, T, dim)
+    return UmbrellaSamples(jnp.moveaxis(pos, 0, 2), states.position, acc.mean(0), bad.sum(), rate.mean(0))
