@@ -54,6 +54,14 @@ def test_neural_wang_landau_bad_input():
         neural_wang_landau(jax.random.key(0), t, ar.made(3))
     with pytest.raises(ValueError, match="local_sweeps"):
         neural_wang_landau(jax.random.key(0), t, local_sweeps=-1)
+    with pytest.raises(ValueError, match="unknown loss"):
+        neural_wang_landau(jax.random.key(0), t, loss="kl")
+    with pytest.raises(ValueError, match="no walkers"):
+        neural_wang_landau(jax.random.key(0), t, update="weights", loss="forward_kl")
+    with pytest.raises(ValueError, match="neural_every=0 needs"):
+        neural_wang_landau(jax.random.key(0), t, neural_every=0)
+    with pytest.raises(ValueError, match="unknown stop_training"):
+        neural_wang_landau(jax.random.key(0), t, stop_training="sometimes")
 
 
 @pytest.mark.slow
