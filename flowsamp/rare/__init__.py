@@ -1,8 +1,8 @@
 """flowsamp.rare: rare events, approximated then corrected.
 
 :func:`committor` learns the committor by the Dirichlet principle on umbrella windows along its
-own level sets (Rotskoff, Mitchell & Vanden-Eijnden 2022), windows combined by MBAR
-(:mod:`flowsamp.rare.umbrella`). :func:`widom` estimates the excess chemical potential by test-particle
+own level sets (Rotskoff, Mitchell & Vanden-Eijnden 2022): a ladder on logit q, neighbouring windows
+exchanging configurations, combined by MBAR (:mod:`flowsamp.rare.umbrella`). :func:`widom` estimates the excess chemical potential by test-particle
 insertion, plain or with an exact audit pre-filter (learned or classical) reweighted by 1/a.
 """
 
