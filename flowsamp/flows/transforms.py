@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -169,7 +168,9 @@ def rational_quadratic(
 
 
 def _distrax_spline(k: int, range_min: float, range_max: float, min_bin: float, min_slope: float) -> Transform:
-    def _bijector(raw: Array) -> distrax.RationalQuadraticSpline:
+    import distrax  # imported here: distrax pulls in tensorflow-probability (~1 s at import)
+
+    def _bijector(raw: Array) -> "distrax.RationalQuadraticSpline":
         pad = jnp.zeros(raw.shape[:-1] + (1,), raw.dtype)
         full = jnp.concatenate([raw[..., : 2 * k], pad, raw[..., 2 * k :], pad], axis=-1)
         return distrax.RationalQuadraticSpline(

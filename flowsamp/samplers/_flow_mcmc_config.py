@@ -43,7 +43,8 @@ class AdaptiveFlowConfig:
     ``mode_of`` is given, ``num_modes`` modes if known) at most 1.05 (``TRAINING_RHAT``), and no
     one-sided drift of :math:`\log p`. Production runs at least ``num_production_loops``
     loops, then until the smallest bulk ESS over coordinates reaches ``target_ess`` and the
-    largest rank :math:`\hat R` is at most ``thresholds.rhat``
+    largest rank :math:`\hat R` (coordinates, and mode indicators with ``mode_of``) is at most
+    ``thresholds.rhat``
     (``None``: exactly ``num_production_loops`` loops) or ``max_steps`` production steps per
     chain (local + global) are spent; a spent budget is reported in ``problems``.
 

@@ -29,6 +29,7 @@ Modes that the tempered path does not reach (a base far too narrow, modes far be
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any, NamedTuple
@@ -65,6 +66,20 @@ MAX_PARTICLES = 16384
 KL_TARGET = 0.25
 """Target Kullback-Leibler error (nats) of the full-covariance affine fit, see
 :func:`default_num_particles`."""
+
+
+@jax.jit
+def _split5(key: PRNGKey) -> tuple:
+    """``split(key, 5)`` as a tuple (unpacking an array of keys is a program of its own)."""
+    k = jax.random.split(key, 5)
+    return k[0], k[1], k[2], k[3], k[4]
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _base_draws(key: PRNGKey, loc: Array, scale: Array, n: int) -> Array:
+    """``n`` draws of :math:`\mathcal N(\text{loc}, \mathrm{diag}(\text{scale}^2))` (one
+    program per shape, built once for every run: the base is data, not a constant)."""
+    return loc + scale * jax.random.normal(key, (n, loc.shape[-1]), loc.dtype)
 
 
 def default_num_particles(dim: int) -> int:
@@ -233,7 +248,7 @@ def explore(
     t0 = time.perf_counter()
     x0 = jnp.asarray(initial_positions)
     num_chains, dim = x0.shape
-    k_smc, k_base, k_split, k_init, k_fit = jax.random.split(key, 5)
+    k_smc, k_base, k_split, k_init, k_fit = _split5(key)
     loc = np.asarray(x0, np.float64).mean(0)
     scale = default_base_scale(x0) if base_scale is None else np.broadcast_to(
         np.asarray(base_scale, np.float64), (dim,)).copy()
@@ -256,7 +271,7 @@ def explore(
         def log_lik(x):
             return log_prob(x) - log_base(x)
 
-        z0 = jax.jit(lambda k: loc_j + scale_j * jax.random.normal(k, (num_particles, dim), dt))(k_base)
+        z0 = _base_draws(k_base, loc_j, scale_j, num_particles)
         m = min(max(20, dim), 100) if num_mcmc_steps is None else int(num_mcmc_steps)
         smc = tempered_smc(k_smc, log_lik, log_base, z0, num_mcmc_steps=m)
         parts = smc.particles

@@ -92,8 +92,8 @@ class LoopPrograms(NamedTuple):
 
     ``local(key, chains, adaptation, training) -> (chains, adaptation, tx, tlp, fresh, (rate, bad,
     div, step_size))`` (``fresh``: the rows the training buffer takes from this phase);
-    ``train(params, opt_state, buffer, filled, fresh, slot, store, key) -> (params, opt_state,
-    buffer, filled, loss, skipped, heldout_nll)`` (``fresh`` enters slot ``slot`` of the buffer
+    ``train(params, opt_state, buffer, filled, fresh, loop, store, key) -> (params, opt_state,
+    buffer, filled, loss, skipped, heldout_nll)`` (``fresh`` enters slot ``loop % buffer_loops`` of the buffer
     when ``store``; ``heldout_nll`` is :math:`-\\overline{\\log q}` of ``fresh`` under the
     parameters *before* the update, an honest held-out loss); ``global_(key, chains, params, tx, tlp) ->
     (chains, imh, traj, traj_lp, rate, bad)`` (``traj`` ``(C, S, d)``: the local trajectory ``tx``
@@ -108,9 +108,11 @@ class LoopPrograms(NamedTuple):
 
 
 @jax.jit
-def _loop_keys(key: PRNGKey, loop: Array) -> Array:
-    """The local, training and global keys of loop ``loop``: ``split(fold_in(key, loop), 3)``."""
-    return jax.random.split(jax.random.fold_in(key, loop), 3)
+def _loop_keys(key: PRNGKey, loop: Array) -> tuple[tuple[Array, Array, Array], Array]:
+    """The local, training and global keys of loop ``loop`` (``split(fold_in(key, loop), 3)``)
+    and the next loop counter (computed here: no separate program for ``loop + 1``)."""
+    k = jax.random.split(jax.random.fold_in(key, loop), 3)
+    return (k[0], k[1], k[2]), loop + 1  # a tuple: unpacking an array of keys is a program of its own
 
 
 def build_loop(cfg: Any, log_prob: LogProbFn, flow: Flow) -> Callable:
@@ -193,7 +195,8 @@ def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow) -> LoopPrograms:
         traj_lp = jnp.concatenate([tlp, glp], axis=0)[cfg.thinning - 1 :: cfg.thinning]
         return chains, imh, jnp.swapaxes(traj, 0, 1), jnp.swapaxes(traj_lp, 0, 1), jnp.mean(rate), jnp.sum(bad)
 
-    def train(params, opt_state, buffer, filled, fresh, slot, store, key):
+    def train(params, opt_state, buffer, filled, fresh, loop, store, key):
+        slot = loop % cfg.buffer_loops
         heldout = -jnp.mean(flow.log_prob(params, fresh))
         buffer = jnp.where(store, buffer.at[slot].set(fresh), buffer)
         filled = jnp.where(store, filled.at[slot].set(True), filled)
@@ -210,19 +213,19 @@ def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow) -> LoopPrograms:
 
     def loop(state, key, training):
         training = bool(training)
-        k_loc, k_train, k_glob = keys_j(key, state.loop)
+        (k_loc, k_train, k_glob), next_loop = keys_j(key, state.loop)
         chains, ad, tx, tlp, fresh, (lrate, lbad, ldiv, step) = local_j(k_loc, state.local, state.adaptation,
                                                                          np.asarray(training))
         params, opt_state, buffer, filled = state.params, state.opt_state, state.buffer, state.buffer_filled
         if training:
             params, opt_state, buffer, filled, loss, skipped, _ = train_j(
-                params, opt_state, buffer, filled, fresh, state.loop % cfg.buffer_loops, on, k_train)
+                params, opt_state, buffer, filled, fresh, state.loop, on, k_train)
         else:
             loss, skipped = np.zeros((), tx.dtype), np.zeros((), np.int32)
         chains, imh, traj, traj_lp, grate, gbad = global_j(k_glob, chains, params, tx, tlp)
         new = state._replace(
             local=chains, flow_imh=imh, adaptation=ad, params=params, opt_state=opt_state,
-            buffer=buffer, buffer_filled=filled, loop=state.loop + 1,
+            buffer=buffer, buffer_filled=filled, loop=next_loop,
         )
         return new, LoopStats(lrate, grate, loss, step, lbad, ldiv, gbad, skipped), traj, traj_lp
 

@@ -17,7 +17,8 @@ histories without running a sampler.
   (chains still climbing towards the typical set, or sliding off it, fail this).
 
 **Production** runs until the smallest bulk ESS over the coordinates reaches ``target_ess``
-and the largest rank :math:`\hat R` is at most ``thresholds.rhat`` (the sampler checks both at
+and the largest rank :math:`\hat R` (of the coordinates, and of the mode indicators when a
+``mode_of`` is given: the verdict's own checks) is at most ``thresholds.rhat`` (the sampler checks both at
 :func:`next_check`), or ``max_steps`` production steps per chain are spent; then
 :func:`budget_problem` says so when the ESS fell short (an :math:`\hat R` above threshold is
 in the verdict's own problems).
@@ -40,6 +41,7 @@ __all__ = [
     "clustered_start_problem",
     "log_prob_drift",
     "mixing",
+    "PREDICT_MARGIN",
     "next_check",
     "plateaued",
     "production_done",
@@ -141,17 +143,25 @@ def production_done(min_ess_bulk: float, steps: int, *, target_ess: float | None
 
 
 def next_check(steps: int, steps_per_loop: int, min_ess_bulk: float, target_ess: float) -> int:
-    r"""Production step count at which to compute the ESS again.
+    r"""Production step count at which to compute the ESS (and :math:`\hat R`) again.
 
-    ESS grows about linearly in the steps, so the target is predicted at
-    :math:`S\,\text{target}/\text{ESS}`; the next check is halfway there, at least one loop and
-    at least 20 % later (the ESS costs :math:`O(C S d \log(CS))`, so checks stay geometric).
+    ESS grows about linearly in the steps, so while it is short of the target the next check
+    is where the target is predicted, :math:`1.05\,S\,\text{target}/\text{ESS}` (5 % over
+    the linear rate, so that one check usually suffices), at least one loop later. Once the
+    ESS is there and only :math:`\hat R` is short, checks are geometric (at least 20 % later:
+    a check costs :math:`O(C S d \log(CS))`, so their total stays of the order of the last).
     """
     if not np.isfinite(min_ess_bulk) or min_ess_bulk <= 0:
-        predicted = 2 * steps
+        nxt = 2 * steps
+    elif float(min_ess_bulk) >= float(target_ess):
+        nxt = math.ceil(1.2 * steps)
     else:
-        predicted = steps * float(target_ess) / float(min_ess_bulk)
-    return int(max(steps + steps_per_loop, math.ceil(1.2 * steps), 0.5 * (steps + predicted)))
+        nxt = math.ceil(PREDICT_MARGIN * steps * float(target_ess) / float(min_ess_bulk))
+    return int(max(steps + steps_per_loop, nxt))
+
+
+PREDICT_MARGIN = 1.05
+"""Margin over the linearly predicted step count at which :func:`next_check` looks again."""
 
 
 def budget_problem(min_ess_bulk: float, target_ess: float, max_steps: int) -> str:

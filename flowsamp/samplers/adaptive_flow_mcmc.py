@@ -338,19 +338,41 @@ def _worse_beyond_noise(best_acc: float, last_acc: float, num_chains: int) -> bo
     return bool(best_acc - last_acc > 2.0 * math.sqrt(a * (1.0 - a) / max(num_chains, 1)))
 
 
+_LABEL_FNS: dict = {}  # id(mode_of) -> (mode_of, jitted): one program per labelling function and shape
+
+
 def _labels(cfg: AdaptiveFlowConfig, positions: Array) -> np.ndarray | None:
+    """``mode_of(positions)`` as int64 on the host, jitted (an eager ``mode_of`` is a program
+    per jnp operation, each compiled on its first call)."""
     if cfg.mode_of is None:
         return None
-    return np.asarray(cfg.mode_of(positions)).astype(np.int64)
+    hit = _LABEL_FNS.get(id(cfg.mode_of))
+    if hit is None or hit[0] is not cfg.mode_of:
+        if len(_LABEL_FNS) >= 8:
+            _LABEL_FNS.pop(next(iter(_LABEL_FNS)))
+        hit = _LABEL_FNS[id(cfg.mode_of)] = (cfg.mode_of, jax.jit(cfg.mode_of))
+    return np.asarray(hit[1](positions)).astype(np.int64)
 
 
-def _ess_and_rhat(traj: list) -> tuple[float, float]:
-    """Smallest bulk ESS and largest rank R-hat over the coordinates of the draws so far."""
+def _loop_labels(cfg: AdaptiveFlowConfig, chunks: list) -> np.ndarray | None:
+    """Mode labels ``(C, S)`` of the loops' trajectories, labelled loop by loop (every chunk has
+    the loop's shape, so ``mode_of`` is compiled once per run)."""
+    if cfg.mode_of is None or not chunks:
+        return None
+    return np.concatenate([_labels(cfg, a) for a in chunks], axis=1)
+
+
+def _ess_and_rhat(traj: list, labels: np.ndarray | None = None, num_modes: int | None = None) -> tuple[float, float]:
+    """Smallest bulk ESS and largest rank R-hat over the coordinates of the draws so far (and,
+    with ``labels``, over the mode indicators, as the verdict computes them)."""
     x = np.concatenate([np.asarray(a) for a in traj], axis=1)
     if x.shape[1] < 4:
         return float("nan"), float("nan")
     rd = rank_diagnostics(x)
     ess, rhat = rd["ess_bulk"], rd["rhat"]
+    if labels is not None:
+        k = int(num_modes) if num_modes is not None else int(labels.max()) + 1
+        rhat = np.concatenate([rhat, rank_diagnostics((labels[..., None] == np.arange(k)).astype(float))["rhat"]])
     min_ess = float(np.nanmin(ess)) if not np.all(np.isnan(ess)) else float("nan")
     return min_ess, float(np.nanmax(rhat)) if not np.all(np.isnan(rhat)) else float("nan")
 
@@ -675,7 +697,7 @@ def adaptive_flow_mcmc(
             global_acc, patience=cfg.patience, tol=cfg.plateau_tol, min_acceptance=cfg.min_global_acceptance
         ):
             lp_w = np.concatenate([np.asarray(a) for a in window_lp], axis=1)
-            labels = _labels(cfg, jnp.concatenate(window_x, axis=1)) if cfg.mode_of is not None else None
+            labels = _loop_labels(cfg, window_x)
             done = stopping.mixing(lp_w, labels, cfg.num_modes, th, rhat=stopping.TRAINING_RHAT).ok
             if done:
                 stopped_by = "converged"
@@ -711,7 +733,8 @@ def adaptive_flow_mcmc(
                 by_budget = True
                 break
             if steps >= check_at and traj:
-                min_ess, max_rhat = _ess_and_rhat(traj)
+                traj_labels = _loop_labels(cfg, traj)
+                min_ess, max_rhat = _ess_and_rhat(traj, traj_labels, cfg.num_modes)
                 if stopping.production_done(min_ess, steps, target_ess=cfg.target_ess, max_steps=cfg.max_steps) and (
                     max_rhat <= th.rhat
                 ):
@@ -747,7 +770,7 @@ def adaptive_flow_mcmc(
     if x_host.shape[1] >= 4:
         verdict = mcmc_verdict(
             x_host, num_nonfinite=num_bad, acceptance=local_acc, global_acceptance=global_acc_prod,
-            mode_labels=_labels(cfg, positions), num_modes=cfg.num_modes, thresholds=th,
+            mode_labels=_loop_labels(cfg, traj), num_modes=cfg.num_modes, thresholds=th,
         )
         diagnostics, problems = dict(verdict.diagnostics), list(verdict.problems)
     else:

@@ -62,9 +62,20 @@ def test_production_budget_and_geometric_checks():
     assert stop.production_done(1000.0, 500, target_ess=1000, max_steps=10_000)
     assert not stop.production_done(999.0, 500, target_ess=1000, max_steps=10_000)
     assert stop.production_done(10.0, 10_000, target_ess=1000, max_steps=10_000)
-    assert stop.next_check(1000, 100, 500.0, 1000) == 1500  # halfway to the predicted 2000
-    assert stop.next_check(1000, 100, 990.0, 1000) == 1200  # at least 20 % later
+    assert stop.next_check(1000, 100, 500.0, 1000) == 2100  # at the predicted 2000, 5 % over
+    assert stop.next_check(1000, 100, 990.0, 1000) == 1100  # at least one loop later
+    assert stop.next_check(1000, 100, 1200.0, 1000) == 1200  # ESS there, R-hat short: 20 % later
     assert "max_steps=10000" in stop.budget_problem(512.3, 1000, 10_000)
+
+
+def test_production_stop_sees_the_mode_indicators():
+    from flowsamp.samplers.adaptive_flow_mcmc import _ess_and_rhat
+
+    x = [RNG.normal(size=(16, 50, 2)) for _ in range(2)]  # coordinates mix
+    stuck = np.repeat((np.arange(16) % 2)[:, None], 100, axis=1)  # each chain in its own mode
+    _, rhat_x = _ess_and_rhat(x)
+    _, rhat_modes = _ess_and_rhat(x, stuck, 2)
+    assert rhat_x < 1.1 and rhat_modes > 1.5  # the stop waits for the verdict's mode R-hat too
 
 
 def test_clustered_start_sentence():
