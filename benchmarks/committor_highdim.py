@@ -32,6 +32,7 @@ def main():
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--extra", type=int, default=8)
     p.add_argument("--rounds", type=int, default=40)
+    p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "committor_highdim.json"))
     args = p.parse_args()
     lp_np, a_np, b_np, box = mb_problem()
@@ -53,7 +54,7 @@ def main():
     pts = np.vstack([MB_SADDLES, MB_MIN_C])
     x0 = jnp.asarray(np.hstack([np.stack([A, B]), np.zeros((2, m))]), jnp.float32)
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for is_ in (True, False):
             t0 = time.perf_counter()
             res = fs.rare.committor(jax.random.key(seed), log_prob, in_A, in_B, x0, importance_sampling=is_,
