@@ -11,9 +11,13 @@ over-dispersed Gaussian base (scale per target below), it records per run ln Z, 
 * target evaluations and wall time per run.
 
 blackjax runs at the setting of ``benchmarks/multimodal.py`` (HMC, identity mass, 10 leapfrog
-steps, 10 moves per tempering step, systematic resampling, ESS target 0.5), with its step size
-0.25 scaled by the base's scale (blackjax adapts no step size); flowsamp at its defaults
-(MALA, population-diagonal preconditioner, Robbins-Monro step size, 20 moves per step).
+steps, systematic resampling, ESS target 0.5), with its step size 0.25 scaled by the base's
+scale (blackjax adapts no step size) and as many HMC moves per tempering step as give the
+target evaluations per particle and step of the flowsamp run just before it (equal evaluations
+per step; totals recorded, since the numbers of tempering steps differ); flowsamp at its defaults
+(MALA, population-diagonal preconditioner, Robbins-Monro step size, blocks of 10 moves until the
+particles decorrelate, at most 100). Per sampler also the counts of |z| > 2 and > 4 (z = error /
+reported SE) and of silent failures (|z| > 4 and converged claimed).
 
 Run: ``python benchmarks/annealing.py [--targets funnel10,phi4_free] [--repeats 20] [--particles 2048]``;
 writes ``benchmarks/results/annealing.json``.
@@ -71,7 +75,7 @@ def run_flowsamp(name, sampler, key, n):
             "steps": int(out.num_steps.max())}
 
 
-def run_blackjax(name, key, n):
+def run_blackjax(name, key, n, moves=10):
     import blackjax
     import jax
     import jax.numpy as jnp
@@ -88,7 +92,7 @@ def run_blackjax(name, key, n):
         return t.log_prob(x) - log_prior(x)
 
     t0 = time.perf_counter()
-    L, moves = 10, 10
+    L = 10
     params = extend_params(dict(step_size=0.25 * s0, inverse_mass_matrix=jnp.ones(d), num_integration_steps=L))
     smc = blackjax.adaptive_tempered_smc(log_prior, log_lik, blackjax.hmc.build_kernel(), blackjax.hmc.init,
                                          params, resampling.systematic, 0.5, num_mcmc_steps=moves)
@@ -107,13 +111,13 @@ def run_blackjax(name, key, n):
             "wall_s": time.perf_counter() - t0, "converged": True, "problems": [], "steps": steps}
 
 
-def worker(name, sampler, repeats, n):
+def worker(name, sampler, repeats, n, moves=10):
     import jax
 
     rows = []
     for r in range(repeats):
         key = jax.random.key(1000 + r)
-        row = run_blackjax(name, key, n) if sampler == "blackjax" else run_flowsamp(name, sampler, key, n)
+        row = run_blackjax(name, key, n, moves) if sampler == "blackjax" else run_flowsamp(name, sampler, key, n)
         rows.append(row)
     return rows
 
@@ -128,6 +132,10 @@ def summarise(name, sampler, rows, exact):
            "mean_se": float(np.nanmean(se)) if np.any(np.isfinite(se)) else float("nan"),
            "within_4se": float(np.mean(np.abs(err) < 4 * se)) if np.any(np.isfinite(se)) else float("nan"),
            "claimed": float(np.mean([r["converged"] for r in rows])),
+           "n_abs_z_gt_2": int(np.sum(np.abs(err) > 2 * se)) if np.any(np.isfinite(se)) else None,
+           "n_abs_z_gt_4": int(np.sum(np.abs(err) > 4 * se)) if np.any(np.isfinite(se)) else None,
+           "silent_failures": int(np.sum((np.abs(err) > 4 * se) & np.array([r["converged"] for r in rows])))
+           if np.any(np.isfinite(se)) else None,
            "evals_per_run": float(np.mean([r["evals"] for r in rows])),
            "wall_s_per_run": float(np.mean([r["wall_s"] for r in rows])),
            "wall_s_first": float(rows[0]["wall_s"]), "runs": rows}
@@ -142,24 +150,37 @@ def main():
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--particles", type=int, default=2048)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "annealing.json"))
-    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-timeout", type=float, default=1800.0)
+    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        name, sampler, repeats, n = a.worker
-        print(json.dumps(worker(name, sampler, int(repeats), int(n))))
+        name, sampler, repeats, n, moves = a.worker
+        print(json.dumps(worker(name, sampler, int(repeats), int(n), int(moves))))
         return
     results = []
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
     for name in a.targets.split(","):
         exact = float(_make(name).log_Z)
+        moves = 10
         for sampler in a.samplers.split(","):
             # each (target, sampler) in a fresh interpreter: wall times include compilation
-            p = subprocess.run([os.sys.executable, __file__, "--worker", name, sampler, str(a.repeats), str(a.particles)],
-                               capture_output=True, text=True)
+            try:
+                p = subprocess.run([os.sys.executable, __file__, "--worker", name, sampler, str(a.repeats),
+                                    str(a.particles), str(moves)], capture_output=True, text=True,
+                                   timeout=a.worker_timeout)
+            except subprocess.TimeoutExpired:
+                print(f"{name} {sampler}: timed out after {a.worker_timeout:.0f} s", flush=True)
+                continue
             if p.returncode:
                 print(f"{name} {sampler}: FAILED\n{p.stderr[-2000:]}")
                 continue
             s = summarise(name, sampler, json.loads(p.stdout.strip().splitlines()[-1]), exact)
+            if sampler == "smc":
+                # blackjax at equal target evaluations per particle and tempering step: its HMC
+                # moves cost 1 + moves * L evaluations per particle and step (L = 10 leapfrog)
+                per = s["evals_per_run"] / a.particles / np.mean([r["steps"] for r in s["runs"]])
+                moves = max(1, int(round((per - 3) / 10)))
+            s["blackjax_moves"] = moves if sampler == "blackjax" else None
             results.append(s)
             print(f"{name:13s} {sampler:9s} lnZ {s['mean_log_Z']:10.4f} (exact {exact:.4f}) MAE {s['mae']:.4f} "
                   f"bias {s['bias']:+.4f} sd {s['sd_log_Z']:.4f} meanSE {s['mean_se']:.4f} "

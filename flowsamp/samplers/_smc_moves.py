@@ -25,6 +25,8 @@ from flowsamp.kernels.mala import init as mala_init, transition as mala_transiti
 from flowsamp.types import Array, PRNGKey
 
 KERNELS = ("mala", "hmc", "rwmh")
+#: a move sweep whose worst coordinate correlation fell by less than 5 % over a block has plateaued
+PLATEAU = 0.95
 MASSES = ("identity", "diag", "dense")
 
 
@@ -70,9 +72,11 @@ def move(
 ) -> tuple[Array, Array, Array, Array]:
     """Move every particle ``x`` (N, d) by ``cfg.num_steps`` transitions invariant for ``log_density``.
 
-    Returns ``(x, log_step_size, acceptance, moved)``: the moved particles, the adapted
-    :math:`\\log\\epsilon`, the population mean acceptance of each transition ``(num_steps,)``
-    and whether each particle moved at least once ``(N,)``.
+    Returns ``(x, log_step_size, acceptance, particle_acceptance)``: the moved particles, the
+    adapted :math:`\\log\\epsilon`, the population mean acceptance of each transition
+    ``(num_steps,)`` and each particle's mean acceptance probability over the sweep ``(N,)`` (a
+    particle whose own acceptance is near 0 while the population's is not sits where the shared
+    step size does not fit the target's local scale: the neck of a funnel).
     """
     n, d = x.shape
     dtype = x.dtype
@@ -96,10 +100,10 @@ def move(
             acc, rate, _ = metropolis_test(lu, lp_y - lp)
             x, lp = jnp.where(acc[:, None], y, x), jnp.where(acc, lp_y, lp)
             log_eps = adapt.update(adapt.init(jnp.exp(log_eps)), jnp.mean(rate)).log_step_size
-            return (x, lp, log_eps), (jnp.mean(rate), acc)
+            return (x, lp, log_eps), (jnp.mean(rate), rate)
 
-        (x, _, log_step_size), (acc, accepted) = jax.lax.scan(step, (x, lp0, log_step_size), (noise, log_u))
-        return x, log_step_size, acc, jnp.any(accepted, axis=0)
+        (x, _, log_step_size), (acc, rates) = jax.lax.scan(step, (x, lp0, log_step_size), (noise, log_u))
+        return x, log_step_size, acc, jnp.mean(rates, axis=0)
 
     if cfg.kernel == "mala":
         states = jax.vmap(lambda p: mala_init(p, log_density))(x)
@@ -120,7 +124,77 @@ def move(
         states, info = batched(states, jnp.exp(log_eps), xi, lu)
         rate = jnp.mean(info.acceptance_rate)
         log_eps = adapt.update(adapt.init(jnp.exp(log_eps)), rate).log_step_size
-        return (states, log_eps), (rate, info.is_accepted)
+        return (states, log_eps), (rate, info.acceptance_rate)
 
-    (states, log_step_size), (acc, accepted) = jax.lax.scan(step, (states, log_step_size), (noise, log_u))
-    return states.position, log_step_size, acc, jnp.any(accepted, axis=0)
+    (states, log_step_size), (acc, rates) = jax.lax.scan(step, (states, log_step_size), (noise, log_u))
+    return states.position, log_step_size, acc, jnp.mean(rates, axis=0)
+
+
+def weighted_correlation(log_w: Array, a: Array, b: Array) -> Array:
+    """Per-coordinate Pearson correlation of ``a`` and ``b`` (N, d) under normalised weights
+    ``exp(log_w)``; a coordinate with no spread counts as decorrelated (0)."""
+    w = jnp.exp(log_w - jax.scipy.special.logsumexp(log_w))[:, None]
+    da, db = a - jnp.sum(w * a, 0), b - jnp.sum(w * b, 0)
+    va, vb = jnp.sum(w * da * da, 0), jnp.sum(w * db * db, 0)
+    ok = (va > 0) & (vb > 0)
+    r = jnp.sum(w * da * db, 0) / jnp.sqrt(jnp.where(ok, va * vb, 1.0))
+    return jnp.where(ok & jnp.isfinite(r), r, 0.0)
+
+
+class SweepInfo(NamedTuple):
+    """What an adaptive move sweep did: ``num_moves`` transitions, ``correlation`` (d,) of the
+    coordinates before and after, ``decorrelated`` (stopped by the criterion, not the cap),
+    ``particle_acceptance`` (N,) and the mean ``acceptance`` of its transitions."""
+
+    num_moves: Array
+    correlation: Array
+    decorrelated: Array
+    particle_acceptance: Array
+    acceptance: Array
+
+
+def adaptive_move(
+    key: PRNGKey,
+    x: Array,
+    log_w: Array,
+    log_density: Callable[[Array], Array],
+    log_step_size: Array,
+    cfg: MoveConfig,
+    max_blocks: int,
+    max_correlation: float,
+) -> tuple[Array, Array, SweepInfo]:
+    r"""Blocks of ``cfg.num_steps`` transitions (:func:`move`) until the particles decorrelate.
+
+    After block :math:`b` the weighted correlation :math:`\rho_j^{(b)}` of every coordinate
+    between the particles before the sweep and now is computed; the sweep stops when
+    :math:`\max_j\rho_j^{(b)} <` ``max_correlation`` (pocoMC's criterion, Karamanis et al. 2022,
+    arXiv:2207.05652: move until the population has forgotten its start, here on the worst
+    coordinate), or when it stopped falling (:math:`\max_j\rho^{(b)} > 0.95\max_j\rho^{(b-1)}`: what is left
+    is the between-mode part that local moves cannot and need not remove once tempering has set
+    the mode weights, or a decay so slow that the cap could not reach the threshold), or after
+    ``max_blocks`` blocks. The number of transitions thus adapts to each temperature (Buchholz,
+    Chopin & Jacob 2021, arXiv:1808.07730).
+    Every block is a :math:`\pi`-invariant kernel chosen from the past of the sweep only, so the
+    particles stay :math:`\pi`-distributed whatever the stopping time.
+    """
+    n = x.shape[0]
+    x0 = x
+
+    def body(carry):
+        b, x, log_eps, rho_prev, _, pacc, acc = carry
+        x, log_eps, a, pa = move(jax.random.fold_in(key, b), x, log_density, log_eps, cfg)
+        rho = jnp.max(weighted_correlation(log_w, x0, x))
+        stop = (rho < max_correlation) | ((b > 0) & (rho > PLATEAU * rho_prev))
+        return b + 1, x, log_eps, rho, stop, pacc + pa, acc + jnp.mean(a)
+
+    def cond(carry):
+        return (carry[0] < max_blocks) & ~carry[4]
+
+    zero = jnp.zeros((), x.dtype)
+    init = (jnp.int32(0), x, log_step_size, jnp.asarray(jnp.inf, x.dtype), jnp.asarray(False), jnp.zeros((n,), x.dtype),
+            zero)
+    b, x, log_step_size, rho, stop, pacc, acc = jax.lax.while_loop(cond, body, init)
+    corr = weighted_correlation(log_w, x0, x)
+    bf = b.astype(x.dtype)
+    info = SweepInfo(b * cfg.num_steps, corr, stop, pacc / bf, acc / bf)
+    return x, log_step_size, info

@@ -18,6 +18,21 @@ error. The checks, each a sentence in ``problems``:
   :math:`\log\pi_1` after the moves minus before, over its SE :math:`\mathrm{sd}/\sqrt{\mathrm{ESS}}`,
   combined over islands (:math:`\sum_m z_m/\sqrt M`), beyond ``MAX_DRIFT_Z`` = 4: a population
   at equilibrium is left invariant by the moves, one that is too concentrated spreads out;
+* **moves that do not mix where the target is** (MALA/HMC moves): a weighted fraction above
+  ``MAX_STUCK_FRACTION`` = 0.01 of the particles (mean over islands) whose own acceptance over a sweep was below
+  ``STUCK_ACCEPTANCE`` = 0.05 at some tempering step. The shared, population-adapted step size
+  (and preconditioner) then does not fit the local scale of part of the target, the neck of a
+  funnel for instance: particles that reach that region stay where they are, the region's mass
+  is represented only by whatever the reweighting put there, and ln Z comes out biased with
+  islands that agree because they share the bias (funnel-10 from :math:`N(0, 3^2)`: ln Z off by
+  0.7-1.0 nat with 8 agreeing islands, 5 % of the particles stuck at beta 0.88). This is the
+  gradient kernels' counterpart of HMC's divergences (Betancourt 2017, arXiv:1701.02434). In a target
+  whose scale is uniform (a Gaussian, a well-separated mixture, Rosenbrock-10: at most 0.3 %) the
+  particles' acceptances stay near the population's; a curved banana's tails (2.5 %) and a
+  scale-1 funnel (5.5 %, ln Z right) are flagged too: the kernel does not fit there either;
+* a move sweep that reached ``max_mcmc_steps`` still decorrelating (largest coordinate
+  correlation before/after above ``max_move_correlation`` and falling): the moves are too short
+  for that temperature;
 * the islands' :math:`\ln\hat Z_m` spread (sd) above ``MAX_ISLAND_LOG_Z_SD`` = 1 nat: then
   :math:`\hat Z_m` is heavy-tailed, the mean over islands is carried by a few of them and its
   delta-method SE is not trustworthy (the rule :math:`\operatorname{var}\ln\hat Z \lesssim 1`
@@ -36,8 +51,11 @@ import numpy as np
 
 from flowsamp.estimators.verdict import Thresholds, Verdict
 
+_STUCK = 0.05  # = flowsamp.samplers.smc.STUCK_ACCEPTANCE (smc imports this module)
+
 MAX_ISLAND_LOG_Z_SD = 1.0
 MAX_DRIFT_Z = 4.0
+MAX_STUCK_FRACTION = 0.01
 
 
 def _fmt(v: float) -> str:
@@ -62,6 +80,12 @@ def smc_verdict(
     distinct: np.ndarray,
     drift: np.ndarray,
     num_steps: np.ndarray,
+    num_moves: np.ndarray | None = None,
+    move_correlation: np.ndarray | None = None,
+    decorrelated: np.ndarray | None = None,
+    stuck: np.ndarray | None = None,
+    max_mcmc_steps: int | None = None,
+    num_mcmc_steps: int | None = None,
     island_log_Z: np.ndarray,
     particles: np.ndarray,
     log_w: np.ndarray,
@@ -107,13 +131,37 @@ def smc_verdict(
         problems.append(
             f"the last move sweep changed the mean log-density by {z_drift:.1f} SE (> {MAX_DRIFT_Z:g}): the "
             "population was not at equilibrium, the moves are too short to decorrelate it")
-    diag = {
+    diag = {}
+    if stuck is not None:
+        stuck_t = np.nanmean(stuck, axis=0)  # over islands, per step
+        t = int(np.nanargmax(stuck_t))
+        diag["stuck"], diag["max_stuck"] = stuck, float(stuck_t[t])
+        if stuck_t[t] > MAX_STUCK_FRACTION:
+            problems.append(
+                f"{100 * stuck_t[t]:.1f}% of the particles (weighted) accepted under {100 * _STUCK:.0f}% of their "
+                f"moves at step {t} (beta {np.nanmean(betas[:, t]):.3g}) while the population accepted "
+                f"{np.nanmean(acceptance[:, t]):.2f}: the shared step size does not fit part of the target "
+                "(a funnel-like change of scale), that region is not explored and ln Z may be biased; "
+                "try kernel='hmc' with more integration steps, a reparametrisation, or a flow base")
+    if move_correlation is not None:
+        diag["num_moves"], diag["move_correlation"] = num_moves, move_correlation
+        diag["max_move_correlation"] = float(np.nanmax(move_correlation))
+        # only when the sweep length was adaptive: a fixed number of moves is the user's choice
+        adaptive = max_mcmc_steps is not None and num_mcmc_steps is not None and max_mcmc_steps > num_mcmc_steps
+        capped = ~np.asarray(decorrelated, bool) & adaptive
+        if np.any(capped):
+            i, t = (int(v[0]) for v in np.nonzero(capped))
+            problems.append(
+                f"the moves did not decorrelate the particles at step {t} (beta {betas[i, t]:.3g}): a coordinate's "
+                f"correlation before/after was still {move_correlation[i, t]:.2f} and falling after "
+                f"max_mcmc_steps={max_mcmc_steps} transitions")
+    diag.update({
         "ess": ess, "drift": drift, "final_drift_z": z_drift, "min_ess": float(np.nanmin(ess)), "final_ess": final_ess,
         "acceptance": acceptance, "min_acceptance": float(np.nanmin(acceptance)),
         "distinct": distinct, "final_distinct": final_distinct,
         "num_steps": int(num_steps.max()), "final_beta": final_beta,
         "num_resampling": num_resampling, "num_islands": m_isl, "island_log_Z": island_log_Z,
-    }
+    })
     if m_isl > 1:
         sd = float(np.std(island_log_Z, ddof=1))
         diag["island_log_Z_sd"] = sd

@@ -19,9 +19,12 @@ Each step (Del Moral, Doucet & Jasra 2006, arXiv:cond-mat/0212648; Feynman-Kac p
    ``target_ess`` of the particles; :math:`\ln \hat Z \mathrel{+}= \ln \sum_i W_i \tilde w_i`;
 2. **resample** (systematic or residual, ``flowsamp.samplers._smc_resampling``) when the
    Kish ESS of the weights falls below ``resample_threshold`` :math:`\cdot N`;
-3. **move** every particle by ``num_mcmc_steps`` transitions of an ``fs.kernels`` kernel
+3. **move** every particle by blocks of ``num_mcmc_steps`` transitions of an ``fs.kernels`` kernel
    invariant for :math:`\pi_{\beta'}` (MALA/HMC preconditioned by the population variance,
-   RWMH by its covariance; step size adapted from the population acceptance).
+   RWMH by its covariance; step size adapted from the population acceptance) until the particles
+   have decorrelated from their pre-move positions (largest coordinate correlation below
+   ``max_move_correlation``, or no longer falling), at most ``max_mcmc_steps`` transitions
+   (:func:`flowsamp.samplers._smc_moves.adaptive_move`; pocoMC's rule).
 
 With :math:`\hat Z_T = \prod_t \sum_i W_i^{(t)} \tilde w_i^{(t)}`, :math:`E[\hat Z] = Z_p / Z_q`.
 AIS (Neal 2001, arXiv:physics/9803008) is the same recursion without resampling.
@@ -37,6 +40,7 @@ reported :math:`\hat Z` is their mean (unbiased) and its SE the delta-method SE 
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -49,9 +53,9 @@ from flowsamp.base import as_key, check_finite_positions
 from flowsamp.estimators.evidence import log_evidence
 from flowsamp.estimators.verdict import Thresholds, warn_if_not_converged
 from flowsamp.estimators.weights import ess as kish_ess
-from flowsamp.samplers._smc_moves import KERNELS, MASSES, MoveConfig, initial_step_size, move
+from flowsamp.samplers._smc_moves import KERNELS, MASSES, MoveConfig, adaptive_move, initial_step_size
 from flowsamp.samplers._smc_resampling import RESAMPLING, resample_indices
-from flowsamp.samplers._smc_verdict import smc_verdict
+from flowsamp.samplers._smc_verdict import _STUCK, smc_verdict
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = ["SMCInfo", "SMCOutput", "SMCState", "geometric_path", "smc"]
@@ -85,7 +89,11 @@ class SMCInfo(NamedTuple):
     ``ess`` (Kish ESS/n after reweighting), ``cess``, ``resampled``, mean move ``acceptance``,
     ``distinct`` (fraction of distinct particles after the moves), ``step_size``, ``drift``: the
     change of the weighted mean of :math:`\log\pi_{\beta'}` over the move sweep in units of its
-    standard error :math:`\mathrm{sd}/\sqrt{\mathrm{ESS}}` (a population at equilibrium does not drift)."""
+    standard error :math:`\mathrm{sd}/\sqrt{\mathrm{ESS}}` (a population at equilibrium does not drift);
+    ``num_moves`` transitions of the sweep, ``move_correlation`` the largest correlation of a
+    coordinate before and after it, ``decorrelated`` whether the sweep met its criterion before
+    its cap (:func:`flowsamp.samplers._smc_moves.adaptive_move`), ``stuck`` the weighted fraction
+    of particles whose own acceptance over the sweep was below ``STUCK_ACCEPTANCE``."""
 
     beta: Array
     log_increment: Array
@@ -96,6 +104,14 @@ class SMCInfo(NamedTuple):
     distinct: Array
     step_size: Array
     drift: Array
+    num_moves: Array
+    move_correlation: Array
+    decorrelated: Array
+    stuck: Array
+
+
+#: a particle accepting less than this on average over a sweep counts as stuck
+STUCK_ACCEPTANCE = _STUCK
 
 
 class SMCOutput(NamedTuple):
@@ -175,7 +191,8 @@ def _distinct_fraction(v: Array) -> Array:
 
 
 def _build_step(log_prob: LogProbFn, log_base_fn: LogProbFn, path: PathFn, target_ess: float,
-                resample_threshold: float, resampling: str, cfg: MoveConfig):
+                resample_threshold: float, resampling: str, cfg: MoveConfig, max_blocks: int,
+                max_correlation: float):
     lt_v, lb_v = jax.vmap(log_prob), jax.vmap(log_base_fn)
 
     def step(key: PRNGKey, state: SMCState) -> tuple[SMCState, SMCInfo]:
@@ -197,17 +214,22 @@ def _build_step(log_prob: LogProbFn, log_base_fn: LogProbFn, path: PathFn, targe
             return path(new_beta, log_base_fn(y), log_prob(y))
 
         before = path(new_beta, state.log_base[idx], state.log_target[idx])
-        x, log_eps, acc, _ = move(k_move, x, log_density, state.log_step_size, cfg)
+        x, log_eps, sw = adaptive_move(k_move, x, log_W, log_density, state.log_step_size, cfg, max_blocks,
+                                       max_correlation)
         lb, lt = lb_v(x), lt_v(x)
         drift = _drift(log_W, before, path(new_beta, lb, lt))
+        w = jnp.exp(log_W - logsumexp(log_W))
+        stuck = jnp.sum(jnp.where(sw.particle_acceptance < STUCK_ACCEPTANCE, w, 0.0))
         new = SMCState(x, lb, lt, log_W, new_beta, log_eps)
         done = state.beta >= 1.0
         new = jax.tree.map(lambda a, b: jnp.where(done, a, b), state, new)
         nan = jnp.asarray(jnp.nan, x.dtype)
         info = SMCInfo(jnp.where(done, nan, new_beta), jnp.where(done, 0.0, log_inc), jnp.where(done, nan, ess),
-                       jnp.where(done, nan, cess), do_res & ~done, jnp.where(done, nan, jnp.mean(acc)),
+                       jnp.where(done, nan, cess), do_res & ~done, jnp.where(done, nan, sw.acceptance),
                        jnp.where(done, nan, _distinct_fraction(lt)),
-                       jnp.where(done, nan, jnp.exp(log_eps)), jnp.where(done, nan, drift))
+                       jnp.where(done, nan, jnp.exp(log_eps)), jnp.where(done, nan, drift),
+                       jnp.where(done, 0, sw.num_moves), jnp.where(done, nan, jnp.max(sw.correlation)),
+                       sw.decorrelated | done, jnp.where(done, nan, stuck))
         return new, info
 
     return step
@@ -228,7 +250,8 @@ def _fn_key(f: Callable) -> Any:
     return f
 
 
-def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg, devices):
+def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg, max_blocks,
+              max_correlation, devices):
     """Jitted ``init(x, log_eps)`` and ``step(keys, state)`` over islands, cached on their inputs
     (when hashable) so that repeated runs on the same densities compile once."""
     # programs traced under one dtype mode must not outlive a switch of jax_enable_x64: keeping
@@ -239,14 +262,17 @@ def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resam
         _PROGRAMS.clear()
     _PROGRAMS["x64"] = x64
     spec = (_fn_key(log_prob), _fn_key(log_base_fn), path, target_ess, resample_threshold, resampling, cfg,
-            devices)
+            max_blocks, max_correlation, devices)
     try:
         hit = _PROGRAMS.get(spec)
     except TypeError:  # an unhashable density
         spec, hit = None, None
     if hit is not None:
         return hit[:2]
-    step = jax.vmap(_build_step(log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg))
+    island_step = _build_step(log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg,
+                              max_blocks, max_correlation)
+
+    step = jax.vmap(island_step)
     if devices is not None:
         from flowsamp.parallel import chain_mesh, shard_chains
 
@@ -269,6 +295,40 @@ def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resam
     return out
 
 
+def _checkpoint_meta(what, key, num_particles, num_islands, d, dtype, cfg, max_blocks, max_corr, target_ess,
+                     resample_threshold, resampling, eps0, max_steps) -> dict:
+    return {"sampler": what, "key": [int(v) for v in np.asarray(jax.random.key_data(key)).ravel()],
+            "num_particles": int(num_particles), "num_islands": int(num_islands), "dim": int(d),
+            "dtype": str(jnp.dtype(dtype)), "moves": [str(v) for v in cfg] + [int(max_blocks), float(max_corr)],
+            "tempering": [float(target_ess), float(resample_threshold), str(resampling), float(eps0), int(max_steps)]}
+
+
+def _save_checkpoint(path, meta, state: SMCState, log_Z_isl: np.ndarray, infos: list) -> None:
+    from flowsamp import io as fio
+
+    rec = {f: np.stack([getattr(i, f) for i in infos], axis=1) for f in SMCInfo._fields}
+    fio.save(path, {"state": state._asdict(), "log_Z": np.asarray(log_Z_isl, np.float64), "record": rec},
+             meta={**meta, "num_done": len(infos)})
+
+
+def _load_checkpoint(path, meta, like_state: SMCState):
+    """``(state, log_Z_isl, infos, num_done)`` from a checkpoint written by :func:`_save_checkpoint`."""
+    from flowsamp import io as fio
+
+    stored = fio.read_meta(path, meta)
+    t = int(stored["num_done"])
+    m = like_state.x.shape[0]
+    dt = np.dtype(like_state.x.dtype)
+    kinds = {"resampled": np.bool_, "decorrelated": np.bool_, "num_moves": np.int32}
+    like = {"state": {k: np.asarray(v) for k, v in like_state._asdict().items()}, "log_Z": np.zeros(m, np.float64),
+            "record": {f: np.zeros((m, t), kinds.get(f, dt)) for f in SMCInfo._fields}}
+    got = fio.load(path, like, meta)
+    state = SMCState(**{k: jnp.asarray(v) for k, v in got["state"].items()})
+    rec = got["record"]
+    infos = [SMCInfo(*[rec[f][:, i] for f in SMCInfo._fields]) for i in range(t)]
+    return state, np.array(got["log_Z"], np.float64), infos, t  # a writable copy
+
+
 def _base_fns(base: Any, base_log_Z: float | None) -> tuple[LogProbFn, Callable | None, float]:
     if not callable(getattr(base, "log_prob", None)):
         raise TypeError(f"base must have a log_prob(x) method, got {type(base).__name__}")
@@ -289,7 +349,7 @@ def _base_fns(base: Any, base_log_Z: float | None) -> tuple[LogProbFn, Callable 
 
 
 def _check_options(num_particles, num_islands, target_ess, resample_threshold, resampling, kernel, mass,
-                   num_mcmc_steps, max_steps):
+                   num_mcmc_steps, max_steps, max_mcmc_steps, max_move_correlation):
     if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 2:
         raise ValueError(f"num_particles must be an int >= 2, got {num_particles!r}")
     if isinstance(num_islands, bool) or not isinstance(num_islands, int) or num_islands < 1:
@@ -309,6 +369,10 @@ def _check_options(num_particles, num_islands, target_ess, resample_threshold, r
         raise ValueError(f"mass must be one of {MASSES}, got {mass!r}")
     if isinstance(num_mcmc_steps, bool) or not isinstance(num_mcmc_steps, int) or num_mcmc_steps < 1:
         raise ValueError(f"num_mcmc_steps must be a positive int, got {num_mcmc_steps!r}")
+    if isinstance(max_mcmc_steps, bool) or not isinstance(max_mcmc_steps, int) or max_mcmc_steps < num_mcmc_steps:
+        raise ValueError(f"max_mcmc_steps must be an int >= num_mcmc_steps={num_mcmc_steps}, got {max_mcmc_steps!r}")
+    if not 0.0 < float(max_move_correlation) <= 1.0:
+        raise ValueError(f"max_move_correlation must lie in (0, 1], got {max_move_correlation}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
 
@@ -324,7 +388,9 @@ def smc(
     resample_threshold: float = 0.5,
     resampling: str = "systematic",
     kernel: str = "mala",
-    num_mcmc_steps: int = 20,
+    num_mcmc_steps: int = 10,
+    max_mcmc_steps: int | None = None,
+    max_move_correlation: float = 0.5,
     num_integration_steps: int = 10,
     mass: str | None = None,
     step_size: float | None = None,
@@ -338,6 +404,9 @@ def smc(
     callback: Callable[[int, dict], None] | None = None,
     thresholds: Thresholds | None = None,
     warn: bool = True,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
     _what: str = "smc",
 ) -> SMCOutput:
     r"""Adaptive SMC sampler from ``base`` to ``log_prob`` with :math:`\ln\hat Z` and its SE.
@@ -365,11 +434,17 @@ def smc(
     resampling
         ``"systematic"`` or ``"residual"``.
     kernel, num_mcmc_steps, num_integration_steps, mass, step_size
-        Move kernel (``"mala"``, ``"hmc"``, ``"rwmh"``), transitions per step, HMC leapfrog
+        Move kernel (``"mala"``, ``"hmc"``, ``"rwmh"``), transitions per block, HMC leapfrog
         steps, preconditioner from the population (``"diag"`` default; ``"dense"`` default for
         RWMH; ``"identity"``) and starting step size (default
         ``flowsamp.samplers._smc_moves.initial_step_size``), adapted towards
         ``TARGET_ACCEPTANCE[kernel]``.
+    max_mcmc_steps, max_move_correlation
+        Blocks of ``num_mcmc_steps`` transitions run until the largest correlation of a
+        coordinate between the particles before and after the sweep is below
+        ``max_move_correlation`` (0.5) or stops falling, at most ``max_mcmc_steps`` transitions
+        per tempering step (default ``10 * num_mcmc_steps``; equal to ``num_mcmc_steps``: a fixed
+        number). A sweep that hits the cap still decorrelating is a problem of the verdict.
     num_islands
         Independent islands ``M`` (``N / M`` particles each) giving ``log_Z_se`` and the
         agreement checks of the verdict.
@@ -389,6 +464,12 @@ def smc(
         :class:`flowsamp.estimators.Thresholds` of the verdict.
     warn
         Issue :class:`flowsamp.NotConvergedWarning` when the verdict fails.
+    checkpoint_path, checkpoint_every, resume
+        Write the islands' state, the ln Z accumulators and the per-step record to
+        ``checkpoint_path`` (``fs.io.save``, atomic, with a meta fingerprint of the key and the
+        options) every ``checkpoint_every`` tempering steps; with ``resume=True`` and an existing
+        file, continue from it: the result equals the uninterrupted run with the same key bit
+        for bit (a file of another key or configuration is a ValueError naming the key).
 
     Returns
     -------
@@ -396,8 +477,11 @@ def smc(
     """
     t0 = time.perf_counter()
     mass = ("dense" if kernel == "rwmh" else "diag") if mass is None else mass
+    if max_mcmc_steps is None and isinstance(num_mcmc_steps, int):
+        max_mcmc_steps = 10 * num_mcmc_steps
     _check_options(num_particles, num_islands, target_ess, resample_threshold, resampling, kernel, mass,
-                   num_mcmc_steps, max_steps)
+                   num_mcmc_steps, max_steps, max_mcmc_steps, max_move_correlation)
+    max_blocks = max_mcmc_steps // num_mcmc_steps
     log_base_fn, sample, log_Z_base = _base_fns(base, base_log_Z)
     key = as_key(key)
     k_init, k_run, k_perm = jax.random.split(key, 3)
@@ -419,18 +503,32 @@ def smc(
     if not (np.isfinite(eps0) and eps0 > 0):
         raise ValueError(f"step_size must be positive and finite, got {step_size!r}")
     if devices is not None:
-        # the shard_map version of the island step ran but did not reproduce the single-device
-        # numbers (4 fake CPU devices, 2026-12-01): refuse rather than return different numbers
+        # the shard_map island step ran but did not reproduce the single-device numbers on 4 fake
+        # CPU devices, neither vmapped over islands nor with the islands in a lax.map (same
+        # program per island; 2026-12-02): refuse rather than return different numbers
         raise NotImplementedError("smc(devices=...) is not available yet: run on one device")
     init, step = _programs(log_prob, log_base_fn, path, float(target_ess), float(resample_threshold), resampling,
-                           cfg, None if devices is None else tuple(devices))
+                           cfg, max_blocks, float(max_move_correlation), None if devices is None else tuple(devices))
     state = init(x0.reshape(num_islands, n, d), jnp.full((num_islands,), math.log(eps0), dtype))
     if not bool(jnp.all(jnp.isfinite(state.log_base))):
         raise ValueError("base log_prob is not finite at some initial particle")
     island_keys = jax.random.split(k_run, num_islands)
     log_Z_isl = np.zeros(num_islands, np.float64)
-    infos = []
-    for t in range(max_steps):
+    infos: list = []
+    if checkpoint_path is None and resume:
+        raise ValueError("resume=True needs a checkpoint_path")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be a positive int (tempering steps), got {checkpoint_every!r}")
+    meta = None
+    start = 0
+    if checkpoint_path is not None:
+        meta = _checkpoint_meta(_what, key, num_particles, num_islands, d, dtype, cfg, max_blocks,
+                                max_move_correlation, target_ess, resample_threshold, resampling, eps0, max_steps)
+        if resume and os.path.exists(checkpoint_path):
+            state, log_Z_isl, infos, start = _load_checkpoint(checkpoint_path, meta, state)
+    for t in range(start, max_steps):
+        if infos and bool(np.all(np.asarray(state.beta) >= 1.0)):
+            break  # resumed from the checkpoint of a finished run
         keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(island_keys)
         state, info = step(keys, state)
         info = jax.tree.map(np.asarray, info)
@@ -439,6 +537,8 @@ def smc(
         if callback is not None:
             callback(t, {"beta": info.beta, "ess": info.ess, "acceptance": info.acceptance,
                          "step_size": info.step_size, "log_Z": log_Z_isl + log_Z_base})
+        if checkpoint_path is not None and (t + 1) % checkpoint_every == 0:
+            _save_checkpoint(checkpoint_path, meta, state, log_Z_isl, infos)
         if bool(np.all(np.asarray(state.beta) >= 1.0)):
             break
     rec = SMCInfo(*[np.stack([getattr(i, f) for i in infos], axis=1) for f in SMCInfo._fields])
@@ -457,10 +557,16 @@ def smc(
         log_Z, log_Z_se = float(lz[0]), float("nan")
     lw_all = np.asarray(lws, np.float64) + (lz - np.logaddexp.reduce(lz))[:, None]
     evals_per_move = {"mala": 1, "hmc": num_integration_steps, "rwmh": 1}[kernel]
-    evals = num_particles * (1 + int(num_steps.max()) * (2 + num_mcmc_steps * evals_per_move))
+    # per island: its steps' reweighting (2 per particle) and moves, summed over islands
+    evals = n * int(num_islands + np.sum(2 * num_steps + rec.num_moves.sum(axis=1) * evals_per_move))
     verdict = smc_verdict(
         betas=rec.beta, ess=rec.ess, acceptance=rec.acceptance, distinct=rec.distinct, drift=rec.drift,
-        num_steps=num_steps,
+        num_steps=num_steps, num_moves=rec.num_moves, move_correlation=rec.move_correlation,
+        decorrelated=rec.decorrelated, max_mcmc_steps=max_mcmc_steps, num_mcmc_steps=num_mcmc_steps,
+        # the stuck-particle check reads the gradient kernels' acceptance, which stays near the
+        # population's wherever the step fits the local scale; a random walk's per-particle
+        # acceptance is too noisy for it (4 % of the particles under 0.05 on a 3-D Gaussian)
+        stuck=None if kernel == "rwmh" else rec.stuck,
         island_log_Z=lz, particles=np.asarray(xs), log_w=np.asarray(lws), num_resampling=num_res,
         max_steps=max_steps, mode_of=mode_of, num_modes=num_modes, thresholds=thresholds)
     if warn:

@@ -165,7 +165,8 @@ def tempered_smc(
 
     out = smc(key, _joint(log_likelihood, log_prior), _Prior(log_prior), n, initial_particles=x,
               target_ess=target_ess, resample_threshold=1.0, kernel="rwmh", mass="dense",
-              num_mcmc_steps=num_mcmc_steps, step_size=initial_scale, num_islands=1, max_steps=max_steps,
+              num_mcmc_steps=num_mcmc_steps, max_mcmc_steps=num_mcmc_steps, step_size=initial_scale, num_islands=1,
+              max_steps=max_steps,
               callback=cb, thresholds=thresholds, warn=warn, _what="tempered_smc")
     t = int(out.num_steps[0])
     diag = dict(out.diagnostics)
