@@ -59,21 +59,15 @@ def uniform_torus(dim: int, box_length: float) -> Base:
     r"""Uniform base on :math:`[0, L)^{dim}`: :math:`\log p_0 = -\,dim\,\log L` (any lift of ``z``)."""
     log_p = -dim * float(np.log(box_length))
 
-    def init(key: PRNGKey) -> Params:
-        del key
-        return {}
-
     def log_prob(params: Params, z: Array) -> Array:
-        del params
-        z = jnp.asarray(z)
-        _check_event(z, dim)
-        return jnp.full(z.shape[:-1], log_p, z.dtype)
+        _check_event(jnp.asarray(z), dim)
+        return jnp.full(jnp.shape(z)[:-1], log_p, jnp.asarray(z).dtype)
 
     def sample_and_log_prob(params: Params, key: PRNGKey, n: int) -> tuple[Array, Array]:
         z = jax.random.uniform(key, (n, dim), dtype=_float_dtype(), maxval=box_length)
         return z, log_prob(params, z)
 
-    return Base(init, sample_and_log_prob, log_prob, dim)
+    return Base(lambda key: {}, sample_and_log_prob, log_prob, dim)
 
 
 class PairMessage(nn.Module):
