@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from flowsamp.base import metropolis_test
+from flowsamp.estimators.weights import normalized_weights
 from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE, robbins_monro
 from flowsamp.kernels.hmc import init as hmc_init, sample_momentum, transition as hmc_transition
 from flowsamp.kernels.mala import init as mala_init, transition as mala_transition
@@ -133,7 +134,7 @@ def move(
 def weighted_correlation(log_w: Array, a: Array, b: Array) -> Array:
     """Per-coordinate Pearson correlation of ``a`` and ``b`` (N, d) under normalised weights
     ``exp(log_w)``; a coordinate with no spread counts as decorrelated (0)."""
-    w = jnp.exp(log_w - jax.scipy.special.logsumexp(log_w))[:, None]
+    w = normalized_weights(log_w)[:, None]
     da, db = a - jnp.sum(w * a, 0), b - jnp.sum(w * b, 0)
     va, vb = jnp.sum(w * da * da, 0), jnp.sum(w * db * db, 0)
     ok = (va > 0) & (vb > 0)

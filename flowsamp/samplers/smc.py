@@ -52,7 +52,7 @@ from jax.scipy.special import logsumexp
 from flowsamp.base import as_key, check_finite_positions
 from flowsamp.estimators.evidence import log_evidence
 from flowsamp.estimators.verdict import Thresholds, warn_if_not_converged
-from flowsamp.estimators.weights import ess as kish_ess
+from flowsamp.estimators.weights import ess as kish_ess, normalized_weights
 from flowsamp.samplers._smc_moves import KERNELS, MASSES, MoveConfig, adaptive_move, initial_step_size
 from flowsamp.samplers._smc_resampling import RESAMPLING, resample_indices
 from flowsamp.samplers._smc_verdict import _STUCK, smc_verdict
@@ -176,7 +176,7 @@ def next_beta(state: SMCState, path: PathFn, target_ess: float) -> Array:
 
 def _drift(log_W: Array, before: Array, after: Array) -> Array:
     """(weighted mean of ``after`` - of ``before``) / (weighted sd of ``before`` / sqrt(ESS))."""
-    w = jnp.exp(log_W - logsumexp(log_W))
+    w = normalized_weights(log_W)
     ok = jnp.isfinite(before) & jnp.isfinite(after)
     b, a = jnp.where(ok, before, 0.0), jnp.where(ok, after, 0.0)
     mb = jnp.sum(w * b)
@@ -218,7 +218,7 @@ def _build_step(log_prob: LogProbFn, log_base_fn: LogProbFn, path: PathFn, targe
                                        max_correlation)
         lb, lt = lb_v(x), lt_v(x)
         drift = _drift(log_W, before, path(new_beta, lb, lt))
-        w = jnp.exp(log_W - logsumexp(log_W))
+        w = normalized_weights(log_W)
         stuck = jnp.sum(jnp.where(sw.particle_acceptance < STUCK_ACCEPTANCE, w, 0.0))
         new = SMCState(x, lb, lt, log_W, new_beta, log_eps)
         done = state.beta >= 1.0
