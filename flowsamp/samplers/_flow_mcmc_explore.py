@@ -23,8 +23,21 @@ The particles (shuffled by ``tempered_smc``) are split into a *training* and a
 the flow never trained on (notebook 05: chains started on a flow's training points leave them
 too readily, a bias that decays only as the chains mix).
 
-Modes that the tempered path does not reach (a base far too narrow, modes far beyond a few
-:math:`s`) stay invisible: the verdict of the production run can only judge the modes visited.
+Why one base is not enough: on the geometric path a unit-variance mode at distance :math:`r`
+from the base centre carries, relative to the mode at the centre, the mass
+:math:`\exp\{-\tfrac12 f(\beta) r^2\}`, :math:`f(\beta) = \beta(1-\beta)s^{-2}/(\beta + (1-\beta)s^{-2})
+\le s^{-2}`, largest just when the modes separate (β ~ 0.05-0.3). With :math:`s = 5` a mode
+:math:`r \approx 28` away is down by ~10 nats there, so none of a few thousand particles is
+left in it and resampling cannot bring it back (in the 4-D four-mode 20σ mixture started in
+one mode, two of the four modes were lost this way, :math:`\ln\hat Z` = -1.0 for 0). So the base is grown in
+rounds (``max_rounds``, :data:`EXPLORE_GROWTH`): the rule :math:`s = 5\max(1, \sigma)` that set
+the first base from the spread of the initial positions is applied to the particles found
+(:math:`\sigma_{\max}`, their largest sd in any direction, :func:`population_spread`), and
+while it asks for a base at least twice as wide the round is rerun from that base, centred on
+the particles' mean (the same 4-D mixture: round 2 from s = 48 finds all four modes, :math:`\ln\hat Z` =
+0.006). A far mode is found only when the modes found so far span a length comparable to its
+distance; modes beyond that (a lone far mode from a start in one mode) stay invisible, and the
+verdict of the production run can only judge the modes visited.
 """
 
 from __future__ import annotations
@@ -48,12 +61,22 @@ from flowsamp.train.losses import forward_kl
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = [
-    "EXPLORE_SCALE", "Exploration", "default_base_scale", "default_num_particles", "default_step_size", "explore",
-    "imh_acceptance_estimate",
+    "EXPLORE_GROWTH", "EXPLORE_ROUNDS", "EXPLORE_SCALE", "Exploration", "default_base_scale", "default_num_particles",
+    "default_step_size", "explore", "imh_acceptance_estimate", "population_spread",
 ]
 
 EXPLORE_SCALE = 5.0
-"""Base scale of the warm start in units of max(1, spread of the initial positions)."""
+"""Base scale of the warm start in units of max(1, spread of what is known of the target: the
+initial positions, then the particles of the previous round)."""
+
+EXPLORE_GROWTH = 2.0
+"""A new round from a wider base is run when the rule :math:`s = 5\max(1, \sigma_{\max})` applied
+to the particles found asks for a base at least this many times wider in some coordinate
+(the suppression of a far mode on the tempered path, :math:`\propto r^2/s^2`, then falls at
+least 4-fold)."""
+
+EXPLORE_ROUNDS = 3
+"""Most tempered-SMC rounds of :func:`explore` (the first, and up to two from wider bases)."""
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -149,7 +172,10 @@ class Exploration(NamedTuple):
     ``flow``: the flow the sampler must use (``preconditioned(flow, affine)`` or ``flow``);
     ``params``: its parameters after the forward-KL warm start; ``base_loc`` / ``base_scale``:
     the over-dispersed base; ``smc``: the :class:`TemperedSMCOutput` (``None`` when particles
-    were given); ``fit_steps``: optimisation steps kept by early stopping; ``wall_s``.
+    were given; the last round's); ``fit_steps``: optimisation steps kept by early stopping;
+    ``wall_s``; ``rounds``: one dict per tempered-SMC round (``base_scale_max``,
+    ``base_scale_min``, ``spread`` = :func:`population_spread` of its particles, ``num_steps``,
+    ``log_Z``, ``wall_s``).
     """
 
     train: Array
@@ -163,6 +189,7 @@ class Exploration(NamedTuple):
     smc: TemperedSMCOutput | None
     fit_steps: int
     wall_s: float
+    rounds: tuple = ()
 
 
 def default_base_scale(initial_positions: Array) -> np.ndarray:
@@ -170,6 +197,36 @@ def default_base_scale(initial_positions: Array) -> np.ndarray:
     x0 = np.asarray(initial_positions, dtype=np.float64)
     sd = x0.std(axis=0) if x0.shape[0] > 1 else np.zeros(x0.shape[1])
     return EXPLORE_SCALE * np.maximum(1.0, sd)
+
+
+def population_spread(particles: Array) -> float:
+    r"""Largest standard deviation of ``particles`` (N, d) in any direction,
+    :math:`\sigma_{\max} = \lambda_{\max}(\hat\Sigma)^{1/2}` (the largest per-coordinate sd above
+    :data:`~flowsamp.flows.preconditioning.MAX_FULL_DIM` dimensions)."""
+    x = np.asarray(particles, np.float64)
+    x = x - x.mean(0)
+    if x.shape[1] > MAX_FULL_DIM:
+        return float(np.sqrt(np.max(np.mean(x * x, 0))))
+    cov = x.T @ x / max(1, x.shape[0] - 1)
+    return float(np.sqrt(max(0.0, float(np.linalg.eigvalsh(cov)[-1]))))
+
+
+def _tempered_round(key_smc: PRNGKey, key_base: PRNGKey, log_prob: LogProbFn, loc: np.ndarray, scale: np.ndarray,
+                    num_particles: int, num_mcmc_steps: int, dtype) -> TemperedSMCOutput:
+    r"""One adaptive tempered-SMC run from :math:`\mathcal N(\text{loc}, \mathrm{diag}(\text{scale}^2))`."""
+    dim = loc.shape[0]
+    loc_j, scale_j = jnp.asarray(loc, dtype), jnp.asarray(scale, dtype)
+    log_norm = float(-np.sum(np.log(scale)) - 0.5 * dim * _LOG_2PI)
+
+    def log_base(x):
+        u = (x - loc_j) / scale_j
+        return -0.5 * jnp.sum(u * u) + log_norm
+
+    def log_lik(x):
+        return log_prob(x) - log_base(x)
+
+    z0 = _base_draws(key_base, loc_j, scale_j, num_particles)
+    return tempered_smc(key_smc, log_lik, log_base, z0, num_mcmc_steps=num_mcmc_steps)
 
 
 def _split(key: PRNGKey, particles: Array, num_chains: int) -> tuple[Array, Array, Array]:
@@ -200,6 +257,7 @@ def explore(
     batch_size: int = 512,
     num_mcmc_steps: int | None = None,
     warm_start: Any = None,
+    max_rounds: int = EXPLORE_ROUNDS,
 ) -> Exploration:
     r"""Tempered-SMC warm start: particles, affine preconditioner, forward-KL flow, chain seeds.
 
@@ -240,6 +298,14 @@ def explore(
         Optional ``warm_start(flow, params, train, val, key) -> (params, steps)`` replacing the
         :func:`flowsamp.train.fit` warm start (the sampler passes one that reuses its own
         compiled training program, so that the flow's gradient is compiled once per run).
+    max_rounds
+        Most tempered-SMC rounds (default :data:`EXPLORE_ROUNDS`). With the default
+        ``base_scale``, after each round the base rule is applied to the particles found,
+        :math:`s_i' = \max\big(s_i,\ 5\max(1, \sigma_{\max})\big)` with :math:`\sigma_{\max}`
+        their largest sd in any direction (:func:`population_spread`), and when some
+        :math:`s_i'/s_i \ge` :data:`EXPLORE_GROWTH` the round is rerun from
+        :math:`\mathcal N(\bar x_{\text{particles}}, \mathrm{diag}(s'^2))`. An explicit
+        ``base_scale`` runs one round.
 
     Returns
     -------
@@ -254,26 +320,27 @@ def explore(
         np.asarray(base_scale, np.float64), (dim,)).copy()
     if not np.all(scale > 0):
         raise ValueError(f"explore_scale must be positive, got {base_scale!r}")
-    smc = None
+    smc, rounds = None, []
     if particles is None:
         if num_particles is None:
             num_particles = default_num_particles(dim)
         if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 4:
             raise ValueError(f"explore_particles must be an int >= 4, got {num_particles!r}")
-        dt = x0.dtype
-        loc_j, scale_j = jnp.asarray(loc, dt), jnp.asarray(scale, dt)
-        log_norm = float(-np.sum(np.log(scale)) - 0.5 * dim * _LOG_2PI)
-
-        def log_base(x):
-            u = (x - loc_j) / scale_j
-            return -0.5 * jnp.sum(u * u) + log_norm
-
-        def log_lik(x):
-            return log_prob(x) - log_base(x)
-
-        z0 = _base_draws(k_base, loc_j, scale_j, num_particles)
+        if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
+            raise ValueError(f"explore max_rounds must be an int >= 1, got {max_rounds!r}")
         m = min(max(20, dim), 100) if num_mcmc_steps is None else int(num_mcmc_steps)
-        smc = tempered_smc(k_smc, log_lik, log_base, z0, num_mcmc_steps=m)
+        grow = base_scale is None
+        for r in range(max_rounds if grow else 1):
+            kr_smc, kr_base = (k_smc, k_base) if r == 0 else (jax.random.fold_in(k_smc, r), jax.random.fold_in(k_base, r))
+            smc = _tempered_round(kr_smc, kr_base, log_prob, loc, scale, num_particles, m, x0.dtype)
+            spread = population_spread(smc.particles)
+            new_scale = np.maximum(scale, EXPLORE_SCALE * max(1.0, spread))
+            rounds.append({"base_scale_max": float(scale.max()), "base_scale_min": float(scale.min()),
+                           "spread": spread, "num_steps": int(smc.num_steps), "log_Z": float(smc.log_Z),
+                           "wall_s": float(smc.wall_s)})
+            if r + 1 == max_rounds or not grow or float(np.max(new_scale / scale)) < EXPLORE_GROWTH:
+                break
+            loc, scale = np.asarray(smc.particles, np.float64).mean(0), new_scale
         parts = smc.particles
     else:
         parts = jnp.asarray(particles)
@@ -305,4 +372,4 @@ def explore(
         if stop.best_params is not None:
             params, fit_steps = stop.best_params, stop.best_step
     return Exploration(train, val, seeds, affine, used, params, loc, scale, smc, fit_steps,
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, tuple(rounds))
