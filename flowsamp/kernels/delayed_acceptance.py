@@ -64,7 +64,10 @@ class DelayedAcceptanceInfo(NamedTuple):
     :math:`\\alpha_2` (0 when stage 1 did not move, or the proposal was non-finite);
     ``first_stage_accepted``: the surrogate kernel moved; ``is_finite``: no non-finite log-density
     was met; ``num_expensive_evaluations``: 1 when ``log_prob_fn`` was evaluated, else 0;
-    ``surrogate_info``: the stage-1 kernel's own info.
+    ``surrogate_info``: the stage-1 kernel's own info; ``proposed_position`` and
+    ``proposed_log_prob``: the stage-1 proposal :math:`y` and :math:`\\log\\pi(y)` where it was
+    evaluated (the current position and its cached value otherwise), so a caller can keep every
+    expensive evaluation, e.g. to train the surrogate (:func:`flowsamp.samplers.surrogate_mcmc`).
     """
 
     is_accepted: Array
@@ -73,6 +76,8 @@ class DelayedAcceptanceInfo(NamedTuple):
     first_stage_accepted: Array
     num_expensive_evaluations: Array
     surrogate_info: Any
+    proposed_position: Any = None
+    proposed_log_prob: Any = None
 
 
 def init(
@@ -125,6 +130,8 @@ def build_kernel(proposal_kernel: Any, **static: Any) -> Callable[..., tuple[Del
             moved,
             moved.astype(jnp.int32),
             inner_info,
+            inner_new.position,
+            log_prob,
         )
         return new_state, info
 
