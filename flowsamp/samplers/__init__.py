@@ -14,6 +14,7 @@ from flowsamp.samplers.ais import ais
 from flowsamp.samplers.craft import CRAFTOutput, craft
 from flowsamp.samplers.parallel_tempering import ParallelTemperingResult, parallel_tempering
 from flowsamp.samplers.fab import FABResult, FABState, fab
+from flowsamp.samplers.surrogate_mcmc import Surrogate, SurrogateMCMCResult, mlp_surrogate, surrogate_mcmc
 
 __all__ = [
     "AdaptiveFlowOutput",
@@ -26,6 +27,8 @@ __all__ = [
     "NeuralWangLandauResult",
     "ParallelTemperingResult",
     "SMCOutput",
+    "Surrogate",
+    "SurrogateMCMCResult",
     "TemperedSMCOutput",
     "VANResult",
     "Trace",
@@ -36,12 +39,14 @@ __all__ = [
     "craft",
     "fab",
     "importance_sampling",
+    "mlp_surrogate",
     "multicanonical",
     "neural_wang_landau",
     "replica_exchange_wang_landau",
     "parallel_tempering",
     "sample",
     "smc",
+    "surrogate_mcmc",
     "tempered_smc",
     "van",
     "wang_landau",
