@@ -175,14 +175,13 @@ def summarize(positions, mode_of, weights, wall, cpu):
 
 def run_flowsamp(key, target, x0, name):
     spec = FLOWSAMP_SPECS[name]
-    k_params, k_run = jax.random.split(key)
     c0, t0 = time.process_time(), time.perf_counter()
     flow = spec["make_flow"](target)
     kw = dict(FLOWSAMP_SCHEDULES[name])
+    k_run = key  # the mixture rows: exactly as before the per-target specs (no split: it is two programs)
     if spec["init_params"] is not None:
+        k_params, k_run = jax.random.split(key)
         kw["params"] = spec["init_params"](flow, k_params, x0, target)
-    else:
-        k_run = key  # the mixture rows: exactly as before the per-target specs
     if spec["symmetries"]:
         kw["symmetries"] = spec["symmetries"]
     if name in ("mix2", "mix10"):

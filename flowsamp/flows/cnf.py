@@ -48,9 +48,9 @@ differential equations (diffrax), arXiv:2202.02435.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Mapping
+from typing import Any, Callable, Iterator, Sequence
 
-import diffrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -65,14 +65,26 @@ from flowsamp.types import Array, Params, PRNGKey
 #: ``velocity(field_params, t, x) -> v`` on one point ``x`` of shape ``(dim,)``.
 Velocity = Callable[[Any, Array, Array], Array]
 
-SOLVERS = {
-    "tsit5": diffrax.Tsit5,
-    "dopri5": diffrax.Dopri5,
-    "dopri8": diffrax.Dopri8,
-    "heun": diffrax.Heun,
-    "midpoint": diffrax.Midpoint,
-    "euler": diffrax.Euler,
-}
+class _Solvers(Mapping):
+    """Solver name -> diffrax solver class, importing diffrax on first look-up (it is a quarter
+    of ``import flowsamp``, and only continuous flows need it)."""
+
+    _NAMES = {"tsit5": "Tsit5", "dopri5": "Dopri5", "dopri8": "Dopri8", "heun": "Heun", "midpoint": "Midpoint",
+              "euler": "Euler"}
+
+    def __getitem__(self, name: str) -> Any:
+        import diffrax
+
+        return getattr(diffrax, self._NAMES[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._NAMES)
+
+    def __len__(self) -> int:
+        return len(self._NAMES)
+
+
+SOLVERS: Mapping[str, Any] = _Solvers()
 
 __all__ = [
     "ContinuousFlow", "InexactLogQError", "SOLVERS", "check_log_q", "cnf", "divergence",
@@ -243,6 +255,8 @@ def ode_flow(
         raise ValueError(f"num_steps must be None (adaptive) or a positive int, got {num_steps!r}")
     if num_steps is None and solver == "euler":
         raise ValueError("solver 'euler' has no error estimate: pass num_steps for fixed steps")
+    import diffrax
+
     dim = base.dim
     rtol_, atol_ = _tolerances(rtol, atol)
     solver_obj = SOLVERS[solver]()

@@ -80,9 +80,12 @@ def _adaptation(cfg: Any):
     return None
 
 
-def init_adaptation(cfg: Any, dtype: Any) -> RobbinsMonroState:
-    """The step-size state before the first loop (``log_step_size`` of ``cfg.step_size``)."""
-    step_size = jnp.asarray(0.1 if cfg.step_size is None else cfg.step_size, dtype)
+def init_adaptation(cfg: Any, dtype: Any, step_size: Any = None) -> RobbinsMonroState:
+    """The step-size state before the first loop (``log_step_size`` of ``step_size``, default
+    ``cfg.step_size``, or 0.1 when that is ``None``; ``step_size`` may be traced)."""
+    if step_size is None:
+        step_size = 0.1 if cfg.step_size is None else cfg.step_size
+    step_size = jnp.asarray(step_size, dtype)
     adapt = _adaptation(cfg)
     return adapt.init(step_size) if adapt is not None else RobbinsMonroState(jnp.log(step_size))
 
@@ -98,13 +101,15 @@ class LoopPrograms(NamedTuple):
     parameters *before* the update, an honest held-out loss); ``global_(key, chains, params, tx, tlp) ->
     (chains, imh, traj, traj_lp, rate, bad)`` (``traj`` ``(C, S, d)``: the local trajectory ``tx``
     then the global steps, thinned); ``loop(state, key, training)`` composes them
-    (``training`` a Python bool: production never runs the training program).
+    (``training`` a Python bool: production never runs the training program); ``keys(key, loop)
+    -> ((k_local, k_train, k_global), loop + 1)`` is the loop's key program.
     """
 
     local: Callable
     train: Callable
     global_: Callable
     loop: Callable
+    keys: Callable
 
 
 @jax.jit
@@ -229,4 +234,4 @@ def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow) -> LoopPrograms:
         )
         return new, LoopStats(lrate, grate, loss, step, lbad, ldiv, gbad, skipped), traj, traj_lp
 
-    return LoopPrograms(local_j, train_j, global_j, loop)
+    return LoopPrograms(local_j, train_j, global_j, loop, keys_j)

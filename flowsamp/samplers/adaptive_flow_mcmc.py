@@ -50,6 +50,7 @@ import numpy as np
 
 from flowsamp.base import Flow, as_key, check_finite_positions
 from flowsamp.estimators.verdict import Thresholds, mcmc_verdict, rank_diagnostics, warn_if_not_converged
+from flowsamp.flows.cnf import ContinuousFlow, check_log_q
 from flowsamp.flows.preconditioning import Affine, preconditioned
 from flowsamp.flows.symmetrize import symmetrize
 from flowsamp.kernels.adaptation import RobbinsMonroState
@@ -165,11 +166,12 @@ def _check_positions(initial_positions: Array, dim: int) -> Array:
     return x
 
 
-def _build_init(cfg: AdaptiveFlowConfig, log_prob: LogProbFn, flow: Flow, q: Flow) -> Callable:
-    """One jitted program ``(key, x, params) -> AdaptiveFlowState`` (``params=None``: ``flow.init``)."""
+def _build_init(cfg: AdaptiveFlowConfig, log_prob: LogProbFn, flow: Flow) -> Callable:
+    """One jitted program ``(key, x, params, step_size) -> AdaptiveFlowState`` (``params=None``:
+    ``flow.init``; the step size is an argument, so the program is built before it is known)."""
     n = min(cfg.buffer_points_per_chain, cfg.num_local_steps)
 
-    def init(key, x, params):
+    def init(key, x, params, step_size):
         if params is None:
             params = flow.init(key)
         local = local_init(cfg.local, log_prob, x)
@@ -178,7 +180,7 @@ def _build_init(cfg: AdaptiveFlowConfig, log_prob: LogProbFn, flow: Flow, q: Flo
         return AdaptiveFlowState(
             local=local,
             flow_imh=imh,
-            adaptation=init_adaptation(cfg, x.dtype),
+            adaptation=init_adaptation(cfg, x.dtype, step_size),
             params=params,
             opt_state=cfg.optimizer.init(params),
             buffer=jnp.zeros((cfg.buffer_loops, x.shape[0] * n, x.shape[1]), x.dtype),
@@ -199,9 +201,15 @@ def init_state(
     params: Any = None,
 ) -> AdaptiveFlowState:
     """Return the state before the first loop (flow at ``params`` or ``flow.init(key)``)."""
+    return _init_with(_build_init(config, log_prob, flow), key, flow, initial_positions, config, params)
+
+
+def _init_with(program: Callable, key: PRNGKey, flow: Flow, initial_positions: Array, config: AdaptiveFlowConfig,
+               params: Any) -> AdaptiveFlowState:
+    """:func:`init_state` on an init ``program`` of :func:`_build_init` (built once per run)."""
     x = _check_positions(initial_positions, flow.dim)
-    q = symmetrize(flow, config.symmetries)
-    state = _build_init(config, log_prob, flow, q)(as_key(key), x, params)
+    step = np.asarray(0.1 if config.step_size is None else config.step_size, x.dtype)
+    state = program(as_key(key), x, params, step)
     bad = ~np.isfinite(np.asarray(state.local.log_prob))
     if bad.any():
         raise ValueError(f"log_prob is not finite at the initial position of chain {int(np.argmax(bad))}")
@@ -248,16 +256,62 @@ def _explore(key: PRNGKey, log_prob: LogProbFn, flow: Flow, x: Array, params: An
 
 
 class _Programs:
-    """The run's :class:`LoopPrograms`, built once for the proposal flow and reused by the
-    exploration's warm start, the baseline acceptance and every loop."""
+    """The run's :class:`LoopPrograms` and init program, built once for the proposal flow and
+    reused by the exploration's warm start, the baseline acceptance and every loop.
+
+    :meth:`precompile` compiles the init, local, global and loop-key programs (and ``mode_of``)
+    in a background thread while the caller compiles and runs the training program (the warm
+    start): XLA compiles without the GIL, so on two cores the compilations overlap. Calls made
+    later hit jax's compilation cache (the same traced program at the same argument types);
+    :meth:`join` waits for the thread. A failure there only costs the overlap: the real call
+    compiles (and raises) as it would have."""
 
     def __init__(self, cfg: AdaptiveFlowConfig, log_prob: LogProbFn):
-        self.cfg, self.log_prob, self.flow, self.programs = cfg, log_prob, None, None
+        self.cfg, self.log_prob, self.flow, self.programs, self.init = cfg, log_prob, None, None, None
+        self.thread = None
 
     def __call__(self, flow: Flow) -> LoopPrograms:
         if self.programs is None or flow is not self.flow:
             self.flow, self.programs = flow, build_programs(self.cfg, self.log_prob, symmetrize(flow, self.cfg.symmetries))
+            self.init = _build_init(self.cfg, self.log_prob, flow)
         return self.programs
+
+    def precompile(self, flow: Flow, params: Any, num_chains: int, dtype: Any, key: PRNGKey) -> None:
+        """Start compiling ``flow``'s init, local, global and key programs in the background."""
+        import threading
+
+        progs = self(flow)
+        init, cfg, log_prob = self.init, self.cfg, self.log_prob
+
+        def spec(a):
+            return jax.ShapeDtypeStruct(np.shape(a), a.dtype)
+
+        def work():
+            try:
+                c, d, n = num_chains, flow.dim, cfg.num_local_steps
+                k = spec(key)
+                x = jax.ShapeDtypeStruct((c, d), dtype)
+                p = jax.tree.map(spec, params)
+                init.lower(k, x, p, jax.ShapeDtypeStruct((), dtype)).compile()
+                chains = jax.eval_shape(lambda y: local_init(cfg.local, log_prob, y), x)
+                ad = jax.eval_shape(lambda s: init_adaptation(cfg, dtype, s), jax.ShapeDtypeStruct((), dtype))
+                progs.global_.lower(k, chains, p, jax.ShapeDtypeStruct((n, c, d), dtype),
+                                    jax.ShapeDtypeStruct((n, c), dtype)).compile()
+                progs.local.lower(k, chains, ad, jax.ShapeDtypeStruct((), bool)).compile()
+                progs.keys.lower(k, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+                if cfg.mode_of is not None:
+                    s = len(range(cfg.thinning - 1, cfg.num_local_steps + cfg.num_global_steps, cfg.thinning))
+                    _label_fn(cfg.mode_of).lower(jax.ShapeDtypeStruct((c, s, d), dtype)).compile()
+            except Exception:  # noqa: BLE001 -- only the overlap is lost; the real call compiles and raises
+                pass
+
+        self.thread = threading.Thread(target=work, name="flowsamp-precompile", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
 
 
 WARM_START_PATIENCE_STEPS = 150
@@ -270,7 +324,7 @@ def _tile(rows: np.ndarray, n: int) -> np.ndarray:
     return rows[np.arange(n) % rows.shape[0]]
 
 
-def _warm_start(cfg: AdaptiveFlowConfig, programs: _Programs, num_chains: int) -> Callable:
+def _warm_start(cfg: AdaptiveFlowConfig, programs: _Programs, num_chains: int, precompile: bool = True) -> Callable:
     r"""The exploration's forward-KL warm start on the run's own training program.
 
     The buffer is filled with the training particles (cycled), every call takes ``num_epochs``
@@ -278,10 +332,14 @@ def _warm_start(cfg: AdaptiveFlowConfig, programs: _Programs, num_chains: int) -
     (cycled to one buffer slot, never stored) is measured at the start of each call; the
     parameters of the best call are kept, and it stops after
     :data:`WARM_START_PATIENCE_STEPS` steps without improvement or ``explore_fit_steps``.
+    With ``precompile`` the loop's other programs compile in the background meanwhile
+    (:meth:`_Programs.precompile`).
     """
 
     def warm(used: Flow, params: Any, train: Array, val: Array, key: PRNGKey) -> tuple[Any, int]:
         progs = programs(used)
+        if precompile:
+            programs.precompile(used, params, num_chains, jnp.asarray(train).dtype, key)
         n_slot = num_chains * min(cfg.buffer_points_per_chain, cfg.num_local_steps)
         tr, va = np.asarray(train), np.asarray(val)
         dt = jnp.asarray(train).dtype
@@ -318,6 +376,7 @@ def _prefill(state: AdaptiveFlowState, particles: Array) -> AdaptiveFlowState:
 
 
 _BASELINE_STREAM = 0x7FFFFFFE  # fold_in data of the baseline acceptance estimate
+_CHECK_STREAM = 0x7FFFFFFD  # fold_in data of the log q check of a continuous flow
 
 
 def _keep_best(best: tuple | None, acc: float, params: Any) -> tuple:
@@ -341,17 +400,22 @@ def _worse_beyond_noise(best_acc: float, last_acc: float, num_chains: int) -> bo
 _LABEL_FNS: dict = {}  # id(mode_of) -> (mode_of, jitted): one program per labelling function and shape
 
 
+def _label_fn(mode_of: Callable) -> Callable:
+    """``jax.jit(mode_of)``, one per labelling function (the last 8 kept)."""
+    hit = _LABEL_FNS.get(id(mode_of))
+    if hit is None or hit[0] is not mode_of:
+        if len(_LABEL_FNS) >= 8:
+            _LABEL_FNS.pop(next(iter(_LABEL_FNS)))
+        hit = _LABEL_FNS[id(mode_of)] = (mode_of, jax.jit(mode_of))
+    return hit[1]
+
+
 def _labels(cfg: AdaptiveFlowConfig, positions: Array) -> np.ndarray | None:
     """``mode_of(positions)`` as int64 on the host, jitted (an eager ``mode_of`` is a program
     per jnp operation, each compiled on its first call)."""
     if cfg.mode_of is None:
         return None
-    hit = _LABEL_FNS.get(id(cfg.mode_of))
-    if hit is None or hit[0] is not cfg.mode_of:
-        if len(_LABEL_FNS) >= 8:
-            _LABEL_FNS.pop(next(iter(_LABEL_FNS)))
-        hit = _LABEL_FNS[id(cfg.mode_of)] = (cfg.mode_of, jax.jit(cfg.mode_of))
-    return np.asarray(hit[1](positions)).astype(np.int64)
+    return np.asarray(_label_fn(cfg.mode_of)(positions)).astype(np.int64)
 
 
 def _loop_labels(cfg: AdaptiveFlowConfig, chunks: list) -> np.ndarray | None:
@@ -360,6 +424,16 @@ def _loop_labels(cfg: AdaptiveFlowConfig, chunks: list) -> np.ndarray | None:
     if cfg.mode_of is None or not chunks:
         return None
     return np.concatenate([_labels(cfg, a) for a in chunks], axis=1)
+
+
+def _window_mode_labels(cfg: AdaptiveFlowConfig, window_x: list) -> np.ndarray | None:
+    """Mode labels of the training window at its global-phase draws (all draws when those are
+    fewer than 4): local phases repeat one mode, see :mod:`~flowsamp.samplers._flow_mcmc_stopping`."""
+    labels = _loop_labels(cfg, window_x)
+    if labels is None:
+        return None
+    mask = np.tile(stopping.global_draws(cfg.num_local_steps, cfg.num_global_steps, cfg.thinning), len(window_x))
+    return labels[:, mask] if mask.sum() >= 4 else labels
 
 
 def _ess_and_rhat(traj: list, labels: np.ndarray | None = None, num_modes: int | None = None) -> tuple[float, float]:
@@ -568,8 +642,16 @@ def adaptive_flow_mcmc(
         ``state``, per-loop ``history`` and the verdict (``diagnostics``, ``converged``,
         ``problems``); a :class:`~flowsamp.estimators.NotConvergedWarning` is issued when
         not converged.
+
+    Raises
+    ------
+    InexactLogQError
+        When ``flow`` is a :class:`~flowsamp.flows.ContinuousFlow` whose :math:`\log q` fails
+        :func:`flowsamp.flows.check_log_q` (checked once, before the first global step): an ODE
+        solve too coarse for an exact MH ratio.
     """
     t0 = time.perf_counter()
+    user_flow = flow
     cfg = make_config(**options)
     if cfg.precondition is None:  # given params already sit in the target's coordinates
         cfg = dataclasses.replace(cfg, precondition=params is None and initial_state is None)
@@ -594,7 +676,7 @@ def adaptive_flow_mcmc(
         affine = None
         if cfg.explore:
             exploration = _explore(key, log_prob, flow, x_init, params, cfg,
-                                   warm_start=_warm_start(cfg, programs, x_init.shape[0]))
+                                   warm_start=_warm_start(cfg, programs, x_init.shape[0], precompile=devices is None))
             flow, params, x_start = exploration.flow, exploration.params, exploration.seeds
             affine = exploration.affine
         elif isinstance(cfg.precondition, Affine):
@@ -602,7 +684,9 @@ def adaptive_flow_mcmc(
             affine = cfg.precondition
         if cfg.step_size is None:
             cfg = dataclasses.replace(cfg, step_size=default_step_size(affine, flow.dim, cfg.local))
-        state = init_state(key, log_prob, flow, x_start, cfg, params)
+        programs.join()
+        programs(flow)
+        state = _init_with(programs.init, key, flow, x_start, cfg, params)
         if exploration is not None:
             state = _prefill(state, exploration.train)
     else:
@@ -676,6 +760,9 @@ def adaptive_flow_mcmc(
         num_train, stopped_by, steps, check_at = r["num_train"], r["stopped_by"], r["steps"], r["check_at"]
         num_bad, swapped, phase_done = r["num_bad"], r["swapped"], r["phase"]
         explore_smc_steps, explore_wall_s = r["explore_smc_steps"], r["explore_wall_s"]
+    if isinstance(user_flow, ContinuousFlow) and not bool(state.training_done):
+        # an ODE flow's log q is only as exact as its solve: check it once before the MH test uses it
+        check_log_q(q_sym, state.params, jax.random.fold_in(key, _CHECK_STREAM), what="adaptive_flow_mcmc's flow")
     if exploration is not None and not bool(state.training_done):
         # the exploration flow's acceptance: one global phase from the chains' start (held-out
         # particles), on the loop's own global program; the state is not advanced
@@ -697,7 +784,7 @@ def adaptive_flow_mcmc(
             global_acc, patience=cfg.patience, tol=cfg.plateau_tol, min_acceptance=cfg.min_global_acceptance
         ):
             lp_w = np.concatenate([np.asarray(a) for a in window_lp], axis=1)
-            labels = _loop_labels(cfg, window_x)
+            labels = _window_mode_labels(cfg, window_x)
             done = stopping.mixing(lp_w, labels, cfg.num_modes, th, rhat=stopping.TRAINING_RHAT).ok
             if done:
                 stopped_by = "converged"

@@ -58,6 +58,34 @@ def test_mixing_flags_mode_indicators_but_not_one_shared_mode():
     assert stop.mixing(lp, np.zeros((64, 100), int), 2).ok
 
 
+def _global_local_labels(acc, num_chains=100, loops=2, n_loc=50, n_glob=50, rng=RNG):
+    """Mode labels of global-local chains: each local phase stays in its mode, each global step
+    jumps to an exact draw of the weights 0.1/0.2/0.3/0.4 with probability ``acc``."""
+    w = np.array([0.1, 0.2, 0.3, 0.4])
+    lab, out = rng.choice(4, num_chains, p=w), []
+    for _ in range(loops):
+        out.append(np.repeat(lab[:, None], n_loc, axis=1))
+        for _ in range(n_glob):
+            lab = np.where(rng.random(num_chains) < acc, rng.choice(4, num_chains, p=w), lab)
+            out.append(lab[:, None])
+    return np.concatenate(out, axis=1)
+
+
+def test_training_mixing_reads_modes_at_the_global_draws():
+    """On a two-loop window the local phases repeat one label 50 times, so R-hat of the mode
+    indicators over all draws is ~1.16 even for chains that mix perfectly (why training never
+    stopped); at the global-phase draws it is ~1.005, and slow chains still fail."""
+    mask = np.tile(stop.global_draws(50, 50), 2)
+    assert mask.sum() == 100 and not mask[:50].any() and mask[50:100].all()
+    assert stop.global_draws(50, 50, thinning=10).sum() == 5
+    lp = RNG.normal(size=(100, 200))
+    mixed = _global_local_labels(0.8)
+    assert not stop.mixing(lp, mixed, 4, rhat=stop.TRAINING_RHAT).ok  # the old, unreachable check
+    assert stop.mixing(lp, mixed[:, mask], 4, rhat=stop.TRAINING_RHAT).ok
+    slow = _global_local_labels(0.05)
+    assert not stop.mixing(lp, slow[:, mask], 4, rhat=stop.TRAINING_RHAT).ok
+
+
 def test_production_budget_and_geometric_checks():
     assert stop.production_done(1000.0, 500, target_ess=1000, max_steps=10_000)
     assert not stop.production_done(999.0, 500, target_ess=1000, max_steps=10_000)
