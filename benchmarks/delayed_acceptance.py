@@ -60,7 +60,10 @@ def make_log_prob(num_steps):
     return log_prob
 
 
-def run(alg, x0, steps, chains, key, counts_fn):
+def chains_runner(alg, x0, steps, chains, counts_fn):
+    """Jitted ``key -> (positions, is_accepted, evaluations)`` of ``chains`` chains run one by one
+    (``lax.map``, so ``lax.cond`` really skips screened-out evaluations), each from ``x0``."""
+
     def chain(k):
         state = alg.init(x0)
 
@@ -71,7 +74,11 @@ def run(alg, x0, steps, chains, key, counts_fn):
         _, out = jax.lax.scan(step, state, jax.random.split(k, steps))
         return out
 
-    f = jax.jit(lambda key: jax.lax.map(chain, jax.random.split(key, chains)))
+    return jax.jit(lambda key: jax.lax.map(chain, jax.random.split(key, chains)))
+
+
+def run(alg, x0, steps, chains, key, counts_fn):
+    f = chains_runner(alg, x0, steps, chains, counts_fn)
     jax.block_until_ready(f(jax.random.fold_in(key, 99)))  # compile
     t0 = time.perf_counter()
     pos, acc, evals = jax.block_until_ready(f(key))

@@ -67,7 +67,8 @@ class DelayedAcceptanceInfo(NamedTuple):
     ``surrogate_info``: the stage-1 kernel's own info; ``proposed_position`` and
     ``proposed_log_prob``: the stage-1 proposal :math:`y` and :math:`\\log\\pi(y)` where it was
     evaluated (the current position and its cached value otherwise), so a caller can keep every
-    expensive evaluation, e.g. to train the surrogate (:func:`flowsamp.samplers.surrogate_mcmc`).
+    expensive evaluation, e.g. to train the surrogate (:func:`flowsamp.samplers.surrogate_mcmc`);
+    ``proposed_surrogate_log_prob``: :math:`\\log\\pi^*(y)` likewise.
     """
 
     is_accepted: Array
@@ -78,6 +79,7 @@ class DelayedAcceptanceInfo(NamedTuple):
     surrogate_info: Any
     proposed_position: Any = None
     proposed_log_prob: Any = None
+    proposed_surrogate_log_prob: Any = None
 
 
 def init(
@@ -132,6 +134,7 @@ def build_kernel(proposal_kernel: Any, **static: Any) -> Callable[..., tuple[Del
             inner_info,
             inner_new.position,
             log_prob,
+            inner_new.log_prob,
         )
         return new_state, info
 

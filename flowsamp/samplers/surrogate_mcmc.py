@@ -40,6 +40,7 @@ O'Sullivan, arXiv:1011.4927. Seed 004: NF + machine-learning-potential active le
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -64,11 +65,16 @@ __all__ = ["Surrogate", "SurrogateMCMCResult", "mlp_surrogate", "surrogate_mcmc"
 class Surrogate(NamedTuple):
     """A learned log-density as pure functions: ``init(key) -> params``, ``log_prob(params, x)``
     on one point ``x`` of shape ``(dim,)``, and ``with_moments(params, loc, scale) -> params`` that
-    re-centres the input standardisation (used before the first fit)."""
+    re-centres the input standardisation (used before the first fit). Optionally
+    ``log_prob = base_log_prob(x) + correction(params, x)`` with a parameter-free base: the fit then
+    learns the correction on the residuals ``log pi - base``, and the base is never re-evaluated on
+    the buffer."""
 
     init: Callable[[PRNGKey], Any]
     log_prob: Callable[[Any, Array], Array]
     with_moments: Callable[[Any, Array, Array], Any]
+    base_log_prob: LogProbFn | None = None
+    correction: Callable[[Any, Array], Array] | None = None
 
 
 def mlp_surrogate(
@@ -108,20 +114,23 @@ def mlp_surrogate(
         return {"net": net.init(as_key(key), jnp.zeros((dim,), dtype)), "loc": jnp.zeros((dim,), dtype),
                 "log_scale": jnp.zeros((dim,), dtype)}
 
-    def log_prob(params: Any, x: Array) -> Array:
+    def correction(params: Any, x: Array) -> Array:
         z = (x - params["loc"]) * jnp.exp(-params["log_scale"])
-        base = -0.5 * jnp.sum(z**2) if base_log_prob is None else base_log_prob(x)
-        return base + net.apply(params["net"], z)[0, 0]
+        envelope = -0.5 * jnp.sum(z**2) if base_log_prob is None else 0.0
+        return envelope + net.apply(params["net"], z)[0, 0]
+
+    def log_prob(params: Any, x: Array) -> Array:
+        return correction(params, x) if base_log_prob is None else base_log_prob(x) + correction(params, x)
 
     def with_moments(params: Any, loc: Array, scale: Array) -> Any:
         return {**params, "loc": jnp.asarray(loc, params["loc"].dtype),
                 "log_scale": jnp.log(jnp.asarray(scale, params["loc"].dtype))}
 
-    return Surrogate(init, log_prob, with_moments)
+    return Surrogate(init, log_prob, with_moments, base_log_prob, correction if base_log_prob is not None else None)
 
 
 class SurrogateMCMCResult(NamedTuple):
-    """Output of :func:`surrogate_mcmc`.
+    r"""Output of :func:`surrogate_mcmc`.
 
     ``samples`` ``(chains, draws, dim)`` and ``log_prob`` ``(chains, draws)``: the production draws
     (frozen surrogate, exact for :math:`\pi`). Per round (adaptation rounds, then the production phase
@@ -131,8 +140,11 @@ class SurrogateMCMCResult(NamedTuple):
     :math:`\mathrm{sd}(\log\pi^* - \log\pi)` of the round's surrogate on that round's new expensive
     evaluations, none of which it was trained on; NaN without any). ``num_expensive_evaluations``: the
     total, the initial positions included. ``surrogate``/``surrogate_params``: the final surrogate;
-    ``buffer_positions``/``buffer_log_prob``: the training data; ``state``: the final
-    ``DelayedAcceptanceState`` of every chain; ``diagnostics``/``converged``/``problems``: the
+    ``buffer_positions``/``buffer_log_prob``: the training data (:math:`\log\pi`, or the residual
+    :math:`\log\pi - b` for a surrogate with a ``base_log_prob``); ``state``: the final
+    ``DelayedAcceptanceState`` of every chain; ``timings``: host wall seconds, ``"init"``, ``"rounds"`` and
+    ``"refits"`` (one per adaptation round) and ``"production"`` (one per chunk), the first call of each
+    jitted program including its compilation; ``diagnostics``/``converged``/``problems``: the
     :func:`flowsamp.estimators.mcmc_verdict` on ``samples``.
     """
 
@@ -149,6 +161,7 @@ class SurrogateMCMCResult(NamedTuple):
     buffer_positions: np.ndarray
     buffer_log_prob: np.ndarray
     state: Any
+    timings: dict
     diagnostics: dict
     converged: bool
     problems: list
@@ -158,6 +171,14 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"surrogate_mcmc: {name} must be an int >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _moments(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and spread of points for the input standardisation; a coordinate that does not vary
+    (beyond float rounding, e.g. every chain started at one point) gets scale 1."""
+    mean = xs.mean(axis=0)
+    sd = xs.std(axis=0) if len(xs) > 1 else np.zeros_like(mean)
+    return mean, np.where(sd > 1e-4 * (1.0 + np.abs(mean)), sd, 1.0)
 
 
 def _round_summary(out: dict) -> dict:
@@ -256,15 +277,16 @@ def surrogate_mcmc(
         raise TypeError("surrogate_mcmc: optimizer must be an optax.GradientTransformation")
     key_init, key_run, key_fit = jax.random.split(key, 3)
     if surrogate_params is None:
-        params = surrogate.init(key_init)
-        sd = jnp.std(x0, axis=0) if chains > 1 else jnp.ones((dim,), x0.dtype)
-        params = surrogate.with_moments(params, jnp.mean(x0, axis=0), jnp.where(sd > 0, sd, 1.0))
+        params = surrogate.with_moments(surrogate.init(key_init), *_moments(np.asarray(x0)))
         fresh = True
     else:
         params, fresh = surrogate_params, False
     # validates proposal_kernel and kernel_params the way the kernel's constructor does
     _delayed_acceptance(log_prob, lambda x: surrogate.log_prob(params, x), proposal_kernel, **kernel_params)
     kernel = _da_build_kernel(proposal_kernel)
+    split = surrogate.base_log_prob is not None and surrogate.correction is not None
+    corr = surrogate.correction
+    fit_fn = corr if split else surrogate.log_prob  # the buffer holds log pi - base when split
     chain_map = jax.vmap if vectorize_chains else (lambda f: (lambda *a: jax.lax.map(lambda t: f(*t), a)))
 
     @jax.jit
@@ -284,11 +306,13 @@ def surrogate_mcmc(
                 s, info = kernel(kk, s, log_prob, surr, **kernel_params)
                 rec = {"x": s.position, "lp": s.log_prob, "accepted": info.is_accepted,
                        "first": info.first_stage_accepted, "evals": info.num_expensive_evaluations,
-                       "finite": info.is_finite, "y": info.proposed_position, "ly": info.proposed_log_prob}
+                       "finite": info.is_finite, "y": info.proposed_position, "ly": info.proposed_log_prob,
+                       "ls": info.proposed_surrogate_log_prob}
                 return s, rec
 
             s, rec = jax.lax.scan(step, s, jax.random.split(k, steps))
-            rec["ls"] = jax.vmap(surr)(rec["y"])
+            # base(y) = pi*(y) - correction(y): the fit's residual target without re-running the base
+            rec["lb"] = rec["ls"] - jax.vmap(lambda y: corr(params, y))(rec["y"]) if split else rec["ls"]
             return s, rec
 
         return chain_map(one_chain)(jax.random.split(key, chains), states)
@@ -304,17 +328,22 @@ def surrogate_mcmc(
 
         def loss(p, k):
             idx = jax.random.randint(k, (batch_size,), 0, count)
-            r = jax.vmap(lambda x: surrogate.log_prob(p, x))(bx[idx]) - by[idx]
+            r = jax.vmap(lambda x: fit_fn(p, x))(bx[idx]) - by[idx]
             r = r - jnp.mean(r)
             return jnp.mean(r**2) / scale_y**2, {}
 
         params, _, rec = fit_steps(loss, optimizer, params, optimizer.init(params), key, train_steps)
         return params, rec["loss"][-1]
 
-    states = init_chains(params, x0)
+    timings: dict = {"rounds": [], "refits": [], "production": []}
+    clock = time.perf_counter()
+    states = jax.block_until_ready(init_chains(params, x0))
+    timings["init"] = time.perf_counter() - clock
     buf_x = np.zeros((capacity, dim), np.asarray(x0).dtype)
     buf_y = np.zeros((capacity,), np.asarray(states.log_prob).dtype)
     first_x, first_y = np.asarray(states.position), np.asarray(states.log_prob)
+    if split:
+        first_y = first_y - np.asarray(jax.jit(jax.vmap(surrogate.base_log_prob))(states.position))
     ok = np.isfinite(first_y)
     count = int(ok.sum())
     buf_x[:count], buf_y[:count] = first_x[ok], first_y[ok]
@@ -328,28 +357,33 @@ def surrogate_mcmc(
         d = ls - ly
         heldout.append(float(np.std(d)) if d.size > 1 else float("nan"))
         if store:
+            target = ly - np.asarray(out["lb"])[mask] if split else ly
             n = min(len(ly), capacity - count)
-            buf_x[count:count + n], buf_y[count:count + n] = y[:n], ly[:n]
+            buf_x[count:count + n], buf_y[count:count + n] = y[:n], target[:n]
             count += n
 
     for r in range(num_rounds):
+        clock = time.perf_counter()
         states, out = run_round(jax.random.fold_in(key_run, r), states, params)
         out = jax.device_get(out)
+        timings["rounds"].append(time.perf_counter() - clock)
         summaries.append(_round_summary(out))
         num_evals += summaries[-1]["evals"]
         consume(out, store=True)
         if fresh and r == 0:
-            xs = buf_x[:count]
-            sd = xs.std(axis=0)
-            params = surrogate.with_moments(params, xs.mean(axis=0), np.where(sd > 0, sd, 1.0))
-        params, _ = refit(params, jax.random.fold_in(key_fit, r), jnp.asarray(buf_x), jnp.asarray(buf_y),
-                          jnp.int32(max(count, 1)))
+            params = surrogate.with_moments(params, *_moments(buf_x[:count]))
+        clock = time.perf_counter()
+        params, _ = jax.block_until_ready(refit(params, jax.random.fold_in(key_fit, r), jnp.asarray(buf_x),
+                                                jnp.asarray(buf_y), jnp.int32(max(count, 1))))
+        timings["refits"].append(time.perf_counter() - clock)
     # production: frozen surrogate, chunks of `steps` reuse the compiled round
     chunks = -(-num_production_steps // steps)
     prod, heldout_prod = [], []
     for c in range(chunks):
+        clock = time.perf_counter()
         states, out = run_round(jax.random.fold_in(key_run, num_rounds + c), states, params)
         prod.append(jax.device_get(out))
+        timings["production"].append(time.perf_counter() - clock)
     out = {k: np.concatenate([p[k] for p in prod], axis=1)[:, :num_production_steps] for k in prod[0]}
     summaries.append(_round_summary(out))
     num_evals += summaries[-1]["evals"]
@@ -373,6 +407,7 @@ def surrogate_mcmc(
         buffer_positions=buf_x[:count].copy(),
         buffer_log_prob=buf_y[:count].copy(),
         state=states,
+        timings=timings,
         diagnostics=verdict.diagnostics,
         converged=verdict.converged,
         problems=verdict.problems,

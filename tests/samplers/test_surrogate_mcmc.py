@@ -14,7 +14,7 @@ import pytest
 
 import flowsamp as fs
 
-CHAINS, ROUNDS, STEPS, PROD = 8, 2, 100, 400
+CHAINS, ROUNDS, STEPS, PROD = 8, 2, 100, 1000
 TRACES = {"n": 0}
 
 
@@ -36,7 +36,7 @@ def result():
     return fs.samplers.surrogate_mcmc(
         jax.random.key(0), banana, exact(jax.random.key(1), CHAINS), kernel_params={"scale": 1.2},
         surrogate=sur, num_rounds=ROUNDS, steps_per_round=STEPS, num_production_steps=PROD,
-        train_steps=200, batch_size=128,
+        train_steps=200, batch_size=128, vectorize_chains=True,
     ), TRACES["n"]
 
 
@@ -64,6 +64,17 @@ def test_counts_and_learning(result):
     assert set(res.diagnostics) >= {"max_rhat", "min_ess_bulk"} and isinstance(res.problems, list)
     # init + one round program (+ the constructor check): not one retrace per round or chunk
     assert traces <= 3, traces
+    assert len(res.timings["rounds"]) == ROUNDS and len(res.timings["production"]) == PROD // STEPS
+
+
+def test_standardisation_of_coincident_starts():
+    from flowsamp.samplers.surrogate_mcmc import _moments
+
+    same = np.tile(np.array([[-0.69, 3e-3]], np.float32), (8, 1))  # float32 std of equal values is ~1e-8, not 0
+    mean, scale = _moments(same + np.float32(1e-9) * np.arange(8, dtype=np.float32)[:, None])
+    assert np.allclose(mean, same[0], atol=1e-6) and np.all(scale == 1.0)
+    _, scale = _moments(np.random.default_rng(0).normal(size=(100, 2)) * 0.02)
+    assert np.all(np.abs(scale - 0.02) < 0.005)
 
 
 def test_fixed_surrogate_is_plain_delayed_acceptance(result):
