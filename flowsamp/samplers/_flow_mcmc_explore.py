@@ -175,7 +175,8 @@ class Exploration(NamedTuple):
     were given; the last round's); ``fit_steps``: optimisation steps kept by early stopping;
     ``wall_s``; ``rounds``: one dict per tempered-SMC round (``base_scale_max``,
     ``base_scale_min``, ``spread`` = :func:`population_spread` of its particles, ``num_steps``,
-    ``log_Z``, ``wall_s``).
+    ``log_Z``, ``wall_s``); ``problems``: sentences for the verdict (the base still asked to
+    grow after ``max_rounds`` rounds).
     """
 
     train: Array
@@ -190,6 +191,7 @@ class Exploration(NamedTuple):
     fit_steps: int
     wall_s: float
     rounds: tuple = ()
+    problems: tuple = ()
 
 
 def default_base_scale(initial_positions: Array) -> np.ndarray:
@@ -320,7 +322,7 @@ def explore(
         np.asarray(base_scale, np.float64), (dim,)).copy()
     if not np.all(scale > 0):
         raise ValueError(f"explore_scale must be positive, got {base_scale!r}")
-    smc, rounds = None, []
+    smc, rounds, problems = None, [], []
     if particles is None:
         if num_particles is None:
             num_particles = default_num_particles(dim)
@@ -338,7 +340,13 @@ def explore(
             rounds.append({"base_scale_max": float(scale.max()), "base_scale_min": float(scale.min()),
                            "spread": spread, "num_steps": int(smc.num_steps), "log_Z": float(smc.log_Z),
                            "wall_s": float(smc.wall_s)})
-            if r + 1 == max_rounds or not grow or float(np.max(new_scale / scale)) < EXPLORE_GROWTH:
+            wider = float(np.max(new_scale / scale)) >= EXPLORE_GROWTH
+            if grow and wider and r + 1 == max_rounds:
+                problems.append(
+                    f"exploration base still too narrow after {max_rounds} rounds (particles' spread {spread:.3g} "
+                    f"asks for base scale {float(new_scale.max()):.3g} > {float(scale.max()):.3g}): modes farther out "
+                    "cannot be excluded")
+            if r + 1 == max_rounds or not grow or not wider:
                 break
             loc, scale = np.asarray(smc.particles, np.float64).mean(0), new_scale
         parts = smc.particles
@@ -372,4 +380,4 @@ def explore(
         if stop.best_params is not None:
             params, fit_steps = stop.best_params, stop.best_step
     return Exploration(train, val, seeds, affine, used, params, loc, scale, smc, fit_steps,
-                       time.perf_counter() - t0, tuple(rounds))
+                       time.perf_counter() - t0, tuple(rounds), tuple(problems))

@@ -869,6 +869,8 @@ def adaptive_flow_mcmc(
         clustered = stopping.clustered_start_problem(np.asarray(x_init), x_host.reshape(-1, x_host.shape[-1]).std(0))
         if clustered is not None:
             problems.append(clustered)
+    if exploration is not None:
+        problems.extend(exploration.problems)
     diagnostics.update(
         training_stopped_by=stopped_by, num_production_steps=steps,
         best_training_global_acceptance=None if best is None else float(best[0]), used_best_flow=bool(swapped), target_ess=cfg.target_ess,

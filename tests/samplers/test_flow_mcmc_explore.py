@@ -55,6 +55,8 @@ def test_far_mode_found_by_a_wider_second_round(target, exploration):
     se = np.sqrt(2 * second["num_steps"] * p * (1 - p) / n)
     np.testing.assert_array_less(np.abs(frac - p), 4 * se)
     assert frac.min() > 0.1  # the first round's population had no particle in mode 2
+    # its spread asks for a still wider base, but max_rounds=2 is spent: the verdict is told so
+    assert len(exploration.problems) == 1 and "cannot be excluded" in exploration.problems[0]
 
 
 def test_bad_max_rounds_raises(target):
