@@ -40,7 +40,10 @@ from flowsamp.train.fit import fit_steps
 from flowsamp.train.losses import forward_kl
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
-__all__ = ["LoopPrograms", "LoopStats", "build_loop", "build_programs", "init_adaptation", "local_init"]
+__all__ = [
+    "LoopPrograms", "LoopStats", "build_local", "build_loop", "build_programs", "init_adaptation", "local_init",
+    "loop_keys",
+]
 
 
 class LoopStats(NamedTuple):
@@ -113,7 +116,7 @@ class LoopPrograms(NamedTuple):
 
 
 @jax.jit
-def _loop_keys(key: PRNGKey, loop: Array) -> tuple[tuple[Array, Array, Array], Array]:
+def loop_keys(key: PRNGKey, loop: Array) -> tuple[tuple[Array, Array, Array], Array]:
     """The local, training and global keys of loop ``loop`` (``split(fold_in(key, loop), 3)``)
     and the next loop counter (computed here: no separate program for ``loop + 1``)."""
     k = jax.random.split(jax.random.fold_in(key, loop), 3)
@@ -126,24 +129,13 @@ def build_loop(cfg: Any, log_prob: LogProbFn, flow: Flow) -> Callable:
     return build_programs(cfg, log_prob, flow).loop
 
 
-def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow) -> LoopPrograms:
-    """Return the :class:`LoopPrograms` of one run.
-
-    Loop ``t = state.loop`` draws its random numbers from ``fold_in(key, t)``.
-
-    ``flow`` is the (possibly symmetrised) proposal :math:`q`; ``state`` an
-    ``AdaptiveFlowState``; ``positions`` ``(C, S, d)`` and ``log_prob`` ``(C, S)`` the loop's
-    thinned trajectory (local then global steps). The loop is three jitted programs rather than
-    one: the exploration's warm start reuses the training program and the baseline acceptance
-    reuses the global one, so no flow program is compiled twice (on CPU the flow's gradient is
-    most of the compile time of a run).
-    """
+def build_local(cfg: Any, log_prob: LogProbFn) -> Callable:
+    """The jitted local phase ``local(key, chains, adaptation, training)`` of
+    :class:`LoopPrograms` (it does not involve the flow, so one program serves every flow)."""
     adapt = _adaptation(cfg)
-    n_loc, n_glob = cfg.num_local_steps, cfg.num_global_steps
+    n_loc = cfg.num_local_steps
     k_keep = min(cfg.buffer_points_per_chain, n_loc)
     keep_idx = np.linspace(0, n_loc - 1, k_keep).round().astype(int)
-    init_local = mala_init if cfg.local == "mala" else hmc_init
-    batch = getattr(cfg, "batch_size", None)
 
     def local_step(st, eps, noise, log_u):
         if cfg.local == "mala":
@@ -172,6 +164,25 @@ def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow) -> LoopPrograms:
         fresh = jnp.swapaxes(tx[keep_idx], 0, 1).reshape(-1, tx.shape[-1])  # (C * k, d) training rows
         stats = (jnp.mean(rate), jnp.sum(bad), jnp.sum(div), jnp.exp(ad.log_step_size))
         return chains, ad, tx, tlp, fresh, stats
+
+    return jax.jit(local_phase)
+
+
+def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow, local: Callable | None = None) -> LoopPrograms:
+    """Return the :class:`LoopPrograms` of one run.
+
+    Loop ``t = state.loop`` draws its random numbers from ``fold_in(key, t)``.
+
+    ``flow`` is the (possibly symmetrised) proposal :math:`q`; ``state`` an
+    ``AdaptiveFlowState``; ``positions`` ``(C, S, d)`` and ``log_prob`` ``(C, S)`` the loop's
+    thinned trajectory (local then global steps). The loop is three jitted programs rather than
+    one: the exploration's warm start reuses the training program and the baseline acceptance
+    reuses the global one, so no flow program is compiled twice (on CPU the flow's gradient is
+    most of the compile time of a run). ``local``: a program of :func:`build_local` to reuse.
+    """
+    n_glob = cfg.num_global_steps
+    init_local = mala_init if cfg.local == "mala" else hmc_init
+    batch = getattr(cfg, "batch_size", None)
 
     def global_phase(key, chains, params, tx, tlp):
         x = chains.position
@@ -212,8 +223,9 @@ def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow) -> LoopPrograms:
         skipped = jnp.sum(~rec["is_finite"]).astype(jnp.int32)
         return params, opt_state, buffer, filled, rec["loss"][-1].astype(data.dtype), skipped, heldout.astype(data.dtype)
 
-    local_j, train_j, global_j = jax.jit(local_phase), jax.jit(train), jax.jit(global_phase)
-    keys_j = _loop_keys
+    local_j = build_local(cfg, log_prob) if local is None else local
+    train_j, global_j = jax.jit(train), jax.jit(global_phase)
+    keys_j = loop_keys
     on = np.ones((), bool)
 
     def loop(state, key, training):

@@ -64,7 +64,15 @@ from flowsamp.samplers._flow_mcmc_explore import (
     default_step_size,
     explore,
 )
-from flowsamp.samplers._flow_mcmc_loop import LoopPrograms, LoopStats, build_programs, init_adaptation, local_init
+from flowsamp.samplers._flow_mcmc_loop import (
+    LoopPrograms,
+    LoopStats,
+    build_local,
+    build_programs,
+    init_adaptation,
+    local_init,
+    loop_keys,
+)
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = [
@@ -256,32 +264,39 @@ def _explore(key: PRNGKey, log_prob: LogProbFn, flow: Flow, x: Array, params: An
 
 
 class _Programs:
-    """The run's :class:`LoopPrograms` and init program, built once for the proposal flow and
-    reused by the exploration's warm start, the baseline acceptance and every loop.
+    """The run's programs, each built once and reused: the init and local programs (they do not
+    involve the flow) and the :class:`LoopPrograms` of the proposal flow, which the
+    exploration's warm start, the baseline acceptance and every loop share.
 
-    :meth:`precompile` compiles the init, local, global and loop-key programs (and ``mode_of``)
-    in a background thread while the caller compiles and runs the training program (the warm
-    start): XLA compiles without the GIL, so on two cores the compilations overlap. Calls made
-    later hit jax's compilation cache (the same traced program at the same argument types);
-    :meth:`join` waits for the thread. A failure there only costs the overlap: the real call
-    compiles (and raises) as it would have."""
+    :meth:`precompile` compiles programs in a background thread while the caller works: before
+    the exploration, those that do not depend on its affine map (init, local, loop keys,
+    ``mode_of``, ``flow.init`` and the optimiser's init) during the tempered SMC; in the warm
+    start, the global program while the caller compiles the training program. XLA compiles
+    without the GIL, so on two cores the compilations overlap; the later calls hit jax's
+    compilation cache (the same traced program at the same argument types). :meth:`join` waits
+    for the threads. A failure there only costs the overlap: the real call compiles (and
+    raises) as it would have."""
 
-    def __init__(self, cfg: AdaptiveFlowConfig, log_prob: LogProbFn):
-        self.cfg, self.log_prob, self.flow, self.programs, self.init = cfg, log_prob, None, None, None
-        self.thread = None
+    def __init__(self, cfg: AdaptiveFlowConfig, log_prob: LogProbFn, flow: Flow):
+        self.cfg, self.log_prob, self.flow, self.programs = cfg, log_prob, None, None
+        # params given to init are the inner flow's: any preconditioned wrapper shares flow.init
+        self.init = _build_init(cfg, log_prob, flow)
+        self.local = build_local(cfg, log_prob)
+        self.threads: list = []
 
     def __call__(self, flow: Flow) -> LoopPrograms:
         if self.programs is None or flow is not self.flow:
-            self.flow, self.programs = flow, build_programs(self.cfg, self.log_prob, symmetrize(flow, self.cfg.symmetries))
-            self.init = _build_init(self.cfg, self.log_prob, flow)
+            q = symmetrize(flow, self.cfg.symmetries)
+            self.flow, self.programs = flow, build_programs(self.cfg, self.log_prob, q, local=self.local)
         return self.programs
 
-    def precompile(self, flow: Flow, params: Any, num_chains: int, dtype: Any, key: PRNGKey) -> None:
-        """Start compiling ``flow``'s init, local, global and key programs in the background."""
+    def precompile(self, flow: Flow, num_chains: int, dtype: Any, key: PRNGKey, early: bool) -> None:
+        """Start compiling in the background: ``early`` the programs that do not depend on the
+        exploration (``flow`` the user's flow), else ``flow``'s global program."""
         import threading
 
-        progs = self(flow)
-        init, cfg, log_prob = self.init, self.cfg, self.log_prob
+        cfg, log_prob = self.cfg, self.log_prob
+        progs = None if early else self(flow)
 
         def spec(a):
             return jax.ShapeDtypeStruct(np.shape(a), a.dtype)
@@ -291,27 +306,31 @@ class _Programs:
                 c, d, n = num_chains, flow.dim, cfg.num_local_steps
                 k = spec(key)
                 x = jax.ShapeDtypeStruct((c, d), dtype)
-                p = jax.tree.map(spec, params)
-                init.lower(k, x, p, jax.ShapeDtypeStruct((), dtype)).compile()
+                p = jax.eval_shape(flow.init, k)
                 chains = jax.eval_shape(lambda y: local_init(cfg.local, log_prob, y), x)
+                if not early:
+                    progs.global_.lower(k, chains, p, jax.ShapeDtypeStruct((n, c, d), dtype),
+                                        jax.ShapeDtypeStruct((n, c), dtype)).compile()
+                    return
+                jax.jit(flow.init).lower(k).compile()  # the exploration's initial parameters
+                jax.jit(cfg.optimizer.init).lower(p).compile()  # the warm start's optimiser state
+                self.init.lower(k, x, p, jax.ShapeDtypeStruct((), dtype)).compile()
                 ad = jax.eval_shape(lambda s: init_adaptation(cfg, dtype, s), jax.ShapeDtypeStruct((), dtype))
-                progs.global_.lower(k, chains, p, jax.ShapeDtypeStruct((n, c, d), dtype),
-                                    jax.ShapeDtypeStruct((n, c), dtype)).compile()
-                progs.local.lower(k, chains, ad, jax.ShapeDtypeStruct((), bool)).compile()
-                progs.keys.lower(k, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+                self.local.lower(k, chains, ad, jax.ShapeDtypeStruct((), bool)).compile()
+                loop_keys.lower(k, jax.ShapeDtypeStruct((), jnp.int32)).compile()
                 if cfg.mode_of is not None:
                     s = len(range(cfg.thinning - 1, cfg.num_local_steps + cfg.num_global_steps, cfg.thinning))
                     _label_fn(cfg.mode_of).lower(jax.ShapeDtypeStruct((c, s, d), dtype)).compile()
             except Exception:  # noqa: BLE001 -- only the overlap is lost; the real call compiles and raises
                 pass
 
-        self.thread = threading.Thread(target=work, name="flowsamp-precompile", daemon=True)
-        self.thread.start()
+        t = threading.Thread(target=work, name="flowsamp-precompile", daemon=True)
+        t.start()
+        self.threads.append(t)
 
     def join(self) -> None:
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
+        while self.threads:
+            self.threads.pop().join()
 
 
 WARM_START_PATIENCE_STEPS = 150
@@ -339,7 +358,7 @@ def _warm_start(cfg: AdaptiveFlowConfig, programs: _Programs, num_chains: int, p
     def warm(used: Flow, params: Any, train: Array, val: Array, key: PRNGKey) -> tuple[Any, int]:
         progs = programs(used)
         if precompile:
-            programs.precompile(used, params, num_chains, jnp.asarray(train).dtype, key)
+            programs.precompile(used, num_chains, jnp.asarray(train).dtype, key, early=False)
         n_slot = num_chains * min(cfg.buffer_points_per_chain, cfg.num_local_steps)
         tr, va = np.asarray(train), np.asarray(val)
         dt = jnp.asarray(train).dtype
@@ -663,7 +682,7 @@ def adaptive_flow_mcmc(
     key = as_key(key)
     _ckpt.check_options("adaptive_flow_mcmc", checkpoint_path, checkpoint_every, resume, "loops")
     every = 1 if checkpoint_every is None else int(checkpoint_every)
-    programs = _Programs(cfg, log_prob)
+    programs = _Programs(cfg, log_prob, flow)
     exploration, x_init, restored = None, None, None
     meta0 = _checkpoint_meta(cfg, key, initial_positions, initial_state) if checkpoint_path is not None else None
     if _ckpt.should_resume(checkpoint_path, resume):
@@ -675,6 +694,8 @@ def adaptive_flow_mcmc(
         x_start = x_init
         affine = None
         if cfg.explore:
+            if devices is None:
+                programs.precompile(flow, x_init.shape[0], x_init.dtype, key, early=True)
             exploration = _explore(key, log_prob, flow, x_init, params, cfg,
                                    warm_start=_warm_start(cfg, programs, x_init.shape[0], precompile=devices is None))
             flow, params, x_start = exploration.flow, exploration.params, exploration.seeds
@@ -685,7 +706,6 @@ def adaptive_flow_mcmc(
         if cfg.step_size is None:
             cfg = dataclasses.replace(cfg, step_size=default_step_size(affine, flow.dim, cfg.local))
         programs.join()
-        programs(flow)
         state = _init_with(programs.init, key, flow, x_start, cfg, params)
         if exploration is not None:
             state = _prefill(state, exploration.train)
@@ -842,7 +862,10 @@ def adaptive_flow_mcmc(
         record("production", stats, state)
     if bar is not None:
         bar.close()
-    if traj:
+    if traj and devices is None:  # joined on the host: a concatenate of n arrays is a program per n
+        positions = jnp.asarray(np.concatenate(jax.device_get(traj), axis=1))
+        log_probs = jnp.asarray(np.concatenate(jax.device_get(traj_lp), axis=1))
+    elif traj:
         positions, log_probs = jnp.concatenate(traj, axis=1), jnp.concatenate(traj_lp, axis=1)
     else:
         positions = np.zeros((state.position.shape[0], 0, flow.dim), state.position.dtype)
