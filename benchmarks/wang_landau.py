@@ -135,13 +135,20 @@ def _write_levels(path: str, L: int, energies: np.ndarray, log_g: np.ndarray) ->
         f.write(f"{len(u)}\n" + "".join(f"{int(a)} {float(b)!r}\n" for a, b in zip(u, log_g)))
 
 
-def vs_c_reference(sizes, repeats: int, ref_sweeps: int, max_sweeps: int) -> list[dict]:
-    """Time to mean |d ln g| <= 0.02: C reference vs fs.samplers.wang_landau, same run."""
+def vs_c_reference(sizes, repeats: int, ref_sweeps: int, max_sweeps: int, walkers: int = 16,
+                   check_trials: int = 6400) -> list[dict]:
+    """Time to mean |d ln g| <= 0.02: C reference vs fs.samplers.wang_landau, same run.
+
+    Like with like: the C code runs one walker (its classic form) and ``walkers`` walkers sharing
+    ln g (flowsamp's rule); both check the error every ``check_trials`` trials (C: 100 sweeps of one
+    walker at L = 8), flowsamp with ``check_every = max(1, check_trials // (walkers * N))`` sweeps.
+    """
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_c_reference(tmp)
         for L in sizes:
             t = fs.targets.ising(L=L, beta=0.0)
+            n = L * L
             if t.num_states ** L <= 1024:
                 energies, log_g = t.exact_log_dos()
                 reference = "exact (transfer matrix)"
@@ -156,21 +163,62 @@ def vs_c_reference(sizes, repeats: int, ref_sweeps: int, max_sweeps: int) -> lis
                 reference = f"C 1/t WL, {ref_sweeps} sweeps"
             path = os.path.join(tmp, f"exact{L}.txt")
             _write_levels(path, L, energies, log_g)
-            c_times, c_err, fs_times, fs_err = [], [], [], []
+            c_check = max(1, check_trials // n)
+            w_check = max(1, check_trials // (walkers * n))
+            row = {"L": L, "reference": reference, "walkers": walkers, "check_trials": check_trials}
+            for name in ("c", "c_walkers", "flowsamp"):
+                row[name + "_s"], row[name + "_error"], row[name + "_trials"] = [], [], []
             for seed in range(repeats):
-                out = subprocess.run([exe, str(L), str(seed + 1), "0.02", "100", str(max_sweeps), path],
-                                     check=True, capture_output=True, text=True).stdout.split()
-                c_times.append(float(out[1]))
-                c_err.append(float(out[2]))
+                for name, w, chk in (("c", 1, c_check), ("c_walkers", walkers, w_check)):
+                    out = subprocess.run([exe, str(L), str(seed + 1), "0.02", str(chk), str(max_sweeps), path,
+                                          str(w)], check=True, capture_output=True, text=True).stdout.split()
+                    row[name + "_s"].append(float(out[1]))
+                    row[name + "_error"].append(float(out[2]))
+                    row[name + "_trials"].append(int(out[0]) * n * w)
                 t0 = time.perf_counter()
-                r = fs.samplers.wang_landau(jax.random.key(seed), t, schedule="1/t", stop_error=0.02,
-                                            exact_log_g=(energies, log_g), max_sweeps=max_sweeps)
-                fs_times.append(time.perf_counter() - t0)
-                fs_err.append(float(r.errors[-1]))
-            rows.append({"L": L, "reference": reference, "c_s": c_times, "c_error": c_err,
-                         "flowsamp_s": fs_times, "flowsamp_error": fs_err,
-                         "ratio_median": float(np.median(fs_times) / np.median(c_times))})
+                r = fs.samplers.wang_landau(jax.random.key(seed), t, num_walkers=walkers, schedule="1/t",
+                                            stop_error=0.02, exact_log_g=(energies, log_g),
+                                            max_sweeps=max_sweeps, check_every=w_check)
+                row["flowsamp_s"].append(time.perf_counter() - t0)
+                row["flowsamp_error"].append(float(r.errors[-1]))
+                row["flowsamp_trials"].append(int(r.num_sweeps) * n * walkers)
+                print(f"  L={L} seed {seed}: C {row['c_s'][-1]:.2f} s ({row['c_trials'][-1]:.3g} trials), "
+                      f"C x{walkers} {row['c_walkers_s'][-1]:.2f} s ({row['c_walkers_trials'][-1]:.3g}), "
+                      f"flowsamp x{walkers} {row['flowsamp_s'][-1]:.2f} s ({row['flowsamp_trials'][-1]:.3g})",
+                      flush=True)
+            row["ratio_median"] = float(np.median(row["flowsamp_s"]) / np.median(row["c_s"]))
+            row["ratio_median_same_walkers"] = float(np.median(row["flowsamp_s"]) / np.median(row["c_walkers_s"]))
+            row["c_ns_per_trial"] = float(np.sum(row["c_s"]) / np.sum(row["c_trials"]) * 1e9)
+            row["flowsamp_ns_per_trial"] = float(np.sum(row["flowsamp_s"]) / np.sum(row["flowsamp_trials"]) * 1e9)
+            rows.append(row)
     return rows
+
+
+def trial_rate(L: int, walkers: int, trials: float) -> dict:
+    """Nanoseconds per single-spin WL trial at size L, same run: the C code (one walker) and
+    ``fs.samplers.wang_landau`` with ``walkers`` walkers, each for about ``trials`` trials; flowsamp
+    is timed at ``trials`` and ``2 * trials`` (compile included) so that the difference gives the
+    steady rate and the intercept the fixed cost (compile, set-up)."""
+    t = fs.targets.ising(L=L, beta=0.0)
+    n = L * L
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = build_c_reference(tmp)
+        path = os.path.join(tmp, "levels.txt")
+        _write_levels(path, L, t.energy_levels, np.zeros(len(t.energy_levels)))
+        sweeps_c = int(trials // n)
+        out = subprocess.run([exe, str(L), "1", "-1", str(sweeps_c), str(sweeps_c), path],
+                             check=True, capture_output=True, text=True).stdout.split()
+        c_ns = float(out[1]) / (sweeps_c * n) * 1e9
+    sweeps = max(1, int(trials // (n * walkers)))
+    walls = []
+    for k in (1, 2):
+        t0 = time.perf_counter()
+        fs.samplers.wang_landau(jax.random.key(0), t, num_walkers=walkers, max_sweeps=k * sweeps,
+                                check_every=sweeps, exact_log_g=None)
+        walls.append(time.perf_counter() - t0)
+    fs_ns = (walls[1] - walls[0]) / (sweeps * n * walkers) * 1e9
+    return {"L": L, "walkers": walkers, "c_ns_per_trial": c_ns, "flowsamp_ns_per_trial": fs_ns,
+            "flowsamp_fixed_s": walls[0] - (walls[1] - walls[0]), "flowsamp_walls_s": walls}
 
 
 def main() -> None:
@@ -183,13 +231,26 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ref-sweeps", type=int, default=2_000_000)
+    parser.add_argument("--vs-c-walkers", type=int, default=16, help="walkers of flowsamp (and of the C xW run)")
+    parser.add_argument("--rate", type=int, nargs="*", default=None,
+                        help="only ns per trial (C vs flowsamp) at these sizes")
     args = parser.parse_args()
-    crows = vs_c_reference(args.sizes, args.repeats, args.ref_sweeps, 10 * args.max_sweeps)
+    if args.rate is not None:
+        for L in args.rate:
+            r = trial_rate(L, args.vs_c_walkers, 2e7 if L <= 8 else 5e7)
+            print(f"L={L}: ns/trial C {r['c_ns_per_trial']:.1f}, flowsamp x{r['walkers']} "
+                  f"{r['flowsamp_ns_per_trial']:.1f} (ratio {r['flowsamp_ns_per_trial'] / r['c_ns_per_trial']:.2f}); "
+                  f"flowsamp fixed cost {r['flowsamp_fixed_s']:.2f} s (walls {r['flowsamp_walls_s']})", flush=True)
+        return
+    crows = vs_c_reference(args.sizes, args.repeats, args.ref_sweeps, 10 * args.max_sweeps,
+                           walkers=args.vs_c_walkers)
     print("time to mean |d ln g| <= 0.02 (1/t WL, compile included), medians over seeds")
-    print(f"{'L':>4} {'C s':>8} {'flowsamp s':>11} {'ratio':>6}  reference")
+    print(f"{'L':>4} {'C s':>8} {'C xW s':>8} {'flowsamp xW s':>14} {'ratio':>6} {'ratio xW':>8} "
+          f"{'ns/trial C':>10} {'ns/trial fs':>11}  reference")
     for r in crows:
-        print(f"{r['L']:>4} {np.median(r['c_s']):>8.2f} {np.median(r['flowsamp_s']):>11.2f} "
-              f"{r['ratio_median']:>6.2f}  {r['reference']}")
+        print(f"{r['L']:>4} {np.median(r['c_s']):>8.2f} {np.median(r['c_walkers_s']):>8.2f} "
+              f"{np.median(r['flowsamp_s']):>14.2f} {r['ratio_median']:>6.2f} {r['ratio_median_same_walkers']:>8.2f} "
+              f"{r['c_ns_per_trial']:>10.1f} {r['flowsamp_ns_per_trial']:>11.1f}  {r['reference']} (W = {r['walkers']})")
     if args.c_only:
         tag = "" if list(args.sizes) == [8] else "_L" + "_".join(map(str, args.sizes))
         out = Path(__file__).parent / "results" / f"wang_landau_vs_c{tag}.json"

@@ -8,7 +8,10 @@
  * |ln g - ln g_exact| over the K levels (ln g(E_0) fixed to ln 2) is computed; the run stops when
  * it is <= stop_error.  Prints "sweeps seconds error".
  *
- * usage: wl_ising L seed stop_error check max_sweeps exact_file
+ * usage: wl_ising L seed stop_error check max_sweeps exact_file [walkers]
+ * walkers (default 1): W walkers sharing ln g, each making one trial per step in turn (a sweep is
+ * N steps, W * N trials), the rule of fs.samplers.wang_landau(num_walkers=W), for like-with-like
+ * comparisons; t then counts the trials of all walkers.
  * exact_file: K, then K lines "u ln_g" (u = unequal bonds, ascending energy); "-" runs max_sweeps
  * (even L, levels u = 0, 4, 6, ..., 2N - 4, 2N) and prints "u ln_g" (ln g(E_0) = ln 2): a long run
  * used as the reference where no exact g(E) is at hand.
@@ -29,7 +32,9 @@ static inline uint64_t next(void) { /* xoshiro256+ */
 static inline double unif(void) { return (next() >> 11) * 0x1.0p-53; }
 
 int main(int argc, char **argv) {
-    if (argc != 7) { fprintf(stderr, "usage: wl_ising L seed stop_error check max_sweeps exact_file\n"); return 2; }
+    if (argc != 7 && argc != 8) { fprintf(stderr, "usage: wl_ising L seed stop_error check max_sweeps exact_file [walkers]\n"); return 2; }
+    int W = argc == 8 ? atoi(argv[7]) : 1;
+    if (W < 1) { fprintf(stderr, "walkers must be >= 1\n"); return 2; }
     int L = atoi(argv[1]), N = L * L, check = atoi(argv[4]);
     uint64_t seed = strtoull(argv[2], 0, 10);
     double stop = atof(argv[3]);
@@ -52,18 +57,20 @@ int main(int argc, char **argv) {
     long *hist = calloc(nu, sizeof(long));
     for (int i = 0; i < 4; i++) { seed += 0x9E3779B97F4A7C15ULL; uint64_t z = seed;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL; z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL; s[i] = z ^ (z >> 31); }
-    signed char *sp = malloc(N);
+    signed char *spw = malloc((size_t)N * W);
+    int *uw = calloc(W, sizeof(int));
     int *nb = malloc(4 * N * sizeof(int));
     for (int i = 0; i < N; i++) {
-        int r = i / L, c = i % L; sp[i] = 1;
+        int r = i / L, c = i % L; for (int w = 0; w < W; w++) spw[(size_t)w * N + i] = 1;
         nb[4*i] = ((r + L - 1) % L) * L + c; nb[4*i+1] = ((r + 1) % L) * L + c;
         nb[4*i+2] = r * L + (c + L - 1) % L; nb[4*i+3] = r * L + (c + 1) % L;
     }
-    int u = 0; double lnf = 1.0; int one_t = 0; double trials = 0;
+    double lnf = 1.0; int one_t = 0; double trials = 0;
     struct timespec t0, t1; clock_gettime(CLOCK_MONOTONIC, &t0);
     double err = INFINITY; long sweep;
     for (sweep = 1; sweep <= max_sweeps; sweep++) {
-        for (int n = 0; n < N; n++) {
+        for (int n = 0; n < N; n++) for (int w = 0; w < W; w++) {
+            signed char *sp = spw + (size_t)w * N; int u = uw[w];
             int i = (int)((next() >> 32) * (uint64_t)N >> 32);
             int eq = 0; for (int k = 0; k < 4; k++) eq += sp[nb[4*i+k]] == sp[i];
             int un = u + 2 * eq - 4;
@@ -72,6 +79,7 @@ int main(int argc, char **argv) {
             trials += 1;
             lng[u] += one_t ? K / trials : lnf;
             hist[u]++;
+            uw[w] = u;
         }
         if (!one_t) {
             int all = 1; for (int k = 0; k < K; k++) if (!hist[u_of[k]]) { all = 0; break; }

@@ -13,7 +13,8 @@ ln g (``share="shared"``: their updates add up) or each walker owns one
 windows, stitched at the end).  A walker outside its window is driven towards it
 (moves that do not increase the distance are accepted, nothing is recorded).
 
-Schedules of ln f (host loop between jitted chunks of ``check_every`` sweeps):
+Schedules of ln f (applied on the device after every sweep, as a plain C code does; the whole
+run is one compiled program, :mod:`flowsamp.samplers._wl_engine`):
 
 * ``"halving"`` (Wang & Landau, PRL 86, 2050 (2001)): ln f -> ln f / 2 whenever H is flat
   (:math:`\min H \ge c\,\overline H`, default c = 0.8), until ln f < ``log_f_final``.  The
@@ -44,6 +45,7 @@ from flowsamp import io as _io
 from flowsamp.base import as_key
 from flowsamp.estimators.verdict import Verdict, warn_if_not_converged
 from flowsamp.samplers import _checkpoint as _ckpt
+from flowsamp.samplers._wl_engine import build_checks, build_sweeps, error_fn
 from flowsamp.samplers.flat_histogram import (
     Compensated,
     compensated,
@@ -61,6 +63,9 @@ __all__ = ["WangLandauState", "WangLandauResult", "wang_landau", "build_sweeps",
            "make_windows"]
 
 SCHEDULES = ("1/t", "halving")
+_BUFFER = 256        # checks per device call at most
+_CALL_SECONDS = 0.25  # target wall time of one device call
+_ENGINE = 2          # version of the sweep engine (its random numbers); part of the checkpoint meta
 SHARES = ("shared", "walker")
 
 
@@ -92,7 +97,8 @@ class WangLandauResult(NamedTuple):
     last stage; ``num_sweeps`` sweeps per walker; ``times`` (sweeps per walker),
     ``errors`` (mean |ln g - ln g_exact| over levels, or NaN without a reference) and
     ``log_f`` (mean effective ln f over groups) and ``elapsed`` (wall seconds since the
-    call began, compilation included) at every check; ``converged`` (every group's ln f fell
+    call began, compilation included; the checks of one device call share the time at which
+    the call returned, about 0.25 s apart, and the last check's time is exact) at every check; ``converged`` (every group's ln f fell
     below ``log_f_final``, or ``stop_error`` was reached); ``windows`` (G, 2) inclusive level
     ranges; ``state`` the final :class:`WangLandauState`; ``diagnostics`` (``num_sweeps``,
     ``final_log_f``, ``log_f_final``, ``groups_active``, ``flatness`` per group = min H /
@@ -129,95 +135,6 @@ def make_windows(num_levels: int, num_windows: int, overlap: float) -> np.ndarra
     if any(b[0] >= a[1] for a, b in zip(out, out[1:])):
         raise ValueError(f"{num_windows} windows over {num_levels} levels do not overlap")
     return np.array(out)
-
-
-def build_sweeps(target: Any, bins, group: np.ndarray, windows: np.ndarray, num_sweeps: int):
-    """Return jitted ``run(key, state) -> state`` doing ``num_sweeps`` WL sweeps per walker.
-
-    A sweep is N = L**2 single-spin trials per walker; ``group`` (W,) maps walkers to
-    rows of ln g; ``windows`` (G, 2) are the groups' inclusive level ranges.
-    """
-    L, n, q = target.L, target.num_sites, target.num_states
-    group = jnp.asarray(group, jnp.int32)
-    lo = jnp.asarray(windows[:, 0], jnp.int32)[group]
-    hi = jnp.asarray(windows[:, 1], jnp.int32)[group]
-    sizes = jnp.asarray(windows[:, 1] - windows[:, 0] + 1)
-    # E depends on the spins only through equal bonds: a single-site change old -> new
-    # moves E by -J a [#(nb == new) - #(nb == old)], i.e. by -a / (step / J) grid cells.
-    step_j = bins.step / target.J
-    cells_per_count = -target.bond_a / step_j
-    if abs(cells_per_count * 2 - round(cells_per_count * 2)) > 1e-9:
-        raise ValueError("energy grid incompatible with single-spin moves")
-    table = jnp.asarray(bins.table)
-    grid_of_level = jnp.asarray(np.rint((bins.levels - bins.e_min) / bins.step).astype(np.int32))
-    idx = np.arange(n)
-    r, c = idx // L, idx % L
-    nbr = jnp.asarray(np.stack([((r - 1) % L) * L + c, ((r + 1) % L) * L + c,
-                                r * L + (c - 1) % L, r * L + (c + 1) % L], axis=1), jnp.int32)
-
-    def dist(level):
-        return jnp.maximum(jnp.maximum(lo - level, level - hi), 0)
-
-    def sweep(state: WangLandauState, key: PRNGKey) -> tuple[WangLandauState, None]:
-        num_walkers = state.positions.shape[0]
-        k1, k2, k3 = jax.random.split(key, 3)
-        sites = jax.random.randint(k1, (n, num_walkers), 0, n)
-        offsets = jax.random.randint(k2, (n, num_walkers), 1, q)
-        log_u = jnp.log(jax.random.uniform(k3, (n, num_walkers), dtype=state.log_f.dtype))
-        walkers = jnp.arange(num_walkers)
-
-        def body(carry, xs):
-            s, level, log_g, hist, n_upd = carry
-            site, off, lu = xs
-            t_upd = n_before + n_upd.astype(n_before.dtype)
-            log_f = jnp.where(state.one_over_t, sizes / jnp.maximum(t_upd, 1.0), state.log_f)
-            log_f = jnp.where(state.active, log_f, 0.0).astype(log_g.lo.dtype)
-            nb = s[walkers[:, None], nbr[site]]  # (W, 4) state indices
-            old = s[walkers, site]
-            new = (old + off) % q
-            dc = jnp.sum(nb == new[:, None], axis=1) - jnp.sum(nb == old[:, None], axis=1)
-            new_grid = grid_of_level[level] + jnp.rint(dc * cells_per_count).astype(jnp.int32)
-            new_level = table[jnp.clip(new_grid, 0, table.size - 1)]
-            safe_new = jnp.maximum(new_level, 0)
-            value = compensated_value(log_g)
-            log_alpha = jnp.where(
-                dist(level) == 0,
-                jnp.where(dist(safe_new) == 0,
-                          wl_log_acceptance(value[group, level], value[group, safe_new]), -jnp.inf),
-                jnp.where(dist(safe_new) <= dist(level), 0.0, -jnp.inf),  # walk into the window
-            )
-            log_alpha = jnp.where((new_level >= 0) & ~jnp.isnan(log_alpha), log_alpha, -jnp.inf)
-            acc = lu < log_alpha
-            s = s.at[walkers, site].set(jnp.where(acc, new, old))
-            level = jnp.where(acc, safe_new, level)
-            record = dist(level) == 0
-            log_g = Compensated(
-                log_g.hi, log_g.lo.at[group, level].add(jnp.where(record, log_f[group], 0.0))
-            )
-            hist = hist.at[group, level].add(record.astype(hist.dtype))
-            n_upd = n_upd.at[group].add(record.astype(n_upd.dtype))
-            return (s, level, log_g, hist, n_upd), None
-
-        flat = target.state_index(state.positions).reshape(num_walkers, n)
-        n_before = compensated_value(state.num_updates)
-        n_upd0 = jnp.zeros(n_before.shape, jnp.int32)  # updates in this sweep (exact)
-        carry = (flat, state.level, state.log_g, state.histogram, n_upd0)
-        (s, level, log_g, hist, n_upd), _ = jax.lax.scan(body, carry, (sites, offsets, log_u))
-        positions = target.spin_value(s.reshape(state.positions.shape), state.positions.dtype)
-        new_state = state._replace(
-            positions=positions, level=level, log_g=compensated_fold(log_g), histogram=hist,
-            num_updates=compensated_fold(
-                Compensated(state.num_updates.hi, state.num_updates.lo + n_upd.astype(n_before.dtype))
-            ),
-        )
-        return new_state, None
-
-    @jax.jit
-    def run(key: PRNGKey, state: WangLandauState) -> WangLandauState:
-        state, _ = jax.lax.scan(sweep, state, jax.random.split(key, num_sweeps))
-        return state
-
-    return run
 
 
 def stitch_windows(log_g: np.ndarray, windows: np.ndarray) -> np.ndarray:
@@ -290,7 +207,8 @@ def wang_landau(
     log_f_initial, log_f_final : float
         First ln f, and the value below which a group stops (1/t: when 1/t < log_f_final).
     check_every : int
-        Sweeps per walker between host-side checks (flatness, schedule, error curve).
+        Sweeps per walker between checks of the error curve and of the stop conditions (on the
+        device; the ln f schedule itself is applied after every sweep).
     max_sweeps : int
         Budget in sweeps per walker.
     num_windows, window_overlap : int, float
@@ -376,11 +294,14 @@ def wang_landau(
         )
     else:
         state = initial_state
-    run = build_sweeps(target, bins, group, windows, check_every)
     masks = np.zeros((num_groups, num_levels), bool)
     for g, (lo, hi) in enumerate(windows):
         masks[g, lo : hi + 1] = True
-    sizes = windows[:, 1] - windows[:, 0] + 1
+    err = None if ref is None else error_fn(windows, window_of_group, ref[1], log_g0)
+    run = build_checks(target, bins, group, windows, masks, check_every=int(check_every),
+                       flatness=float(flatness), one_over_t=schedule == "1/t",
+                       log_f_final=float(log_f_final), stop_error=stop_error, error=err,
+                       buffer=_BUFFER)
 
     times, errors, log_fs, elapsed = [], [], [], []
     t_start = time.perf_counter()
@@ -398,6 +319,7 @@ def wang_landau(
             "target": _ckpt.fingerprint((bins.levels, target.L, target.num_states, float(target.J))),
             "initial_state": None if initial_state is None else _ckpt.fingerprint(initial_state),
             "reference": None if ref is None else _ckpt.fingerprint(ref),
+            "engine": _ENGINE,
         }
         if _ckpt.should_resume(checkpoint_path, resume):
             state, key, sweeps, times, errors, log_fs, elapsed = _load_checkpoint(
@@ -409,36 +331,32 @@ def wang_landau(
             return False
         return not np.asarray(state.active).any() or (stop_error is not None and errors[-1] <= stop_error)
 
+    # One compiled program runs whole checks (ln f schedule after every sweep, error at every
+    # check) until a stop condition; the host only sizes the calls (about _CALL_SECONDS each, so
+    # that ``elapsed`` stays meaningful) and ends them at checkpoint boundaries.  Check k of the
+    # run is keyed by fold_in(key, k): the split into calls does not change the result.
+    per_check, compiled = None, False
     while sweeps < max_sweeps and not finished():
-        key, sub = jax.random.split(key)
-        state = run(sub, state)
-        sweeps += check_every
-        hist = np.array(state.histogram)
-        log_f = np.asarray(state.log_f, np.float64).copy()
-        one_t = np.asarray(state.one_over_t).copy()
-        active = np.asarray(state.active).copy()
-        n_upd = np.asarray(state.num_updates.hi, np.float64) + np.asarray(state.num_updates.lo, np.float64)
-        inv_t = sizes / np.maximum(n_upd, 1.0)
-        for g in range(num_groups):
-            if not active[g]:
-                continue
-            if one_t[g]:
-                active[g] = inv_t[g] >= log_f_final
-                continue
-            if is_flat(hist[g], masks[g], flatness):
-                log_f[g] *= 0.5
-                hist[g] = 0
-                if schedule == "1/t" and log_f[g] < inv_t[g]:
-                    one_t[g] = True
-                elif log_f[g] < log_f_final:
-                    active[g] = False
-        state = state._replace(histogram=jnp.asarray(hist), log_f=jnp.asarray(log_f, fdt),
-                               one_over_t=jnp.asarray(one_t), active=jnp.asarray(active))
-        eff = np.where(one_t, inv_t, log_f)
-        times.append(sweeps)
-        log_fs.append(float(np.mean(eff)))
-        errors.append(_error(state, windows, window_of_group, ref, log_g0) if ref is not None else np.nan)
-        elapsed.append(time.perf_counter() - t_start)
+        left = -(-(max_sweeps - sweeps) // check_every)
+        n_calls = 1 if per_check is None else max(1, int(_CALL_SECONDS / max(per_check, 1e-9)))
+        n_calls = min(n_calls, left, _BUFFER)
+        if every is not None:
+            n_calls = min(n_calls, max(1, (every - sweeps % every) // check_every))
+        t_call = time.perf_counter()
+        state, out = run(key, state, sweeps // check_every, n_calls)
+        done = int(out.num_checks)
+        now = time.perf_counter()
+        if compiled:  # the first call compiles: size later calls by the second one on
+            per_check = (now - t_call) / max(done, 1)
+        compiled = True
+        errs = np.asarray(out.errors, np.float64)[:done]
+        lfs = np.asarray(out.log_f, np.float64)[:done]
+        for i in range(done):
+            sweeps += check_every
+            times.append(sweeps)
+            errors.append(float(errs[i]))
+            log_fs.append(float(lfs[i]))
+            elapsed.append(now - t_start)
         if every is not None and (sweeps % every == 0 or sweeps >= max_sweeps or finished()):
             tree = {"state": state, "key": _ckpt.key_data(key),
                     "curves": np.asarray([times, errors, log_fs, elapsed], np.float64)}
