@@ -188,7 +188,10 @@ def test_hmc_local_steps_keep_the_gaussian(small_flow):
 def test_continuous_flow_log_q_is_checked_before_the_global_moves():
     """A 2-step midpoint CNF has an inexact log q: the sampler refuses it (check_log_q) before
     the first global MH test, rather than running a biased chain."""
-    coarse = fs.flows.cnf(2, hidden=(4,), num_steps=2, solver="midpoint")
+    from tests.flows.conftest import perturb
+
+    coarse = fs.flows.cnf(2, hidden=(8,), num_steps=2, solver="midpoint")
+    params = perturb(coarse.init(jax.random.key(0)), jax.random.key(1), 0.4)  # a non-zero field (init is exact)
     x0 = jnp.zeros((8, 2))
     with pytest.raises(fs.flows.InexactLogQError, match="adaptive_flow_mcmc"):
-        adaptive_flow_mcmc(jax.random.key(0), gauss_log_prob, coarse, x0, explore=False, **SMALL)
+        adaptive_flow_mcmc(jax.random.key(0), gauss_log_prob, coarse, x0, params=params, explore=False, **SMALL)
