@@ -13,6 +13,7 @@ Run as a script to re-execute notebooks and write their outputs back::
 
 from __future__ import annotations
 
+import datetime
 import os
 import pathlib
 import resource
@@ -65,6 +66,29 @@ def execute(
     return nb, wall, cpu
 
 
+def cell_times(nb) -> list[tuple[float, int, str]]:
+    """``(seconds, cell index, first source line)`` of every executed code cell, slowest first.
+
+    Read from the timing metadata that nbclient records (``iopub.execute_input`` to
+    ``shell.execute_reply``); cells without it are left out.
+    """
+    def stamp(s: str) -> datetime.datetime:
+        return datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+    out = []
+    for i, cell in enumerate(nb.cells):
+        e = cell.get("metadata", {}).get("execution", {})
+        if cell.cell_type != "code" or "iopub.execute_input" not in e or "shell.execute_reply" not in e:
+            continue
+        dt = (stamp(e["shell.execute_reply"]) - stamp(e["iopub.execute_input"])).total_seconds()
+        out.append((dt, i, (cell.source.splitlines() or [""])[0][:60]))
+    return sorted(out, reverse=True)
+
+
+def _slowest(nb, n: int = 3) -> str:
+    return "; ".join(f"cell {i} {dt:.1f} s ({line})" for dt, i, line in cell_times(nb)[:n])
+
+
 def test_notebooks_found():
     assert NOTEBOOKS, f"no notebooks in {NOTEBOOK_DIR}"
     names = [p.name for p in NOTEBOOKS]
@@ -75,8 +99,17 @@ def test_notebooks_found():
 def test_notebook_executes(path: pathlib.Path):
     source = path.read_text()
     assert "FLOWSAMP_NOTEBOOK_SIZE" in source, f"{path.name} does not read FLOWSAMP_NOTEBOOK_SIZE"
-    _, wall, cpu = execute(path, small=True)
-    print(f"{path.name}: {wall:.1f} s wall, {cpu:.1f} s kernel CPU at small size")
+    nb, wall, cpu = execute(path, small=True)
+    print(f"{path.name}: {wall:.1f} s wall, {cpu:.1f} s kernel CPU at small size; slowest: {_slowest(nb)}")
+
+
+def test_cell_times_read_from_committed_outputs():
+    """The committed notebooks carry nbclient's timing metadata; ``cell_times`` reads it."""
+    nb = nbformat.read(NOTEBOOKS[0], as_version=4)
+    times = cell_times(nb)
+    num_code = sum(c.cell_type == "code" for c in nb.cells)
+    assert times and len(times) <= num_code
+    assert all(t >= 0 for t, _, _ in times) and times == sorted(times, reverse=True)
 
 
 if __name__ == "__main__":  # re-execute and write outputs back
@@ -87,3 +120,4 @@ if __name__ == "__main__":  # re-execute and write outputs back
         nb, wall, cpu = execute(p, small=small, keep_failed=p.with_suffix(".failed.ipynb"), timeout=600 if small else 3600)
         nbformat.write(nb, p)
         print(f"{p.name}: {wall:.1f} s wall, {cpu:.1f} s kernel CPU ({'small' if small else 'full'} size), outputs written")
+        print(f"  slowest cells: {_slowest(nb, 5)}")

@@ -92,8 +92,9 @@ class SMCInfo(NamedTuple):
     standard error :math:`\mathrm{sd}/\sqrt{\mathrm{ESS}}` (a population at equilibrium does not drift);
     ``num_moves`` transitions of the sweep, ``move_correlation`` the largest correlation of a
     coordinate before and after it, ``decorrelated`` whether the sweep met its criterion before
-    its cap (:func:`flowsamp.samplers._smc_moves.adaptive_move`), ``stuck`` the weighted fraction
-    of particles whose own acceptance over the sweep was below ``STUCK_ACCEPTANCE``."""
+    its cap (:func:`flowsamp.samplers._smc_moves.adaptive_move`), ``stuck_all`` the weighted fraction
+    of particles whose own acceptance over the sweep was below ``STUCK_ACCEPTANCE`` and ``stuck``
+    the part of it above the weighted median of :math:`\log\pi_{\beta'}` (:func:`_stuck_fractions`)."""
 
     beta: Array
     log_increment: Array
@@ -108,6 +109,7 @@ class SMCInfo(NamedTuple):
     move_correlation: Array
     decorrelated: Array
     stuck: Array
+    stuck_all: Array
 
 
 #: a particle accepting less than this on average over a sweep counts as stuck
@@ -185,6 +187,23 @@ def _drift(log_W: Array, before: Array, after: Array) -> Array:
     return (jnp.sum(w * a) - mb) / jnp.maximum(se, jnp.finfo(se.dtype).tiny)
 
 
+def _stuck_fractions(w: Array, particle_acceptance: Array, log_density: Array) -> tuple[Array, Array]:
+    r"""``(stuck, stuck_all)``: the weighted fraction of particles whose own acceptance over the
+    sweep was below ``STUCK_ACCEPTANCE`` and lie above the weighted median of
+    :math:`\log\pi_{\beta'}` (``stuck``), and all of them (``stuck_all``).
+
+    A particle the shared step cannot move in a low-density tail (a banana's arms) carries little
+    mass and is soon resampled away; one that cannot move where the density is *high* sits at the
+    entrance of a region narrower than the step resolves (a funnel's neck, a narrow mixture
+    component), whose mass the moves cannot fill as it grows along the path."""
+    low = particle_acceptance < STUCK_ACCEPTANCE
+    order = jnp.argsort(log_density)
+    cdf = jnp.cumsum(w[order])
+    median = log_density[order][jnp.minimum(jnp.searchsorted(cdf, 0.5 * cdf[-1]), w.shape[0] - 1)]
+    high = low & (log_density > median)
+    return jnp.sum(jnp.where(high, w, 0.0)), jnp.sum(jnp.where(low, w, 0.0))
+
+
 def _distinct_fraction(v: Array) -> Array:
     s = jnp.sort(v)
     return (1.0 + jnp.sum(s[1:] != s[:-1])) / v.shape[0]
@@ -219,7 +238,7 @@ def _build_step(log_prob: LogProbFn, log_base_fn: LogProbFn, path: PathFn, targe
         lb, lt = lb_v(x), lt_v(x)
         drift = _drift(log_W, before, path(new_beta, lb, lt))
         w = normalized_weights(log_W)
-        stuck = jnp.sum(jnp.where(sw.particle_acceptance < STUCK_ACCEPTANCE, w, 0.0))
+        stuck, stuck_all = _stuck_fractions(w, sw.particle_acceptance, path(new_beta, lb, lt))
         new = SMCState(x, lb, lt, log_W, new_beta, log_eps)
         done = state.beta >= 1.0
         new = jax.tree.map(lambda a, b: jnp.where(done, a, b), state, new)
@@ -229,7 +248,7 @@ def _build_step(log_prob: LogProbFn, log_base_fn: LogProbFn, path: PathFn, targe
                        jnp.where(done, nan, _distinct_fraction(lt)),
                        jnp.where(done, nan, jnp.exp(log_eps)), jnp.where(done, nan, drift),
                        jnp.where(done, 0, sw.num_moves), jnp.where(done, nan, jnp.max(sw.correlation)),
-                       sw.decorrelated | done, jnp.where(done, nan, stuck))
+                       sw.decorrelated | done, jnp.where(done, nan, stuck), jnp.where(done, nan, stuck_all))
         return new, info
 
     return step
@@ -566,7 +585,7 @@ def smc(
         # the stuck-particle check reads the gradient kernels' acceptance, which stays near the
         # population's wherever the step fits the local scale; a random walk's per-particle
         # acceptance is too noisy for it (4 % of the particles under 0.05 on a 3-D Gaussian)
-        stuck=None if kernel == "rwmh" else rec.stuck,
+        stuck=None if kernel == "rwmh" else rec.stuck, stuck_all=None if kernel == "rwmh" else rec.stuck_all,
         island_log_Z=lz, particles=np.asarray(xs), log_w=np.asarray(lws), num_resampling=num_res,
         max_steps=max_steps, mode_of=mode_of, num_modes=num_modes, thresholds=thresholds)
     if warn:
