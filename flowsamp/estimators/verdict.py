@@ -63,12 +63,6 @@ class Thresholds:
         at 2 SE. A wider SE is stated as a problem ("imprecise"), not hidden in a wide error bar;
         ``float("inf")`` turns the check off. (Stan/ArviZ report the MCSE and ask ESS >= 400; a
         weight's SE is the MCSE of its indicator, so this is a precision goal in the same spirit.)
-    max_mode_weight_se
-        Largest standard error of an estimated mode weight for a claim of convergence (SMC, where
-        the SE comes from the islands' spread): 0.01 resolves a weight to ``mode_drift_min`` = 0.02
-        at 2 SE. A wider SE is stated as a problem ("imprecise"), not hidden in a wide error bar;
-        ``float("inf")`` turns the check off. (Stan/ArviZ report the MCSE and ask ESS >= 400; a
-        weight's SE is the MCSE of its indicator, so this is a precision goal in the same spirit.)
     """
 
     rhat: float = 1.01
@@ -81,7 +75,6 @@ class Thresholds:
     max_khat: float = 0.7
     min_ess: float = 100.0
     min_acceptance: float = 0.05
-    max_mode_weight_se: float = 0.01
     max_mode_weight_se: float = 0.01
 
 
