@@ -136,11 +136,11 @@ def _write_levels(path: str, L: int, energies: np.ndarray, log_g: np.ndarray) ->
 
 
 def vs_c_reference(sizes, repeats: int, ref_sweeps: int, max_sweeps: int, walkers: int = 16,
-                   check_trials: int = 6400) -> list[dict]:
+                   check_trials: int = 6400, c_walkers: bool = False) -> list[dict]:
     """Time to mean |d ln g| <= 0.02: C reference vs fs.samplers.wang_landau, same run.
 
-    Like with like: the C code runs one walker (its classic form) and ``walkers`` walkers sharing
-    ln g (flowsamp's rule); both check the error every ``check_trials`` trials (C: 100 sweeps of one
+    Like with like: the C code runs one walker (its classic form) and, with ``c_walkers``, also
+    ``walkers`` walkers sharing ln g (flowsamp's rule); both check the error every ``check_trials`` trials (C: 100 sweeps of one
     walker at L = 8), flowsamp with ``check_every = max(1, check_trials // (walkers * N))`` sweeps.
     """
     rows = []
@@ -169,7 +169,7 @@ def vs_c_reference(sizes, repeats: int, ref_sweeps: int, max_sweeps: int, walker
             for name in ("c", "c_walkers", "flowsamp"):
                 row[name + "_s"], row[name + "_error"], row[name + "_trials"] = [], [], []
             for seed in range(repeats):
-                for name, w, chk in (("c", 1, c_check), ("c_walkers", walkers, w_check)):
+                for name, w, chk in (("c", 1, c_check), ("c_walkers", walkers, w_check))[: 2 if c_walkers else 1]:
                     out = subprocess.run([exe, str(L), str(seed + 1), "0.02", str(chk), str(max_sweeps), path,
                                           str(w)], check=True, capture_output=True, text=True).stdout.split()
                     row[name + "_s"].append(float(out[1]))
@@ -182,12 +182,14 @@ def vs_c_reference(sizes, repeats: int, ref_sweeps: int, max_sweeps: int, walker
                 row["flowsamp_s"].append(time.perf_counter() - t0)
                 row["flowsamp_error"].append(float(r.errors[-1]))
                 row["flowsamp_trials"].append(int(r.num_sweeps) * n * walkers)
-                print(f"  L={L} seed {seed}: C {row['c_s'][-1]:.2f} s ({row['c_trials'][-1]:.3g} trials), "
-                      f"C x{walkers} {row['c_walkers_s'][-1]:.2f} s ({row['c_walkers_trials'][-1]:.3g}), "
+                cw = (f"C x{walkers} {row['c_walkers_s'][-1]:.2f} s ({row['c_walkers_trials'][-1]:.3g}), "
+                      if c_walkers else "")
+                print(f"  L={L} seed {seed}: C {row['c_s'][-1]:.2f} s ({row['c_trials'][-1]:.3g} trials), {cw}"
                       f"flowsamp x{walkers} {row['flowsamp_s'][-1]:.2f} s ({row['flowsamp_trials'][-1]:.3g})",
                       flush=True)
             row["ratio_median"] = float(np.median(row["flowsamp_s"]) / np.median(row["c_s"]))
-            row["ratio_median_same_walkers"] = float(np.median(row["flowsamp_s"]) / np.median(row["c_walkers_s"]))
+            if c_walkers:
+                row["ratio_median_same_walkers"] = float(np.median(row["flowsamp_s"]) / np.median(row["c_walkers_s"]))
             row["c_ns_per_trial"] = float(np.sum(row["c_s"]) / np.sum(row["c_trials"]) * 1e9)
             row["flowsamp_ns_per_trial"] = float(np.sum(row["flowsamp_s"]) / np.sum(row["flowsamp_trials"]) * 1e9)
             rows.append(row)
@@ -231,6 +233,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ref-sweeps", type=int, default=2_000_000)
+    parser.add_argument("--c-walkers", action="store_true", help="also run the C code with the same walkers")
     parser.add_argument("--vs-c-walkers", type=int, default=16, help="walkers of flowsamp (and of the C xW run)")
     parser.add_argument("--rate", type=int, nargs="*", default=None,
                         help="only ns per trial (C vs flowsamp) at these sizes")
@@ -243,13 +246,14 @@ def main() -> None:
                   f"flowsamp fixed cost {r['flowsamp_fixed_s']:.2f} s (walls {r['flowsamp_walls_s']})", flush=True)
         return
     crows = vs_c_reference(args.sizes, args.repeats, args.ref_sweeps, 10 * args.max_sweeps,
-                           walkers=args.vs_c_walkers)
+                           walkers=args.vs_c_walkers, c_walkers=args.c_walkers)
     print("time to mean |d ln g| <= 0.02 (1/t WL, compile included), medians over seeds")
     print(f"{'L':>4} {'C s':>8} {'C xW s':>8} {'flowsamp xW s':>14} {'ratio':>6} {'ratio xW':>8} "
           f"{'ns/trial C':>10} {'ns/trial fs':>11}  reference")
     for r in crows:
-        print(f"{r['L']:>4} {np.median(r['c_s']):>8.2f} {np.median(r['c_walkers_s']):>8.2f} "
-              f"{np.median(r['flowsamp_s']):>14.2f} {r['ratio_median']:>6.2f} {r['ratio_median_same_walkers']:>8.2f} "
+        cw = np.median(r["c_walkers_s"]) if r["c_walkers_s"] else float("nan")
+        print(f"{r['L']:>4} {np.median(r['c_s']):>8.2f} {cw:>8.2f} "
+              f"{np.median(r['flowsamp_s']):>14.2f} {r['ratio_median']:>6.2f} {r.get('ratio_median_same_walkers', float('nan')):>8.2f} "
               f"{r['c_ns_per_trial']:>10.1f} {r['flowsamp_ns_per_trial']:>11.1f}  {r['reference']} (W = {r['walkers']})")
     if args.c_only:
         tag = "" if list(args.sizes) == [8] else "_L" + "_".join(map(str, args.sizes))
