@@ -263,7 +263,7 @@ def build_checks(target: Any, bins, group, windows, masks, *, check_every: int, 
                  one_over_t: bool, log_f_final: float, stop_error: float | None, error, buffer: int):
     """Jitted ``run(key, state, checks_done, max_checks) -> (state, CheckOutput)``.
 
-    Runs up to ``max_checks`` checks of ``check_every`` sweeps (schedule after every sweep, check
+    Runs up to ``max_checks`` checks of ``check_every`` sweeps (schedule after each check, check
     ``k`` of the run keyed by ``fold_in(key, k)``), stopping early when no group is active or the error is at
     most ``stop_error``.
     """
@@ -286,7 +286,7 @@ def build_checks(target: Any, bins, group, windows, masks, *, check_every: int, 
 
         def body(c):
             state, k, i, _, errs, lfs = c
-            state = _sweeps(sweep, nw, target.num_sites, state, jax.random.fold_in(key, k), check_every, step)
+            state = step(_sweeps(sweep, nw, target.num_sites, state, jax.random.fold_in(key, k), check_every))
             k = k + 1
             lg = state.log_g.hi + state.log_g.lo
             e = error(lg) if error is not None else jnp.asarray(jnp.nan, fdt)
