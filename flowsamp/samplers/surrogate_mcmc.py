@@ -40,6 +40,8 @@ O'Sullivan, arXiv:1011.4927. Seed 004: NF + machine-learning-potential active le
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -49,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from flowsamp import io as _io
 from flowsamp.base import as_key, check_finite_positions
 from flowsamp.estimators.verdict import Thresholds, mcmc_verdict, warn_if_not_converged
 from flowsamp.flows.nets import MLP, get_activation
@@ -56,6 +59,7 @@ from flowsamp.kernels.delayed_acceptance import build_kernel as _da_build_kernel
 from flowsamp.kernels.delayed_acceptance import delayed_acceptance as _delayed_acceptance
 from flowsamp.kernels.delayed_acceptance import init as _da_init
 from flowsamp.kernels import rwmh as _rwmh
+from flowsamp.samplers import _checkpoint as _ckpt
 from flowsamp.train.fit import fit_steps
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
@@ -191,6 +195,17 @@ def _round_summary(out: dict) -> dict:
     }
 
 
+# production records kept for the result (the proposals ``y``/``lb`` only feed the buffer)
+_PROD_KEYS = ("x", "lp", "accepted", "first", "evals", "finite", "ly", "ls")
+
+
+def _fingerprint_any(tree: Any) -> str:
+    try:
+        return _ckpt.fingerprint(tree)
+    except (TypeError, ValueError):
+        return hashlib.sha256(repr(tree).encode()).hexdigest()[:16]
+
+
 def surrogate_mcmc(
     key: PRNGKey,
     log_prob: LogProbFn,
@@ -208,6 +223,9 @@ def surrogate_mcmc(
     optimizer: optax.GradientTransformation | None = None,
     vectorize_chains: bool = False,
     thresholds: Thresholds | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> SurrogateMCMCResult:
     r"""Delayed-acceptance MCMC whose surrogate is trained on its own expensive evaluations.
 
@@ -246,6 +264,26 @@ def surrogate_mcmc(
         targets, but every chain then pays for every branch).
     thresholds
         Verdict thresholds.
+    checkpoint_path
+        If given, the run is saved there atomically (:func:`flowsamp.io.save`, msgpack, with a
+        ``meta`` of the key, the starting points, the initial surrogate parameters and the plain
+        options) every ``checkpoint_every`` rounds and after the last one. The saved state: the
+        chains' ``DelayedAcceptanceState``, the surrogate parameters, the whole evaluation buffer
+        and its fill count, the per-round statistics (evaluations, acceptances, held-out errors),
+        the production draws so far, the number of rounds done (the key of round ``r`` is
+        ``fold_in(key, r)``, so the counter is the key state) and the timings. There is no
+        optimiser state between rounds: every refit starts ``optimizer`` afresh from the
+        warm-started parameters.
+    checkpoint_every
+        Rounds between checkpoints (default 1; needs ``checkpoint_path``). The production phase
+        counts as ``ceil(num_production_steps / steps_per_round)`` further rounds (its chunks).
+    resume
+        Continue from ``checkpoint_path`` when that file exists (else start and write it); the
+        result equals the uninterrupted run's with the same key bit for bit (timings aside). A
+        checkpoint of another key, start, initial surrogate or options raises the ``ValueError``
+        of :func:`flowsamp.io.load` naming the differing ``meta`` entry. ``log_prob``,
+        ``surrogate``, ``proposal_kernel`` and ``optimizer`` (callables) cannot be compared: using
+        the same ones is the caller's responsibility.
 
     Returns
     -------
@@ -267,6 +305,8 @@ def surrogate_mcmc(
     num_production_steps = _check_int("num_production_steps", num_production_steps, 1)
     train_steps = _check_int("train_steps", train_steps, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
+    _ckpt.check_options("surrogate_mcmc", checkpoint_path, checkpoint_every, resume, "rounds")
+    every = 1 if checkpoint_every is None else int(checkpoint_every)
     chains, dim = x0.shape
     if surrogate is None:
         surrogate = mlp_surrogate(dim)
@@ -335,34 +375,92 @@ def surrogate_mcmc(
         params, _, rec = fit_steps(loss, optimizer, params, optimizer.init(params), key, train_steps)
         return params, rec["loss"][-1]
 
+    chunks = -(-num_production_steps // steps)  # production runs in chunks of `steps` (the compiled round)
+    total_units = num_rounds + chunks
+    meta0 = None
+    if checkpoint_path is not None:
+        meta0 = {
+            "sampler": "surrogate_mcmc", "key": _ckpt.fingerprint(_ckpt.key_data(key)),
+            "start": _ckpt.fingerprint(np.asarray(x0)), "surrogate_params": _fingerprint_any(params),
+            "chains": int(chains), "dim": int(dim), "dtype": str(x0.dtype), "num_rounds": num_rounds,
+            "steps_per_round": steps, "num_production_steps": num_production_steps, "train_steps": train_steps,
+            "batch_size": batch_size, "vectorize_chains": bool(vectorize_chains),
+            "kernel_params": _fingerprint_any(kernel_params), "base_log_prob": bool(split),
+        }
     timings: dict = {"rounds": [], "refits": [], "production": []}
-    clock = time.perf_counter()
-    states = jax.block_until_ready(init_chains(params, x0))
-    timings["init"] = time.perf_counter() - clock
     buf_x = np.zeros((capacity, dim), np.asarray(x0).dtype)
-    buf_y = np.zeros((capacity,), np.asarray(states.log_prob).dtype)
-    first_x, first_y = np.asarray(states.position), np.asarray(states.log_prob)
-    if split:
-        first_y = first_y - np.asarray(jax.jit(jax.vmap(surrogate.base_log_prob))(states.position))
-    ok = np.isfinite(first_y)
-    count = int(ok.sum())
-    buf_x[:count], buf_y[:count] = first_x[ok], first_y[ok]
-    summaries, heldout = [], []
-    num_evals = chains
+    summaries, heldout, prod = [], [], []
+    done = 0
+    if _ckpt.should_resume(checkpoint_path, resume):
+        meta = _io.read_meta(checkpoint_path, meta0)
+        done = int(meta["num_done"])
+        n_sum, n_prod = min(done, num_rounds) + (done == total_units), max(0, done - num_rounds) * steps
+        states_like, out_like = jax.eval_shape(lambda p, x: (lambda st: (st, run_round(key_run, st, p)[1]))(
+            init_chains(p, x)), params, x0)
+        like = {
+            "states": jax.tree.map(lambda t: jnp.zeros(t.shape, t.dtype), states_like), "params": params,
+            "buf_x": buf_x, "buf_y": np.zeros((capacity,), states_like.log_prob.dtype),
+            "evals": np.zeros((n_sum,), np.int64), "first": np.zeros((n_sum,)), "second": np.zeros((n_sum,)),
+            "acc": np.zeros((n_sum,)), "heldout": np.zeros((n_sum,)),
+            "prod": {k: np.zeros((chains, n_prod) + out_like[k].shape[2:], out_like[k].dtype) for k in _PROD_KEYS},
+        }
+        tree = _io.load(checkpoint_path, like, meta=meta0)
+        states, params = tree["states"], tree["params"]
+        buf_x, buf_y = np.array(tree["buf_x"]), np.array(tree["buf_y"])  # writable copies
+        summaries = [{"evals": int(e), "first": float(f), "second": float(s2), "acc": float(a)}
+                     for e, f, s2, a in zip(tree["evals"], tree["first"], tree["second"], tree["acc"])]
+        heldout = [float(h) for h in tree["heldout"]]
+        prod = [tree["prod"]] if n_prod else []
+        count, num_evals = int(meta["count"]), int(meta["num_evals"])
+        timings = {k: list(meta["timings_" + k]) for k in ("rounds", "refits", "production")}
+        timings["init"] = float(meta["timings_init"])
+    else:
+        clock = time.perf_counter()
+        states = jax.block_until_ready(init_chains(params, x0))
+        timings["init"] = time.perf_counter() - clock
+        buf_y = np.zeros((capacity,), np.asarray(states.log_prob).dtype)
+        first_x, first_y = np.asarray(states.position), np.asarray(states.log_prob)
+        if split:
+            first_y = first_y - np.asarray(jax.jit(jax.vmap(surrogate.base_log_prob))(states.position))
+        ok = np.isfinite(first_y)
+        count = int(ok.sum())
+        buf_x[:count], buf_y[:count] = first_x[ok], first_y[ok]
+        num_evals = chains
 
     def consume(out, store):
         nonlocal count
         mask = np.asarray(out["evals"]).astype(bool) & np.isfinite(np.asarray(out["ly"]))
-        y, ly, ls = np.asarray(out["y"])[mask], np.asarray(out["ly"])[mask], np.asarray(out["ls"])[mask]
+        ly, ls = np.asarray(out["ly"])[mask], np.asarray(out["ls"])[mask]
         d = ls - ly
         heldout.append(float(np.std(d)) if d.size > 1 else float("nan"))
         if store:
+            y = np.asarray(out["y"])[mask]
             target = ly - np.asarray(out["lb"])[mask] if split else ly
             n = min(len(ly), capacity - count)
             buf_x[count:count + n], buf_y[count:count + n] = y[:n], target[:n]
             count += n
 
-    for r in range(num_rounds):
+    def checkpoint(units: int) -> None:
+        if checkpoint_path is None or (units % every and units != total_units):
+            return
+        cat = {k: (np.concatenate([p[k] for p in prod], axis=1) if prod else None) for k in _PROD_KEYS}
+        if not prod:
+            shapes = jax.eval_shape(run_round, key_run, states, params)[1]
+            cat = {k: np.zeros((chains, 0) + shapes[k].shape[2:], shapes[k].dtype) for k in _PROD_KEYS}
+        tree = {
+            "states": states, "params": params, "buf_x": buf_x, "buf_y": buf_y,
+            "evals": np.array([q["evals"] for q in summaries], np.int64),
+            "first": np.array([q["first"] for q in summaries], np.float64),
+            "second": np.array([q["second"] for q in summaries], np.float64),
+            "acc": np.array([q["acc"] for q in summaries], np.float64),
+            "heldout": np.array(heldout, np.float64), "prod": cat,
+        }
+        meta = {**meta0, "num_done": units, "count": count, "num_evals": int(num_evals),
+                "timings_init": float(timings["init"]),
+                **{"timings_" + k: [float(t) for t in timings[k]] for k in ("rounds", "refits", "production")}}
+        _io.save(checkpoint_path, tree, meta=meta)
+
+    for r in range(done, num_rounds):
         clock = time.perf_counter()
         states, out = run_round(jax.random.fold_in(key_run, r), states, params)
         out = jax.device_get(out)
@@ -376,18 +474,25 @@ def surrogate_mcmc(
         params, _ = jax.block_until_ready(refit(params, jax.random.fold_in(key_fit, r), jnp.asarray(buf_x),
                                                 jnp.asarray(buf_y), jnp.int32(max(count, 1))))
         timings["refits"].append(time.perf_counter() - clock)
+        checkpoint(r + 1)
     # production: frozen surrogate, chunks of `steps` reuse the compiled round
-    chunks = -(-num_production_steps // steps)
-    prod, heldout_prod = [], []
-    for c in range(chunks):
+    for c in range(max(0, done - num_rounds), chunks):
         clock = time.perf_counter()
         states, out = run_round(jax.random.fold_in(key_run, num_rounds + c), states, params)
-        prod.append(jax.device_get(out))
+        out = jax.device_get(out)
+        prod.append({k: out[k] for k in _PROD_KEYS})
         timings["production"].append(time.perf_counter() - clock)
-    out = {k: np.concatenate([p[k] for p in prod], axis=1)[:, :num_production_steps] for k in prod[0]}
-    summaries.append(_round_summary(out))
-    num_evals += summaries[-1]["evals"]
-    consume(out, store=False)
+        if c == chunks - 1:
+            break
+        checkpoint(num_rounds + c + 1)
+    if done < total_units:
+        out = {k: np.concatenate([p[k] for p in prod], axis=1)[:, :num_production_steps] for k in _PROD_KEYS}
+        summaries.append(_round_summary(out))
+        num_evals += summaries[-1]["evals"]
+        consume(out, store=False)
+        checkpoint(total_units)
+    else:  # resumed from a finished run: its production summary is already in the checkpoint
+        out = {k: v[:, :num_production_steps] for k, v in prod[0].items()}
     samples, lp = out["x"], out["lp"]
     num_nonfinite = int(np.sum(~out["finite"]))
     verdict = mcmc_verdict(samples, num_nonfinite=num_nonfinite, acceptance=summaries[-1]["acc"],

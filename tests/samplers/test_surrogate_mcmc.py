@@ -98,3 +98,70 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="num_rounds"):
         fs.samplers.surrogate_mcmc(jax.random.key(0), banana, jnp.zeros((2, 2)), kernel_params={"scale": 1.0},
                                    num_rounds=-1)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_after(monkeypatch, n):
+    """Make the n-th ``fs.io.save`` of the next run raise right after writing its file."""
+    save, calls = fs.io.save, []
+
+    def failing(*args, **kwargs):
+        save(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == n:
+            raise _Interrupt
+
+    monkeypatch.setattr(fs.io, "save", failing)
+
+
+RESUME_KW = dict(kernel_params={"scale": 1.2}, num_rounds=2, steps_per_round=20, num_production_steps=30,
+                 train_steps=20, batch_size=32, vectorize_chains=True)
+RESUME_FIELDS = ("samples", "log_prob", "expensive_evaluations", "first_stage_acceptance", "second_stage_acceptance",
+                 "acceptance", "heldout_error", "num_expensive_evaluations", "surrogate_params", "buffer_positions",
+                 "buffer_log_prob", "state")
+
+
+def _assert_same(a, b):
+    for f in RESUME_FIELDS:
+        la, lb = jax.tree.leaves(getattr(a, f)), jax.tree.leaves(getattr(b, f))
+        assert len(la) == len(lb), f
+        for x, y in zip(la, lb):
+            x, y = np.asarray(x), np.asarray(y)
+            assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True), f
+
+
+@pytest.mark.filterwarnings("ignore::flowsamp.NotConvergedWarning")  # far too short on purpose
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
+    sur = fs.samplers.mlp_surrogate(2, hidden=(8,))
+    x0 = exact(jax.random.key(1), 4)
+    run = lambda key=jax.random.key(0), **kw: fs.samplers.surrogate_mcmc(  # noqa: E731
+        key, banana, x0, surrogate=sur, **{**RESUME_KW, **kw})
+    plain = run()
+    ck = tmp_path / "surrogate.msgpack"
+    # 2 rounds + 2 production chunks = 4 units: stop after round 1, resume and stop after chunk 1, resume
+    _interrupt_after(monkeypatch, 1)
+    with pytest.raises(_Interrupt):
+        run(checkpoint_path=ck, checkpoint_every=1)
+    assert fs.io.read_meta(ck)["num_done"] == 1
+    _interrupt_after(monkeypatch, 2)
+    with pytest.raises(_Interrupt):
+        run(checkpoint_path=ck, checkpoint_every=1, resume=True)
+    monkeypatch.undo()
+    assert fs.io.read_meta(ck)["num_done"] == 3
+    resumed = run(checkpoint_path=ck, checkpoint_every=1, resume=True)
+    _assert_same(resumed, plain)
+    assert fs.io.read_meta(ck)["num_done"] == 4
+    assert len(resumed.timings["rounds"]) == 2 and len(resumed.timings["production"]) == 2
+    _assert_same(run(checkpoint_path=ck, resume=True), plain)  # a finished checkpoint: nothing is rerun
+    # a checkpoint of another configuration is refused by fs.io, naming the differing entry
+    with pytest.raises(ValueError, match="meta\\['key'\\]"):
+        run(jax.random.key(1), checkpoint_path=ck, resume=True)
+    with pytest.raises(ValueError, match="meta\\['steps_per_round'\\] is 20 in the checkpoint but 10 here"):
+        run(checkpoint_path=ck, resume=True, steps_per_round=10)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        run(checkpoint_path=ck, checkpoint_every=0)
+    with pytest.raises(ValueError, match="needs checkpoint_path"):
+        run(resume=True)
