@@ -359,8 +359,9 @@ class Kernel(MCMCKernel):
                                     model_args=model_args, model_kwargs=model_kwargs)
             positions = jax.vmap(lambda z: ravel_pytree(z)[0])(info.param_info.z)
             positions = positions.at[0].set(flat)
+        # numpyro's handler stack is global: no second thread may trace the potential
         out = self._kernel(key_train, log_prob, flow, positions, params=params, num_production_loops=0,
-                          **{"target_ess": None, **opts})
+                          precompile=False, **{"target_ess": None, **opts})
         self.flow_training_output = out
         step_size = float(jnp.exp(out.state.log_step_size))
         local = opts.get("local", "mala")

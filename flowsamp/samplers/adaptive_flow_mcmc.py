@@ -595,6 +595,7 @@ def adaptive_flow_mcmc(
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    precompile: bool = True,
     **options: Any,
 ) -> AdaptiveFlowOutput:
     """Run the adaptive global-local flow sampler: explore, train until it mixes, produce until
@@ -629,6 +630,11 @@ def adaptive_flow_mcmc(
         :class:`LoopStats` fields as floats).
     progress
         Show a tqdm progress bar.
+    precompile
+        Compile the loop's programs in a background thread while the exploration runs
+        (tracing ``log_prob`` there). Pass ``False`` when ``log_prob`` is not safe to trace
+        from two threads at once, e.g. numpyro's ``potential_energy``, whose effect-handler
+        stack is global (:class:`flowsamp.numpyro.Kernel` does). Ignored with ``devices``.
     checkpoint_path
         If given, the whole run (state, best flow, training window, history, production draws,
         the exploration's affine map and the counters) is saved there atomically (msgpack,
@@ -694,10 +700,11 @@ def adaptive_flow_mcmc(
         x_start = x_init
         affine = None
         if cfg.explore:
-            if devices is None:
+            background = precompile and devices is None
+            if background:
                 programs.precompile(flow, x_init.shape[0], x_init.dtype, key, early=True)
             exploration = _explore(key, log_prob, flow, x_init, params, cfg,
-                                   warm_start=_warm_start(cfg, programs, x_init.shape[0], precompile=devices is None))
+                                   warm_start=_warm_start(cfg, programs, x_init.shape[0], precompile=background))
             flow, params, x_start = exploration.flow, exploration.params, exploration.seeds
             affine = exploration.affine
         elif isinstance(cfg.precondition, Affine):
