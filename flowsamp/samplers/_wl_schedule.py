@@ -7,7 +7,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from flowsamp.samplers.flat_histogram import compensated_value, is_flat
+from flowsamp.samplers._wl_engine import schedule
+from flowsamp.samplers.flat_histogram import is_flat
 from flowsamp.samplers.wang_landau import WangLandauState
 from flowsamp.types import Array
 
@@ -40,21 +41,15 @@ def one_over_t_schedule(state: WangLandauState, masks: np.ndarray, log_f_final: 
 
 
 def schedule_step(state: WangLandauState, masks: Array, log_f_final: float) -> WangLandauState:
-    """Jittable :func:`one_over_t_schedule` (same rule), applied once per iteration on device.
+    """Jittable :func:`one_over_t_schedule` (same rule), applied once per iteration on device:
+    the classic engine's :func:`flowsamp.samplers._wl_engine.schedule` with flatness 0 (every level
+    visited) and the 1/t stage.
 
     Checking after every iteration rather than every ``check_every`` iterations lets ln f fall
     as soon as the levels have been visited: with many walkers a host-side check lets ln f = 1
     run for a whole chunk and leaves ln g errors the 1/t stage must then wash out.
     """
-    masks = jnp.asarray(masks)
-    visited = jnp.all(jnp.where(masks, state.histogram > 0, True), axis=1)
-    inv_t = masks.sum(axis=1) / jnp.maximum(compensated_value(state.num_updates), 1.0)
-    halve = state.active & ~state.one_over_t & visited
-    log_f = jnp.where(halve, 0.5 * state.log_f, state.log_f)
-    one_t = state.one_over_t | (halve & (log_f < inv_t))
-    active = state.active & ~(state.one_over_t & (inv_t < log_f_final))
-    return state._replace(histogram=jnp.where(halve[:, None], 0, state.histogram), log_f=log_f,
-                          one_over_t=one_t, active=active)
+    return schedule(state, jnp.asarray(masks), 0.0, True, log_f_final)
 
 
 def effective_log_f(state: WangLandauState, masks: np.ndarray) -> np.ndarray:
