@@ -75,22 +75,41 @@ def _words_per_trial(n: int, q: int) -> int:
     return 3 if q > 2 else 2
 
 
+def _neighbour_table(L: int) -> np.ndarray:
+    """(N, 5) int32: each site, then its up, down, left and right neighbours on the L x L torus."""
+    r, c = np.divmod(np.arange(L * L), L)
+    return np.stack([r * L + c, ((r + L - 1) % L) * L + c, ((r + 1) % L) * L + c,
+                     r * L + (c + L - 1) % L, r * L + (c + 1) % L], axis=1).astype(np.int32)
+
+
 def _make_sweep(target: Any, bins, group: np.ndarray, windows: np.ndarray):
     """``(sweep(state, words) -> state, words_per_trial)``: one sweep of N single-spin WL trials
-    per walker, its random words (words_per_trial, N, W) uint32 given."""
+    per walker, its random words (words_per_trial, N, W) uint32 given.
+
+    Everything that does not depend on the walkers' current state is computed for the whole
+    sweep at once before the serial loop (sites, their neighbours' flat indices from a
+    precomputed table, ln u, the new Potts values), so a trial is one gather of the 5 spins,
+    one gather of ln g at the old and new cell, one scatter of the spin and one scatter-add into
+    ln g.  When every group's window is the whole energy range (plain WL) the window logic is
+    left out; with one group ln f is a scalar.
+    """
     geo = _geometry(target, bins)
     L, n, q, C = geo.L, geo.n, geo.q, geo.cells
     cpc2 = int(round(2 * geo.cells_per_count))  # 2 x cells per equal-bond count (an integer)
     grid = jnp.asarray(geo.grid_of_level)
     G = windows.shape[0]
+    K = geo.grid_of_level.size
+    full = bool(np.all(windows[:, 0] == 0) and np.all(windows[:, 1] == K - 1))
     nw = _words_per_trial(n, q)
     site_shift = 32 - int(n).bit_length() + 1
+    table = jnp.asarray(_neighbour_table(L))
     group_np = np.asarray(group, np.int32)
     gbase = jnp.asarray(group_np * C)
     group = jnp.asarray(group_np)
     lo_c = jnp.asarray(geo.grid_of_level[windows[group_np, 0]])
     hi_c = jnp.asarray(geo.grid_of_level[windows[group_np, 1]])
     sizes = jnp.asarray(windows[:, 1] - windows[:, 0] + 1)
+    walkers_of_group = jnp.asarray(np.bincount(group_np, minlength=G).astype(np.int32))
 
     def dist(cell):
         return jnp.maximum(jnp.maximum(lo_c - cell, cell - hi_c), 0)
@@ -105,8 +124,13 @@ def _make_sweep(target: Any, bins, group: np.ndarray, windows: np.ndarray):
             sites = _mulhi(words[0], n)
             u = _uniform(words[1], fdt)
         log_u = jnp.log(u)
-        offsets = (_mulhi(words[2], q - 1) + 1) if q > 2 else jnp.ones((n, W), jnp.int32)
         base = jnp.arange(W, dtype=jnp.int32) * n
+        ix_all = table[sites] + base[None, :, None]          # (N, W, 5) flat spin indices
+        if q > 2:
+            offsets = _mulhi(words[2], q - 1) + 1
+            xs = (ix_all, log_u, offsets)
+        else:
+            xs = (ix_all, log_u)
         flat = target.state_index(state.positions).reshape(W * n)
         hi_g = jnp.zeros((G, C), fdt).at[:, grid].set(state.log_g.hi).reshape(G * C)
         inc0 = jnp.zeros((G, C), fdt).at[:, grid].set(state.log_g.lo).reshape(G * C)
@@ -117,29 +141,35 @@ def _make_sweep(target: Any, bins, group: np.ndarray, windows: np.ndarray):
 
         def body(carry, xs):
             s, cell, inc, cnt = carry
-            site, off, lu = xs
-            r, c = site // L, site % L
-            idx = jnp.stack([site, ((r + L - 1) % L) * L + c, ((r + 1) % L) * L + c,
-                             r * L + (c + L - 1) % L, r * L + (c + 1) % L], axis=1) + base[:, None]
-            v = s[idx]
-            old = v[:, 0]
-            new = (old + off) % q
-            nb = v[:, 1:]
+            ix, lu = xs[0], xs[1]
+            v = s[ix]
+            old, nb = v[:, 0], v[:, 1:]
+            new = (old + xs[2]) % q if q > 2 else 1 - old
             dc = jnp.sum(nb == new[:, None], axis=1) - jnp.sum(nb == old[:, None], axis=1)
             new_cell = jnp.clip(cell + (dc * cpc2) // 2, 0, C - 1)
-            ix = jnp.concatenate([gbase + cell, gbase + new_cell])
-            lg = hi_g[ix] + inc[ix]
-            d_old, d_new = dist(cell), dist(new_cell)
-            log_alpha = jnp.where(d_old == 0,
-                                  jnp.where(d_new == 0, lg[:W] - lg[W:], -jnp.inf),
-                                  jnp.where(d_new <= d_old, 0.0, -jnp.inf))  # walk into the window
-            acc = lu < jnp.where(jnp.isnan(log_alpha), -jnp.inf, log_alpha)
-            s = s.at[idx[:, 0]].set(jnp.where(acc, new, old))
+            if G == 1:
+                lg = hi_g[jnp.concatenate([cell, new_cell])] + inc[jnp.concatenate([cell, new_cell])]
+            else:
+                ix2 = jnp.concatenate([gbase + cell, gbase + new_cell])
+                lg = hi_g[ix2] + inc[ix2]
+            if full:
+                log_alpha = lg[:W] - lg[W:]
+            else:
+                d_old, d_new = dist(cell), dist(new_cell)
+                log_alpha = jnp.where(d_old == 0,
+                                      jnp.where(d_new == 0, lg[:W] - lg[W:], -jnp.inf),
+                                      jnp.where(d_new <= d_old, 0.0, -jnp.inf))  # walk into the window
+            acc = lu < log_alpha  # False for a NaN log_alpha: rejected
+            s = s.at[ix[:, 0]].set(jnp.where(acc, new, old))
             cell = jnp.where(acc, new_cell, cell)
-            record = dist(cell) == 0
             t_upd = n_before + cnt.astype(n_before.dtype)
             log_f = jnp.where(use_t, sizes / jnp.maximum(t_upd, 1.0), log_f_c)
             log_f = jnp.where(active, log_f, 0.0).astype(fdt)
+            if full:
+                inc = inc.at[cell if G == 1 else gbase + cell].add(log_f[0] if G == 1 else log_f[group])
+                cnt = cnt + walkers_of_group
+                return (s, cell, inc, cnt), (cell if G == 1 else gbase + cell)
+            record = dist(cell) == 0
             inc = inc.at[gbase + cell].add(jnp.where(record, log_f[group], 0.0))
             if G == 1:
                 cnt = cnt + jnp.sum(record, dtype=jnp.int32)
@@ -149,7 +179,7 @@ def _make_sweep(target: Any, bins, group: np.ndarray, windows: np.ndarray):
 
         cell0 = grid[state.level]
         carry = (flat, cell0, inc0, jnp.zeros(G, jnp.int32))
-        (s, cell, inc, cnt), visits = jax.lax.scan(body, carry, (sites, offsets, log_u))
+        (s, cell, inc, cnt), visits = jax.lax.scan(body, carry, xs)
         hist_c = jnp.zeros(G * C + 1, state.histogram.dtype).at[visits].add(1)[: G * C].reshape(G, C)
         level = jnp.asarray(bins.table)[cell]
         positions = target.spin_value(s.reshape(state.positions.shape), state.positions.dtype)

@@ -102,7 +102,8 @@ def replica_exchange_wang_landau(
     -------
     WangLandauResult
         ``diagnostics`` adds ``exchange_acceptance`` (per neighbouring pair) and
-        ``window_errors`` (mean |Δ ln g| per window after stitching, when ``exact_log_g`` is known).
+        ``window_errors`` (mean |Δ ln g| per window after stitching, when ``exact_log_g`` is known)
+        and ``cpu_seconds`` (process CPU time at each check, beside the wall-clock ``elapsed``).
     """
     for name, v in (("num_windows", num_windows), ("walkers_per_window", walkers_per_window),
                     ("exchange_every", exchange_every), ("check_every", check_every), ("max_sweeps", max_sweeps)):
@@ -136,8 +137,8 @@ def replica_exchange_wang_landau(
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().astype(np.uint32))
     tried = np.zeros(max(num_windows - 1, 1))
     accepted = np.zeros_like(tried)
-    times, errors, log_fs, elapsed = [], [], [], []
-    t0 = time.perf_counter()
+    times, errors, log_fs, elapsed, cpu = [], [], [], [], []
+    t0, c0 = time.perf_counter(), time.process_time()
     sweeps, parity = 0, 0
     est = None
     while sweeps < max_sweeps:
@@ -154,6 +155,7 @@ def replica_exchange_wang_landau(
         log_fs.append(float(np.mean(eff)))
         errors.append(float(np.mean(np.abs(est - ref[1]))) if ref is not None else np.nan)
         elapsed.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         if not np.asarray(state.active).any() or (stop_error is not None and errors[-1] <= stop_error):
             break
         if max_seconds is not None and elapsed[-1] >= max_seconds:
@@ -168,7 +170,7 @@ def replica_exchange_wang_landau(
     if num_windows > 1 and np.any(acc < 0.01):
         problems.append(f"replica exchange acceptance {acc.min():.3f} between some windows: widen the overlap")
     diag = {"num_sweeps": sweeps, "exchange_acceptance": acc, "final_log_f": log_fs[-1],
-            "error": errors[-1], "groups_active": int(active.sum())}
+            "error": errors[-1], "groups_active": int(active.sum()), "cpu_seconds": np.asarray(cpu)}
     if ref is not None:
         diag["window_errors"] = np.array([np.mean(np.abs(est[lo:hi + 1] - ref[1][lo:hi + 1])) for lo, hi in windows])
     verdict = Verdict(diag, not problems, problems)
