@@ -25,7 +25,7 @@ import numpy as np
 from flowsamp.samplers.flat_histogram import Compensated, compensated_fold
 from flowsamp.types import Array, PRNGKey
 
-__all__ = ["build_sweeps", "build_checks", "CheckOutput", "error_fn"]
+__all__ = ["build_sweeps", "build_checks", "checks_program", "CheckOutput", "error_fn"]
 
 
 def _mulhi(word: Array, n: int) -> Array:
@@ -62,6 +62,15 @@ def _geometry(target: Any, bins) -> _Geometry:
     grid = np.rint((bins.levels - bins.e_min) / bins.step).astype(np.int32)
     return _Geometry(target.L, n, target.num_states, int(bins.table.size), float(round(2 * cells_per_count)) / 2,
                      grid)
+
+
+def _jit(fn):
+    """``jax.jit`` with LLVM optimisation level 1 on CPU: measured on the 8x8 Ising check program
+    (16 and 64 walkers), compile CPU time 3.7 -> 1.7 s and 3.0 -> 2.0 s, per-trial time within 4 %
+    (the serial loop is gathers and scatters; -O2's extra passes buy nothing there)."""
+    if jax.default_backend() == "cpu":
+        return jax.jit(fn, compiler_options={"xla_backend_optimization_level": 1})
+    return jax.jit(fn)
 
 
 _BULK_WORDS = 1 << 22  # random words drawn at once (16 MiB); more are drawn sweep by sweep
@@ -218,7 +227,7 @@ def build_sweeps(target: Any, bins, group: np.ndarray, windows: np.ndarray, num_
     """
     sweep, nw = _make_sweep(target, bins, group, windows)
 
-    @jax.jit
+    @jax.jit  # plain: other samplers call it inside their own jit (no compiler_options there)
     def run(key: PRNGKey, state):
         return _sweeps(sweep, nw, target.num_sites, state, key, num_sweeps)
 
@@ -249,17 +258,16 @@ def schedule(state, masks: Array, flatness: float, one_over_t: bool, log_f_final
                           one_over_t=was_t | switch, active=state.active & ~stop)
 
 
-def error_fn(windows: np.ndarray, window_of_group: np.ndarray, ref_log_g: np.ndarray, log_g0: float
-             ) -> Callable[[Array], Array]:
-    """Jittable mean over levels of |ln g - ln g_exact| (ln g(E_0) = ``log_g0``) from per-group
-    ln g (G, K): groups of a window averaged after removing their means, windows stitched by
-    matching means over each overlap (the rule of ``wang_landau._combine``)."""
+def error_fn(windows: np.ndarray, window_of_group: np.ndarray, log_g0: float
+             ) -> Callable[[Array, Array], Array]:
+    """Jittable ``err(lg, ref)``: mean over levels of |ln g - ref| (ln g(E_0) = ``log_g0``) from
+    per-group ln g (G, K): groups of a window averaged after removing their means, windows
+    stitched by matching means over each overlap (the rule of ``wang_landau._combine``)."""
     num_windows = int(window_of_group.max()) + 1
     rows = [np.nonzero(window_of_group == w)[0] for w in range(num_windows)]
     wins = [tuple(int(v) for v in windows[r[0]]) for r in rows]
-    ref = np.asarray(ref_log_g)
 
-    def err(lg: Array) -> Array:
+    def err(lg: Array, ref: Array) -> Array:
         def window_mean(w):
             lo, hi = wins[w]
             seg = lg[rows[w], lo: hi + 1]
@@ -275,7 +283,7 @@ def error_fn(windows: np.ndarray, window_of_group: np.ndarray, ref_log_g: np.nda
             cur = cur + jnp.mean(ov_prev - cur[:k])
             out = jnp.concatenate([out[: lo - start], 0.5 * (ov_prev + cur[:k]), cur[k:]])
         est = out - out[0] + log_g0
-        return jnp.mean(jnp.abs(est - jnp.asarray(ref, lg.dtype)))
+        return jnp.mean(jnp.abs(est - ref.astype(lg.dtype)))
 
     return err
 
@@ -290,23 +298,24 @@ class CheckOutput(NamedTuple):
 
 
 def build_checks(target: Any, bins, group, windows, masks, *, check_every: int, flatness: float,
-                 one_over_t: bool, log_f_final: float, stop_error: float | None, error, buffer: int):
-    """Jitted ``run(key, state, checks_done, max_checks) -> (state, CheckOutput)``.
+                 one_over_t: bool, error, buffer: int):
+    """Jitted ``run(key, state, checks_done, max_checks, log_f_final, stop_at, ref) -> (state, CheckOutput)``.
 
     Runs up to ``max_checks`` checks of ``check_every`` sweeps (schedule after each check, check
-    ``k`` of the run keyed by ``fold_in(key, k)``), stopping early when no group is active or the error is at
-    most ``stop_error``.
+    ``k`` of the run keyed by ``fold_in(key, k)``), stopping early when no group is active or the
+    error ``error(ln g, ref)`` is at most ``stop_at``.  ``log_f_final``, ``stop_at`` and the
+    reference ``ref`` are arguments, not constants, so one compiled program serves every run of
+    the same shape (:func:`checks_program` keeps them).
     """
     sweep, nw = _make_sweep(target, bins, group, windows)
     masks = jnp.asarray(masks)
     sizes = jnp.asarray(masks.sum(axis=1))
-    stop_at = -jnp.inf if stop_error is None else stop_error
 
-    def step(state):
-        return schedule(state, masks, flatness, one_over_t, log_f_final)
+    @_jit
+    def run(key: PRNGKey, state, checks_done, max_checks, log_f_final, stop_at, ref):
+        def step(state):
+            return schedule(state, masks, flatness, one_over_t, log_f_final)
 
-    @jax.jit
-    def run(key: PRNGKey, state, checks_done, max_checks):
         fdt = state.log_f.dtype
         errs0 = jnp.full(buffer, jnp.nan, fdt)
 
@@ -319,7 +328,7 @@ def build_checks(target: Any, bins, group, windows, masks, *, check_every: int, 
             state = step(_sweeps(sweep, nw, target.num_sites, state, jax.random.fold_in(key, k), check_every))
             k = k + 1
             lg = state.log_g.hi + state.log_g.lo
-            e = error(lg) if error is not None else jnp.asarray(jnp.nan, fdt)
+            e = error(lg, ref) if error is not None else jnp.asarray(jnp.nan, fdt)
             inv_t = sizes / jnp.maximum(state.num_updates.hi + state.num_updates.lo, 1.0)
             lf = jnp.mean(jnp.where(state.one_over_t, inv_t, state.log_f))
             stopped = ~jnp.any(state.active) | (e <= stop_at)
@@ -329,4 +338,30 @@ def build_checks(target: Any, bins, group, windows, masks, *, check_every: int, 
         state, _, i, stopped, errs, lfs = jax.lax.while_loop(cond, body, c)
         return state, CheckOutput(i, errs, lfs, stopped)
 
+    return run
+
+
+_PROGRAMS: dict = {}
+_MAX_PROGRAMS = 8
+
+
+def checks_program(target: Any, bins, group, windows, masks, window_of_group, log_g0: float, *,
+                   check_every: int, flatness: float, one_over_t: bool, with_error: bool, buffer: int):
+    """:func:`build_checks` (with :func:`error_fn` when ``with_error``), kept for later runs of the
+    same lattice, walkers, windows and options: a second run (another key, ``stop_error``,
+    reference or ``log_f_final``) reuses the compiled program instead of compiling it again."""
+    key = (type(target).__name__, int(target.L), int(target.num_states), float(target.J),
+           int(target.bond_a), int(target.bond_b), np.asarray(bins.levels).tobytes(),
+           np.asarray(group, np.int32).tobytes(), np.asarray(windows, np.int64).tobytes(),
+           np.asarray(masks, bool).tobytes(), np.asarray(window_of_group, np.int64).tobytes(), float(log_g0),
+           int(check_every), float(flatness), bool(one_over_t), bool(with_error), int(buffer),
+           bool(jax.config.jax_enable_x64))
+    run = _PROGRAMS.pop(key, None)
+    if run is None:
+        err = error_fn(windows, window_of_group, log_g0) if with_error else None
+        run = build_checks(target, bins, group, windows, masks, check_every=check_every, flatness=flatness,
+                           one_over_t=one_over_t, error=err, buffer=buffer)
+    _PROGRAMS[key] = run  # most recently used last
+    while len(_PROGRAMS) > _MAX_PROGRAMS:
+        _PROGRAMS.pop(next(iter(_PROGRAMS)))
     return run

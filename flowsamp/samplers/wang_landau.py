@@ -48,7 +48,7 @@ from flowsamp import io as _io
 from flowsamp.base import as_key
 from flowsamp.estimators.verdict import Verdict, warn_if_not_converged
 from flowsamp.samplers import _checkpoint as _ckpt
-from flowsamp.samplers._wl_engine import build_checks, build_sweeps, error_fn
+from flowsamp.samplers._wl_engine import build_sweeps, checks_program
 from flowsamp.samplers.flat_histogram import (
     Compensated,
     compensated,
@@ -300,11 +300,11 @@ def wang_landau(
     masks = np.zeros((num_groups, num_levels), bool)
     for g, (lo, hi) in enumerate(windows):
         masks[g, lo : hi + 1] = True
-    err = None if ref is None else error_fn(windows, window_of_group, ref[1], log_g0)
-    run = build_checks(target, bins, group, windows, masks, check_every=int(check_every),
-                       flatness=float(flatness), one_over_t=schedule == "1/t",
-                       log_f_final=float(log_f_final), stop_error=stop_error, error=err,
-                       buffer=_BUFFER)
+    run = checks_program(target, bins, group, windows, masks, window_of_group, log_g0,
+                         check_every=int(check_every), flatness=float(flatness),
+                         one_over_t=schedule == "1/t", with_error=ref is not None, buffer=_BUFFER)
+    run_args = (jnp.asarray(log_f_final, fdt), jnp.asarray(-np.inf if stop_error is None else stop_error, fdt),
+                jnp.asarray(np.zeros(num_levels) if ref is None else ref[1], fdt))
 
     times, errors, log_fs, elapsed = [], [], [], []
     t_start = time.perf_counter()
@@ -334,7 +334,7 @@ def wang_landau(
             return False
         return not np.asarray(state.active).any() or (stop_error is not None and errors[-1] <= stop_error)
 
-    # One compiled program runs whole checks (ln f schedule after every sweep, error at every
+    # One compiled program runs whole checks (ln f schedule and error at the end of every
     # check) until a stop condition; the host only sizes the calls (about _CALL_SECONDS each, so
     # that ``elapsed`` stays meaningful) and ends them at checkpoint boundaries.  Check k of the
     # run is keyed by fold_in(key, k): the split into calls does not change the result.
@@ -346,7 +346,7 @@ def wang_landau(
         if every is not None:
             n_calls = min(n_calls, max(1, (every - sweeps % every) // check_every))
         t_call = time.perf_counter()
-        state, out = run(key, state, sweeps // check_every, n_calls)
+        state, out = run(key, state, sweeps // check_every, n_calls, *run_args)
         done = int(out.num_checks)
         now = time.perf_counter()
         if compiled:  # the first call compiles: size later calls by the second one on

@@ -182,3 +182,27 @@ def test_multicanonical_verdict(ising4):
         res = fs.samplers.multicanonical(jax.random.key(3), ising4, num_walkers=2, num_iterations=0,
                                          num_production_sweeps=1, chunk=1)
     assert not res.converged and res.diagnostics["num_unvisited"] > 0
+
+
+def test_compiled_program_is_reused_with_the_run_arguments(ising4):
+    """A second run of the same shape reuses the compiled check program; stop_error, the
+    reference and log_f_final are arguments of it, not constants baked in by the first run."""
+    from flowsamp.samplers import _wl_engine
+
+    e, exact = ising4.exact_log_dos()
+    kw = dict(num_walkers=4, check_every=50, max_sweeps=1500, exact_log_g=(e, exact))
+    a = fs.samplers.wang_landau(jax.random.key(3), ising4, stop_error=0.3, **kw)
+    programs = dict(_wl_engine._PROGRAMS)
+    with pytest.warns(fs.NotConvergedWarning):
+        b = fs.samplers.wang_landau(jax.random.key(3), ising4, **kw)
+    assert _wl_engine._PROGRAMS.keys() == programs.keys()
+    assert all(_wl_engine._PROGRAMS[k] is v for k, v in programs.items())
+    assert a.errors[-1] <= 0.3 < a.errors[-2] and a.num_sweeps < b.num_sweeps == 1500
+    np.testing.assert_array_equal(a.errors, b.errors[: len(a.errors)])  # same key, same path
+    shifted = exact + np.where(np.arange(exact.size) > 0, 0.25, 0.0)
+    with pytest.warns(fs.NotConvergedWarning):
+        c = fs.samplers.wang_landau(jax.random.key(3), ising4, **{**kw, "exact_log_g": (e, shifted)})
+    np.testing.assert_allclose(c.errors[-1], np.mean(np.abs(c.log_g - shifted)), rtol=1e-4)
+    assert abs(c.errors[-1] - b.errors[-1]) > 0.05
+    d = fs.samplers.wang_landau(jax.random.key(3), ising4, **{**kw, "log_f_final": 1e-2})
+    assert d.converged and d.num_sweeps < 1500 and not np.asarray(d.state.active).any()
