@@ -175,7 +175,7 @@ def _combine(log_g: np.ndarray, windows: np.ndarray, window_of_group: np.ndarray
 def wang_landau(
     key: PRNGKey,
     target: Any,
-    num_walkers: int = 16,
+    num_walkers: int = 64,
     schedule: str = "1/t",
     *,
     flatness: float | None = None,
@@ -201,7 +201,10 @@ def wang_landau(
     target
         Lattice spin target (``fs.targets.ising`` / ``potts``) with ``energy_levels``.
     num_walkers : int
-        Walkers run in parallel (``vmap``); they share ln g within a group.
+        Walkers run in parallel (``vmap``); they share ln g within a group.  Default 64: the
+        median time to mean |Δ ln g| <= 0.02 on 8x8 Ising (1/t, 7 seeds, repeat calls, CPU) was
+        0.87 s with 64 walkers, 1.9 s with 128, 2.7 s with 16 (the per-trial cost falls with
+        the walkers: 102, 38, 33 ns; the trials needed grow beyond 64).
     schedule : {"1/t", "halving"}
         ln f schedule (module docstring).
     flatness : float, optional
