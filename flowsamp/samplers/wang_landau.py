@@ -209,7 +209,11 @@ def wang_landau(
         ln f schedule (module docstring).
     flatness : float, optional
         c in :math:`\\min H \\ge c\\,\\overline H`; default 0.8 for "halving", 0 (every level
-        visited) for "1/t".
+        visited, Belardinelli & Pereyra's rule) for "1/t".  With many walkers sharing ln g a
+        flat first stage can pay off (8x8 Ising, 64 walkers, 10 seeds: ``flatness=0.8,
+        check_every=20`` needed a median 2.0e7 trials to mean |Δ ln g| <= 0.02, at most 7.6e7,
+        against 3.1e7 and 1.8e8 with the defaults), but it can hold ln f at its first value for
+        long on hard landscapes (first-order transitions), which "every level visited" never does.
     log_f_initial, log_f_final : float
         First ln f, and the value below which a group stops (1/t: when 1/t < log_f_final).
     check_every : int
