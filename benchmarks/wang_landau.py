@@ -230,10 +230,12 @@ def vs_c_reference(sizes, repeats: int, max_sweeps: int, walkers: int | None = N
 
 
 def trial_rate(L: int, walkers: int, trials: float) -> dict:
-    """Nanoseconds per single-spin WL trial at size L, same run: the C code (one walker) and
+    """CPU nanoseconds per single-spin WL trial at size L, same run: the C code (one walker) and
     ``fs.samplers.wang_landau`` with ``walkers`` walkers, each for about ``trials`` trials; flowsamp
-    is timed at ``trials`` and ``2 * trials`` (compile included) so that the difference gives the
-    steady rate and the intercept the fixed cost (compile, set-up)."""
+    is timed at ``trials`` (twice: the first call compiles) and ``2 * trials`` so that the
+    difference gives the steady rate, the intercept the fixed cost per call and the first call
+    the compile time; CPU time (children's for the
+    C code), which a shared machine disturbs less than wall time."""
     t = fs.targets.ising(L=L, beta=0.0)
     n = L * L
     with tempfile.TemporaryDirectory() as tmp:
@@ -241,19 +243,22 @@ def trial_rate(L: int, walkers: int, trials: float) -> dict:
         path = os.path.join(tmp, "levels.txt")
         _write_levels(path, L, t.energy_levels, np.zeros(len(t.energy_levels)))
         sweeps_c = int(trials // n)
-        out = subprocess.run([exe, str(L), "1", "-1", str(sweeps_c), str(sweeps_c), path],
-                             check=True, capture_output=True, text=True).stdout.split()
-        c_ns = float(out[1]) / (sweeps_c * n) * 1e9
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([exe, str(L), "1", "-1", str(sweeps_c), str(sweeps_c), path],
+                       check=True, capture_output=True, text=True)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        c_ns = ((r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)) / (sweeps_c * n) * 1e9
     sweeps = max(1, int(trials // (n * walkers)))
     walls = []
-    for k in (1, 2):
-        t0 = time.perf_counter()
+    for k in (1, 1, 2):  # the first call compiles; the program is kept for the next two
+        t0 = time.process_time()
         fs.samplers.wang_landau(jax.random.key(0), t, num_walkers=walkers, max_sweeps=k * sweeps,
                                 check_every=sweeps, exact_log_g=None)
-        walls.append(time.perf_counter() - t0)
-    fs_ns = (walls[1] - walls[0]) / (sweeps * n * walkers) * 1e9
+        walls.append(time.process_time() - t0)
+    fs_ns = (walls[2] - walls[1]) / (sweeps * n * walkers) * 1e9
     return {"L": L, "walkers": walkers, "c_ns_per_trial": c_ns, "flowsamp_ns_per_trial": fs_ns,
-            "flowsamp_fixed_s": walls[0] - (walls[1] - walls[0]), "flowsamp_walls_s": walls}
+            "flowsamp_compile_s": walls[0] - walls[1], "flowsamp_fixed_s": walls[1] - (walls[2] - walls[1]),
+            "flowsamp_walls_s": walls}
 
 
 def main() -> None:
@@ -272,11 +277,16 @@ def main() -> None:
                         help="only ns per trial (C vs flowsamp) at these sizes")
     args = parser.parse_args()
     if args.rate is not None:
+        rates = []
         for L in args.rate:
             r = trial_rate(L, args.vs_c_walkers or 64, 2e7 if L <= 8 else 5e7)
             print(f"L={L}: ns/trial C {r['c_ns_per_trial']:.1f}, flowsamp x{r['walkers']} "
                   f"{r['flowsamp_ns_per_trial']:.1f} (ratio {r['flowsamp_ns_per_trial'] / r['c_ns_per_trial']:.2f}); "
-                  f"flowsamp fixed cost {r['flowsamp_fixed_s']:.2f} s (walls {r['flowsamp_walls_s']})", flush=True)
+                  f"flowsamp compile {r['flowsamp_compile_s']:.2f} s CPU, fixed cost per call {r['flowsamp_fixed_s']:.2f} s CPU (runs {np.round(r['flowsamp_walls_s'], 2).tolist()} s CPU), load {os.getloadavg()[0]:.0f}", flush=True)
+            rates.append({**r, "load": os.getloadavg()[0]})
+        out = Path(__file__).parent / "results" / "wang_landau_rate.json"
+        out.write_text(json.dumps({"backend": jax.default_backend(), "rates": rates}, indent=2))
+        print(f"wrote {out}")
         return
     crows = vs_c_reference(args.sizes, args.repeats, 10 * args.max_sweeps,
                            walkers=args.vs_c_walkers, c_walkers=args.c_walkers)
