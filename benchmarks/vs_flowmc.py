@@ -195,6 +195,10 @@ def run_flowsamp(key, target, x0, name):
         "global_acceptance": out.global_acceptance,
         "first_loop_s": float(out.history["wall_s"][0]),
         "training_s": float(out.history["wall_s"][max(out.num_training_loops - 1, 0)]),
+        # per phase (s since the call): exploration (tempered SMC + warm start), then production
+        "explore_s": out.diagnostics.get("explore_wall_s"),
+        "production_s": float(out.history["wall_s"][-1] - out.history["wall_s"][max(out.num_training_loops - 1, 0)]),
+        "production_steps": out.diagnostics.get("num_production_steps"),
     }
     return pos, wall, cpu, extra
 

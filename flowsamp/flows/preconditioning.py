@@ -30,7 +30,7 @@ from jax.scipy.linalg import solve_triangular
 from flowsamp.base import Flow
 from flowsamp.types import Array, Params, PRNGKey
 
-__all__ = ["MAX_FULL_DIM", "Affine", "fit_affine", "preconditioned"]
+__all__ = ["MAX_FULL_DIM", "Affine", "PreconditionedFlow", "affine_wrapped", "fit_affine", "preconditioned"]
 
 MAX_FULL_DIM = 300
 """Largest dimension for which :func:`fit_affine` fits a full (dense) covariance by default."""
@@ -127,12 +127,34 @@ def preconditioned(flow: Flow, affine: Affine) -> Flow:
         raise ValueError("affine.scale must be lower triangular")
     if not np.all((np.diag(scale) if full else scale) > 0):
         raise ValueError("affine.scale must have a positive diagonal")
-    log_det = affine.log_det
+    out = affine_wrapped(flow, (loc, scale, affine.log_det))
+    out.inner, out.affine = flow, Affine(loc, scale)  # what a program that takes the map as data needs
+    return out
+
+
+class PreconditionedFlow(Flow):
+    """The :class:`~flowsamp.base.Flow` :func:`preconditioned` returns, with the wrapped flow
+    (``inner``) and the map (``affine``) kept as attributes (``None`` when built by
+    :func:`affine_wrapped`)."""
+
+    inner = None
+    affine = None
+
+
+def affine_wrapped(flow: Flow, data: tuple) -> PreconditionedFlow:
+    r"""The flow :math:`x = \mu + L\, f_\theta(z)` with the map given as ``data = (loc, scale,
+    log_det)`` arrays (``scale`` (d, d) lower triangular or (d,); ``log_det`` =
+    :math:`\sum_i \log L_{ii}`), unchecked: they may be traced, so that one jitted program
+    serves every fitted map of one shape (:func:`preconditioned` checks an :class:`Affine`
+    and calls this with its arrays; the functions are the same, so are the numbers)."""
+    dim = flow.dim
+    loc, scale, log_det = data
+    full = scale.ndim == 2
 
     def _apply(y: Array) -> Array:
         dt = y.dtype
         if full:
-            out = jnp.matmul(y, jnp.asarray(scale.T, dt), precision=_HIGHEST)
+            out = jnp.matmul(y, jnp.asarray(scale, dt).T, precision=_HIGHEST)
         else:
             out = y * jnp.asarray(scale, dt)
         return out + jnp.asarray(loc, dt)
@@ -170,4 +192,4 @@ def preconditioned(flow: Flow, affine: Affine) -> Flow:
         y, lq = flow.sample_and_log_prob(params, key, n)
         return _apply(y), lq - jnp.asarray(log_det, lq.dtype)
 
-    return Flow(flow.init, sample_and_log_prob, log_prob, forward, inverse, dim)
+    return PreconditionedFlow(flow.init, sample_and_log_prob, log_prob, forward, inverse, dim)

@@ -22,6 +22,7 @@ A loop, for all ``C`` chains at once:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -41,7 +42,8 @@ from flowsamp.train.losses import forward_kl
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = [
-    "LoopPrograms", "LoopStats", "build_local", "build_loop", "build_programs", "init_adaptation", "local_init",
+    "LoopPrograms", "LoopStats", "bind_programs", "build_local", "build_loop", "build_programs", "init_adaptation",
+    "local_init",
     "loop_keys",
 ]
 
@@ -106,6 +108,8 @@ class LoopPrograms(NamedTuple):
     then the global steps, thinned); ``loop(state, key, training)`` composes them
     (``training`` a Python bool: production never runs the training program); ``keys(key, loop)
     -> ((k_local, k_train, k_global), loop + 1)`` is the loop's key program.
+    ``train_program`` / ``global_program``: the jitted programs behind ``train`` / ``global_``,
+    which take ``flow_data`` as their first argument (:func:`build_programs`' ``flow_of``).
     """
 
     local: Callable
@@ -113,6 +117,9 @@ class LoopPrograms(NamedTuple):
     global_: Callable
     loop: Callable
     keys: Callable
+    train_program: Callable | None = None
+    global_program: Callable | None = None
+    flow_data: Any = None
 
 
 @jax.jit
@@ -168,7 +175,8 @@ def build_local(cfg: Any, log_prob: LogProbFn) -> Callable:
     return jax.jit(local_phase)
 
 
-def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow, local: Callable | None = None) -> LoopPrograms:
+def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow, local: Callable | None = None, *,
+                   flow_of: Callable | None = None, flow_data: Any = None) -> LoopPrograms:
     """Return the :class:`LoopPrograms` of one run.
 
     Loop ``t = state.loop`` draws its random numbers from ``fold_in(key, t)``.
@@ -179,12 +187,21 @@ def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow, local: Callable | 
     one: the exploration's warm start reuses the training program and the baseline acceptance
     reuses the global one, so no flow program is compiled twice (on CPU the flow's gradient is
     most of the compile time of a run). ``local``: a program of :func:`build_local` to reuse.
+
+    ``flow_of(data) -> Flow`` (with ``flow_data``, a pytree of arrays) replaces ``flow``: the
+    training and global programs then take ``data`` as an argument, so they do not depend on
+    its values (e.g. the exploration's fitted affine map) and can be compiled before those
+    are known; ``train`` / ``global_`` are those programs with ``flow_data`` bound.
     """
     n_glob = cfg.num_global_steps
     init_local = mala_init if cfg.local == "mala" else hmc_init
     batch = getattr(cfg, "batch_size", None)
 
-    def global_phase(key, chains, params, tx, tlp):
+    if flow_of is None:
+        flow_of = lambda data: flow  # noqa: E731
+
+    def global_phase(fdata, key, chains, params, tx, tlp):
+        flow = flow_of(fdata)
         x = chains.position
         (c, d), dt = x.shape, x.dtype
         k_q, k_u = jax.random.split(key)
@@ -211,7 +228,8 @@ def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow, local: Callable | 
         traj_lp = jnp.concatenate([tlp, glp], axis=0)[cfg.thinning - 1 :: cfg.thinning]
         return chains, imh, jnp.swapaxes(traj, 0, 1), jnp.swapaxes(traj_lp, 0, 1), jnp.mean(rate), jnp.sum(bad)
 
-    def train(params, opt_state, buffer, filled, fresh, loop, store, key):
+    def train(fdata, params, opt_state, buffer, filled, fresh, loop, store, key):
+        flow = flow_of(fdata)
         slot = loop % cfg.buffer_loops
         heldout = -jnp.mean(flow.log_prob(params, fresh))
         buffer = jnp.where(store, buffer.at[slot].set(fresh), buffer)
@@ -224,8 +242,17 @@ def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow, local: Callable | 
         return params, opt_state, buffer, filled, rec["loss"][-1].astype(data.dtype), skipped, heldout.astype(data.dtype)
 
     local_j = build_local(cfg, log_prob) if local is None else local
-    train_j, global_j = jax.jit(train), jax.jit(global_phase)
-    keys_j = loop_keys
+    raw = LoopPrograms(local_j, None, None, None, loop_keys, jax.jit(train), jax.jit(global_phase))
+    return bind_programs(raw, flow_data)
+
+
+def bind_programs(programs: LoopPrograms, flow_data: Any) -> LoopPrograms:
+    """``programs`` with ``train`` / ``global_`` / ``loop`` on ``flow_data`` (their jitted
+    ``train_program`` / ``global_program`` are shared: rebinding compiles nothing new when
+    ``flow_data`` keeps its shapes and dtypes)."""
+    local_j, keys_j = programs.local, programs.keys
+    train_j = functools.partial(programs.train_program, flow_data)
+    global_j = functools.partial(programs.global_program, flow_data)
     on = np.ones((), bool)
 
     def loop(state, key, training):
@@ -246,4 +273,4 @@ def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow, local: Callable | 
         )
         return new, LoopStats(lrate, grate, loss, step, lbad, ldiv, gbad, skipped), traj, traj_lp
 
-    return LoopPrograms(local_j, train_j, global_j, loop, keys_j)
+    return programs._replace(train=train_j, global_=global_j, loop=loop, flow_data=flow_data)

@@ -159,14 +159,25 @@ def production_done(min_ess_bulk: float, steps: int, *, target_ess: float | None
     return target_ess is not None and float(min_ess_bulk) >= float(target_ess)
 
 
-def next_check(steps: int, steps_per_loop: int, min_ess_bulk: float, target_ess: float) -> int:
+def next_check(steps: int, steps_per_loop: int, min_ess_bulk: float, target_ess: float,
+               max_rhat: float | None = None, rhat_limit: float | None = None) -> int:
     r"""Production step count at which to compute the ESS (and :math:`\hat R`) again.
 
     ESS grows about linearly in the steps, so while it is short of the target the next check
     is where the target is predicted, :math:`1.05\,S\,\text{target}/\text{ESS}` (5 % over
-    the linear rate, so that one check usually suffices), at least one loop later. Once the
-    ESS is there and only :math:`\hat R` is short, checks are geometric (at least 20 % later:
-    a check costs :math:`O(C S d \log(CS))`, so their total stays of the order of the last).
+    the linear rate, so that one check usually suffices), at least one loop later.
+
+    :math:`\hat R` is predicted the same way when ``max_rhat`` and ``rhat_limit`` are given:
+    at stationarity the between-chain variance of the (half-)chain means falls as
+    :math:`\tau/n` for :math:`n` draws per chain with integrated autocorrelation time
+    :math:`\tau`, so :math:`\hat R^2 - 1 \approx (\tau - 1)/n` (Vehtari et al. 2021, the
+    variance-ratio form of :math:`\hat R`), and the limit is reached near
+    :math:`S^* = S\,(\hat R^2 - 1)/(\hat R_{\lim}^2 - 1)`; the next check is at
+    :math:`1.05\,S^*`, but at most twice the current steps (a noisy or non-mixing
+    :math:`\hat R` must not skip the budget in one jump) and at least 20 % later (a check
+    costs :math:`O(C S d \log(CS))`, so their total stays of the order of the last). Without
+    ``max_rhat``, once the ESS is there, checks are geometric (20 % later). The next check
+    is where both are predicted to hold.
     """
     if not np.isfinite(min_ess_bulk) or min_ess_bulk <= 0:
         nxt = 2 * steps
@@ -174,6 +185,10 @@ def next_check(steps: int, steps_per_loop: int, min_ess_bulk: float, target_ess:
         nxt = math.ceil(1.2 * steps)
     else:
         nxt = math.ceil(PREDICT_MARGIN * steps * float(target_ess) / float(min_ess_bulk))
+    if max_rhat is not None and rhat_limit is not None and float(max_rhat) > float(rhat_limit) > 1.0:
+        r, lim = float(max_rhat), float(rhat_limit)
+        pred = PREDICT_MARGIN * steps * (r * r - 1.0) / (lim * lim - 1.0) if np.isfinite(r) else math.inf
+        nxt = max(nxt, math.ceil(min(max(pred, 1.2 * steps), 2.0 * steps)))
     return int(max(steps + steps_per_loop, nxt))
 
 

@@ -51,7 +51,7 @@ import numpy as np
 from flowsamp.base import Flow, as_key, check_finite_positions
 from flowsamp.estimators.verdict import Thresholds, mcmc_verdict, rank_diagnostics, warn_if_not_converged
 from flowsamp.flows.cnf import ContinuousFlow, check_log_q
-from flowsamp.flows.preconditioning import Affine, preconditioned
+from flowsamp.flows.preconditioning import MAX_FULL_DIM, Affine, affine_wrapped, preconditioned
 from flowsamp.flows.symmetrize import symmetrize
 from flowsamp.kernels.adaptation import RobbinsMonroState
 from flowsamp.kernels.flow_imh import FlowIMHState
@@ -61,12 +61,14 @@ from flowsamp.samplers import _flow_mcmc_stopping as stopping
 from flowsamp.samplers._flow_mcmc_config import AdaptiveFlowConfig, make_config
 from flowsamp.samplers._flow_mcmc_explore import (
     Exploration,
+    default_num_particles,
     default_step_size,
     explore,
 )
 from flowsamp.samplers._flow_mcmc_loop import (
     LoopPrograms,
     LoopStats,
+    bind_programs,
     build_local,
     build_programs,
     init_adaptation,
@@ -268,61 +270,121 @@ class _Programs:
     involve the flow) and the :class:`LoopPrograms` of the proposal flow, which the
     exploration's warm start, the baseline acceptance and every loop share.
 
-    :meth:`precompile` compiles programs in a background thread while the caller works: before
-    the exploration, those that do not depend on its affine map (init, local, loop keys,
-    ``mode_of``, ``flow.init`` and the optimiser's init) during the tempered SMC; in the warm
-    start, the global program while the caller compiles the training program. XLA compiles
-    without the GIL, so on two cores the compilations overlap; the later calls hit jax's
-    compilation cache (the same traced program at the same argument types). :meth:`join` waits
-    for the threads. A failure there only costs the overlap: the real call compiles (and
-    raises) as it would have."""
+    A preconditioned flow (:class:`~flowsamp.flows.preconditioning.PreconditionedFlow`) enters
+    the training and global programs as its inner flow plus the affine map as *data*
+    (:func:`~flowsamp.flows.preconditioning.affine_wrapped`, ``flow_of`` of
+    :func:`build_programs`): the programs depend only on the map's shapes, so they are built,
+    and compiled, before the exploration has fitted it.
 
-    def __init__(self, cfg: AdaptiveFlowConfig, log_prob: LogProbFn, flow: Flow):
+    :meth:`precompile` compiles programs in a background thread while the caller works: before
+    the exploration (``early``) the init, local, loop-key and ``mode_of`` programs, and the
+    training and global programs for the affine shape the exploration will fit
+    (:func:`_predicted_affine`), during the tempered SMC; in the warm start, the global
+    program when that prediction missed. XLA compiles without the GIL, so on two cores the
+    compilations overlap; the later calls hit jax's compilation cache (the same traced program
+    at the same argument types). :meth:`wait` waits for one program (the warm start waits for
+    the training program rather than compiling it a second time), :meth:`join` for the
+    threads. A failure there only costs the overlap: the real call compiles (and raises) as it
+    would have."""
+
+    def __init__(self, cfg: AdaptiveFlowConfig, log_prob: LogProbFn, flow: Flow, dtype: Any = None):
         self.cfg, self.log_prob, self.flow, self.programs = cfg, log_prob, None, None
+        self.dtype = jnp.result_type(float) if dtype is None else dtype
         # params given to init are the inner flow's: any preconditioned wrapper shares flow.init
         self.init = _build_init(cfg, log_prob, flow)
         self.local = build_local(cfg, log_prob)
+        self.families: dict = {}  # (id(inner flow), affine kind) -> (inner flow, unbound LoopPrograms)
+        self.events: dict = {}  # (family key, program name) -> threading.Event set once its compile ended
         self.threads: list = []
+
+    def _family(self, flow: Flow) -> tuple[Flow, str | None, Any]:
+        """``(inner flow, kind, data)``: a preconditioned flow's map as ``kind`` ``"full"`` /
+        ``"diag"`` and ``data = (loc, scale, log_det)``; any other flow is its own family."""
+        inner, aff = getattr(flow, "inner", None), getattr(flow, "affine", None)
+        if inner is None or aff is None:
+            return flow, None, None
+        dt = np.dtype(self.dtype)  # cast on the host, put once: no conversion program
+        data = jax.device_put((np.asarray(aff.loc, dt), np.asarray(aff.scale, dt), np.asarray(aff.log_det, dt)))
+        return inner, ("full" if aff.is_full else "diag"), data
+
+    def _raw(self, inner: Flow, kind: str | None) -> LoopPrograms:
+        key = (id(inner), kind)
+        hit = self.families.get(key)
+        if hit is None or hit[0] is not inner:
+            syms = self.cfg.symmetries
+            if kind is None:
+                progs = build_programs(self.cfg, self.log_prob, symmetrize(inner, syms), local=self.local)
+            else:
+                progs = build_programs(self.cfg, self.log_prob, None, local=self.local,
+                                       flow_of=lambda data: symmetrize(affine_wrapped(inner, data), syms))
+            hit = self.families[key] = (inner, progs)
+        return hit[1]
 
     def __call__(self, flow: Flow) -> LoopPrograms:
         if self.programs is None or flow is not self.flow:
-            q = symmetrize(flow, self.cfg.symmetries)
-            self.flow, self.programs = flow, build_programs(self.cfg, self.log_prob, q, local=self.local)
+            inner, kind, data = self._family(flow)
+            self.flow, self.programs = flow, bind_programs(self._raw(inner, kind), data)
         return self.programs
+
+    def wait(self, flow: Flow, name: str) -> None:
+        """Wait for the background compile of ``flow``'s program ``name`` (if one was started)."""
+        inner, kind, _ = self._family(flow)
+        ev = self.events.get(((id(inner), kind), name))
+        if ev is not None:
+            ev.wait()
 
     def precompile(self, flow: Flow, num_chains: int, dtype: Any, key: PRNGKey, early: bool) -> None:
         """Start compiling in the background: ``early`` the programs that do not depend on the
-        exploration (``flow`` the user's flow), else ``flow``'s global program."""
+        exploration's results (``flow`` the user's flow), else ``flow``'s global program
+        unless it is compiled already."""
         import threading
 
         cfg, log_prob = self.cfg, self.log_prob
-        progs = None if early else self(flow)
-
-        def spec(a):
-            return jax.ShapeDtypeStruct(np.shape(a), a.dtype)
+        S = jax.ShapeDtypeStruct
+        c, d, n = num_chains, flow.dim, cfg.num_local_steps
+        if early:
+            inner, kind = flow, _predicted_affine(cfg, num_chains, flow.dim)
+            data = None if kind is None else (S((d,), dtype), S((d, d) if kind == "full" else (d,), dtype), S((), dtype))
+        else:
+            inner, kind, data = self._family(flow)
+            if ((id(inner), kind), "global") in self.events:
+                return
+            data = jax.tree.map(lambda a: S(np.shape(a), a.dtype), data)
+        fam = (id(inner), kind)
+        raw = self._raw(inner, kind)
+        events = {name: threading.Event() for name in (("train", "global") if early else ("global",))}
+        self.events.update({(fam, name): ev for name, ev in events.items()})
 
         def work():
             try:
-                c, d, n = num_chains, flow.dim, cfg.num_local_steps
-                k = spec(key)
-                x = jax.ShapeDtypeStruct((c, d), dtype)
+                k = S(np.shape(key), key.dtype)
+                x = S((c, d), dtype)
                 p = jax.eval_shape(flow.init, k)
                 chains = jax.eval_shape(lambda y: local_init(cfg.local, log_prob, y), x)
+                if early:
+                    jax.jit(flow.init).lower(k).compile()  # the exploration's initial parameters
+                    jax.jit(cfg.optimizer.init).lower(p).compile()  # the warm start's optimiser state
+                    ost = jax.eval_shape(cfg.optimizer.init, p)
+                    m = c * min(cfg.buffer_points_per_chain, n)
+                    raw.train_program.lower(data, p, ost, S((cfg.buffer_loops, m, d), dtype), S((cfg.buffer_loops,), bool),
+                                            S((m, d), dtype), S((), jnp.int32), S((), bool), k).compile()
+                    events["train"].set()
+                raw.global_program.lower(data, k, chains, p, S((n, c, d), dtype), S((n, c), dtype)).compile()
+                events["global"].set()
                 if not early:
-                    progs.global_.lower(k, chains, p, jax.ShapeDtypeStruct((n, c, d), dtype),
-                                        jax.ShapeDtypeStruct((n, c), dtype)).compile()
                     return
-                jax.jit(flow.init).lower(k).compile()  # the exploration's initial parameters
-                jax.jit(cfg.optimizer.init).lower(p).compile()  # the warm start's optimiser state
-                self.init.lower(k, x, p, jax.ShapeDtypeStruct((), dtype)).compile()
-                ad = jax.eval_shape(lambda s: init_adaptation(cfg, dtype, s), jax.ShapeDtypeStruct((), dtype))
-                self.local.lower(k, chains, ad, jax.ShapeDtypeStruct((), bool)).compile()
-                loop_keys.lower(k, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+                self.init.lower(k, x, p, S((), dtype)).compile()
+                ad = jax.eval_shape(lambda s: init_adaptation(cfg, dtype, s), S((), dtype))
+                self.local.lower(k, chains, ad, S((), bool)).compile()
+                loop_keys.lower(k, S((), jnp.int32)).compile()
                 if cfg.mode_of is not None:
                     s = len(range(cfg.thinning - 1, cfg.num_local_steps + cfg.num_global_steps, cfg.thinning))
-                    _label_fn(cfg.mode_of).lower(jax.ShapeDtypeStruct((c, s, d), dtype)).compile()
+                    _label_fn(cfg.mode_of).lower(S((c, s, d), dtype)).compile()
             except Exception:  # noqa: BLE001 -- only the overlap is lost; the real call compiles and raises
                 pass
+            finally:
+                for ev in events.values():
+                    ev.set()
 
         t = threading.Thread(target=work, name="flowsamp-precompile", daemon=True)
         t.start()
@@ -331,6 +393,23 @@ class _Programs:
     def join(self) -> None:
         while self.threads:
             self.threads.pop().join()
+
+
+def _predicted_affine(cfg: AdaptiveFlowConfig, num_chains: int, dim: int) -> str | None:
+    """The kind of affine map the exploration will wrap the flow in (``None``: none, ``"full"``,
+    ``"diag"``), from the options alone: :func:`~flowsamp.flows.fit_affine`'s rule (full when
+    ``dim <= MAX_FULL_DIM`` and at least ``2 dim`` training particles) on the particle split of
+    :func:`~flowsamp.samplers._flow_mcmc_explore.explore` (a quarter, at least the chains and
+    at most half, validate). Only used to compile ahead: a wrong guess costs one compile."""
+    pre = cfg.precondition
+    if isinstance(pre, Affine):
+        return "full" if pre.is_full else "diag"
+    if not pre:
+        return None
+    ep = cfg.explore_particles
+    n = default_num_particles(dim) if ep is None else (int(ep) if isinstance(ep, (int, np.integer)) else int(np.shape(ep)[0]))
+    n_train = n - min(max(num_chains, n // 4), n // 2)
+    return "full" if dim <= MAX_FULL_DIM and n_train >= 2 * dim else "diag"
 
 
 WARM_START_PATIENCE_STEPS = 150
@@ -359,6 +438,7 @@ def _warm_start(cfg: AdaptiveFlowConfig, programs: _Programs, num_chains: int, p
         progs = programs(used)
         if precompile:
             programs.precompile(used, num_chains, jnp.asarray(train).dtype, key, early=False)
+            programs.wait(used, "train")  # compiling in the background since before the exploration
         n_slot = num_chains * min(cfg.buffer_points_per_chain, cfg.num_local_steps)
         tr, va = np.asarray(train), np.asarray(val)
         dt = jnp.asarray(train).dtype
@@ -455,6 +535,26 @@ def _window_mode_labels(cfg: AdaptiveFlowConfig, window_x: list) -> np.ndarray |
     return labels[:, mask] if mask.sum() >= 4 else labels
 
 
+def _indicator_rhat(onehot: np.ndarray) -> np.ndarray:
+    r"""The rank-normalised split :math:`\hat R` of 0/1 indicators ``(C, S, k)``, as
+    :func:`~flowsamp.estimators.verdict.rank_diagnostics` gives it, without ranking: the rank
+    normalisation of a variable with two values is an affine map of it (two average ranks, two
+    :math:`z`), the fold :math:`|x - \mathrm{median}|` of a 0/1 variable is :math:`x` or
+    :math:`1 - x`, and :math:`\hat R` is invariant under affine maps, so it is numpyro's split
+    :math:`\hat R` of the indicators themselves (a check costs no sort, and no ESS of the
+    indicators). Indicators constant within every chain: 1 when the chains agree, ``inf`` when
+    they do not (chains stuck in different modes), as in ``rank_diagnostics``."""
+    from numpyro.diagnostics import split_gelman_rubin
+
+    const = np.all(onehot == onehot[:, :1], axis=(0, 1))
+    agree = np.all(onehot[:, 0] == onehot[:1, 0], axis=0)
+    out = np.where(agree, 1.0, np.inf)
+    if np.any(~const):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[~const] = np.asarray(split_gelman_rubin(onehot[..., ~const]), dtype=float)
+    return out
+
+
 def _ess_and_rhat(traj: list, labels: np.ndarray | None = None, num_modes: int | None = None) -> tuple[float, float]:
     """Smallest bulk ESS and largest rank R-hat over the coordinates of the draws so far (and,
     with ``labels``, over the mode indicators, as the verdict computes them)."""
@@ -465,7 +565,7 @@ def _ess_and_rhat(traj: list, labels: np.ndarray | None = None, num_modes: int |
     ess, rhat = rd["ess_bulk"], rd["rhat"]
     if labels is not None:
         k = int(num_modes) if num_modes is not None else int(labels.max()) + 1
-        rhat = np.concatenate([rhat, rank_diagnostics((labels[..., None] == np.arange(k)).astype(float))["rhat"]])
+        rhat = np.concatenate([rhat, _indicator_rhat((labels[..., None] == np.arange(k)).astype(float))])
     min_ess = float(np.nanmin(ess)) if not np.all(np.isnan(ess)) else float("nan")
     return min_ess, float(np.nanmax(rhat)) if not np.all(np.isnan(rhat)) else float("nan")
 
@@ -693,10 +793,12 @@ def adaptive_flow_mcmc(
     meta0 = _checkpoint_meta(cfg, key, initial_positions, initial_state) if checkpoint_path is not None else None
     if _ckpt.should_resume(checkpoint_path, resume):
         x_init = _check_positions(initial_positions, flow.dim)
+        programs.dtype = x_init.dtype
         restored = _load_run(checkpoint_path, meta0, cfg, log_prob, flow, x_init, params, initial_state)
         flow, state = restored["flow"], restored["state"]
     elif initial_state is None:
         x_init = _check_positions(initial_positions, flow.dim)
+        programs.dtype = x_init.dtype  # the affine map enters the programs as data of the chains' dtype
         x_start = x_init
         affine = None
         if cfg.explore:
@@ -720,6 +822,7 @@ def adaptive_flow_mcmc(
         if not isinstance(initial_state, AdaptiveFlowState):
             raise TypeError("initial_state must be an AdaptiveFlowState")
         state = initial_state
+        programs.dtype = state.position.dtype
     if devices is not None:
         state = _place(state, devices)
     affine_used = exploration.affine if exploration is not None else (
@@ -853,7 +956,7 @@ def adaptive_flow_mcmc(
                     max_rhat <= th.rhat
                 ):
                     break
-                check_at = stopping.next_check(steps, steps_per_loop, min_ess, cfg.target_ess)
+                check_at = stopping.next_check(steps, steps_per_loop, min_ess, cfg.target_ess, max_rhat, th.rhat)
         elif cfg.target_ess is not None and steps >= cfg.max_steps:
             by_budget = True
             break

@@ -96,6 +96,22 @@ def test_production_budget_and_geometric_checks():
     assert "max_steps=10000" in stop.budget_problem(512.3, 1000, 10_000)
 
 
+def test_next_check_predicts_where_rhat_reaches_the_limit():
+    # R-hat^2 - 1 ~ 1/n: from 1.012 at 3000 steps the limit 1.01 is predicted at
+    # 3000 * (1.012^2 - 1) / (1.01^2 - 1) = 3603.5 steps, checked 5 % later
+    assert stop.next_check(3000, 100, 9000.0, 4000, 1.012, 1.01) == 3784
+    # far off (or not finite: chains stuck in modes): at most twice the steps, so a wrong
+    # prediction cannot spend the budget in one jump
+    assert stop.next_check(1000, 100, 9000.0, 4000, 1.2, 1.01) == 2000
+    assert stop.next_check(1000, 100, 9000.0, 4000, float("inf"), 1.01) == 2000
+    # nearly there: at least 20 % later
+    assert stop.next_check(1000, 100, 9000.0, 4000, 1.0101, 1.01) == 1200
+    # R-hat already below the limit (the ESS is short): the ESS prediction alone
+    assert stop.next_check(1000, 100, 500.0, 1000, 1.005, 1.01) == 2100
+    # both short: where both are predicted to hold
+    assert stop.next_check(1000, 100, 900.0, 1000, 1.02, 1.01) == 2000
+
+
 def test_production_stop_sees_the_mode_indicators():
     from flowsamp.samplers.adaptive_flow_mcmc import _ess_and_rhat
 
@@ -104,6 +120,18 @@ def test_production_stop_sees_the_mode_indicators():
     _, rhat_x = _ess_and_rhat(x)
     _, rhat_modes = _ess_and_rhat(x, stuck, 2)
     assert rhat_x < 1.1 and rhat_modes > 1.5  # the stop waits for the verdict's mode R-hat too
+
+
+def test_indicator_rhat_is_the_rank_rhat_of_the_indicators():
+    from flowsamp.estimators.verdict import rank_diagnostics
+    from flowsamp.samplers.adaptive_flow_mcmc import _indicator_rhat
+
+    p = np.linspace(0.1, 0.6, 30)[:, None]
+    labels = (RNG.random((30, 51)) < p).astype(int) + (RNG.random((30, 51)) < 0.2)  # 3 modes, chains differ
+    stuck = np.repeat((np.arange(30) % 2)[:, None], 51, axis=1)  # constant within chains, chains disagree
+    for lab, k in ((labels, 4), (stuck, 3)):  # k > labels: an indicator never on (constant, agreeing)
+        onehot = (lab[..., None] == np.arange(k)).astype(float)
+        np.testing.assert_allclose(_indicator_rhat(onehot), rank_diagnostics(onehot)["rhat"], rtol=1e-12)
 
 
 def test_clustered_start_sentence():
