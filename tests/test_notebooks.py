@@ -29,6 +29,10 @@ pytest.importorskip("ipykernel", reason="notebook tests need the test extra (ipy
 NOTEBOOK_DIR = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.glob("*.ipynb") if ".failed" not in p.name)
 CELL_TIMEOUT_S = 600
+# tests/conftest.py turns XLA's LLVM optimisations off for the suite (compilation dominates). These
+# notebooks execute enough at small size to lose by it and keep them on: 03 measured 29.5 s kernel
+# CPU optimised vs 39.4 s unoptimised (the other notebooks gained 8-30 %).
+OPTIMISED = {"03_adaptive_flow_mcmc.ipynb"}
 
 
 def execute(
@@ -42,6 +46,8 @@ def execute(
     nb = nbformat.read(path, as_version=4)
     env = dict(os.environ, PYTHONWARNINGS="ignore::DeprecationWarning")
     env.pop("MPLBACKEND", None)  # the kernel's inline backend: figures become outputs
+    if path.name in OPTIMISED:
+        env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "0"
     if small:
         env["FLOWSAMP_NOTEBOOK_SIZE"] = "small"
     else:
