@@ -15,15 +15,18 @@ each of the :math:`T` steps, so a mode of weight 0.01 seen by 2048 particles ove
 uncertain by about its own size. The region is therefore weighed afresh by importance sampling,
 and the test uses production's draws only:
 
-1. **Where** (a screen, not a decision). Without mode labels: the particles whose log
-   importance weight under the production flow, :math:`s(x) = \log\tilde p(x) - \log q_\theta(x)`,
-   exceeds the largest :math:`s` of :math:`M` production draws (where the flow has lost mass,
-   :math:`q_\theta` is tiny and :math:`s` huge). With mode labels: the particles of a mode that
-   holds a smaller fraction of production's draws than of the particles.
+1. **Where** (a screen, not a decision). Without mode labels: the particles (and, separately,
+   the user's starting points) whose log importance weight under the production flow,
+   :math:`s(x) = \log\tilde p(x) - \log q_\theta(x)`, exceeds the largest :math:`s` of :math:`M`
+   production draws (where the flow has lost mass, :math:`q_\theta` is tiny and :math:`s` huge). With mode labels: the particles of a mode that
+   holds less than a quarter (:data:`SCREEN_FACTOR`) of the particles' fraction of production's
+   draws.
 2. **How much** (:func:`lost_mass`): the :math:`p`-mass :math:`\mu` of that region (the set
    :math:`\{s > t\}`, or the mode's cell), by importance sampling from a Gaussian kernel mixture
    centred on the region's particles (Scott's bandwidth on their covariance, West 1993's mixture
-   importance sampling), relative to the exploration's :math:`\hat Z`; its lower bound
+   importance sampling), relative to the exploration's :math:`\hat Z` (with labels: to the sum of
+   every populated mode's mass weighed the same way, so that the SMC's :math:`\ln\hat Z` error,
+   0.16-0.5 nats in the 6-D case below, cancels); its lower bound
    :math:`\mu_- = \hat\mu\,e^{-4\,\mathrm{se}(\ln\hat\mu)}` is what counts.
 3. **Whether production can have missed it by chance** (:func:`miss_pvalue`): with :math:`n_p`
    effective production draws, a region of mass :math:`\mu` gets
@@ -38,8 +41,8 @@ production scores is :math:`\mathrm{Beta}(1, M)`, of order :math:`1/M`, an order
 below the :math:`10.4/n_p` a flag needs (with :math:`n_p \le M`): the exploration's imperfections
 can move the screen's region, not the verdict. Production's effective size :math:`n_p` is the
 bulk ESS of the score :math:`s` (of the mode's indicator when production visited the mode) capped
-by :math:`M`, or the smallest bulk ESS of the coordinates for a mode production never entered
-(its indicator has no ESS). A mode the chains started in but where the exploration found no
+by :math:`M` (the score's ESS also for a mode production never entered, whose indicator has no
+ESS; the smallest bulk ESS of the coordinates when the score's ESS is not finite). A mode the chains started in but where the exploration found no
 particle is reported (``coverage_start_counts``), never flagged on its own: MCMC starting points
 are often outside the typical set (burn-in), and a mode with neither particles nor draws carries
 no evidence of mass.
@@ -61,6 +64,7 @@ __all__ = [
     "COVERAGE_REFERENCE",
     "COVERAGE_SIGMAS",
     "LostRegion",
+    "SCREEN_FACTOR",
     "coverage_verdict",
     "kernel_mixture",
     "lost_mass",
@@ -135,11 +139,17 @@ def lost_mass(log_p_y: np.ndarray, log_g_y: np.ndarray, inside: np.ndarray, log_
     return float(np.exp(float(lz) - float(log_Z))), float(se)
 
 
+SCREEN_FACTOR = 4.0
+"""A mode is weighed (:func:`suspect_modes`) when production's fraction of it is below the
+particles' fraction divided by this: the particles' count must already say "far too few"."""
+
+
 def suspect_modes(exploration_labels: np.ndarray, production_labels: np.ndarray, num_modes: int) -> list[int]:
-    """Modes holding a smaller fraction of production's draws than of the particles (the screen)."""
+    """Modes where production's fraction is below the particles' fraction / :data:`SCREEN_FACTOR`
+    (the screen; the binomial test on the weighed mass decides)."""
     e = np.bincount(np.asarray(exploration_labels).ravel(), minlength=num_modes)[:num_modes] / np.size(exploration_labels)
     p = np.bincount(np.asarray(production_labels).ravel(), minlength=num_modes)[:num_modes] / np.size(production_labels)
-    return [m for m in range(num_modes) if e[m] > 0 and p[m] < e[m]]
+    return [m for m in range(num_modes) if e[m] > 0 and p[m] < e[m] / SCREEN_FACTOR]
 
 
 class LostRegion(dict):
@@ -167,6 +177,7 @@ def coverage_verdict(
     production_labels: np.ndarray | None = None,
     num_modes: int | None = None,
     start_labels: np.ndarray | None = None,
+    starts: np.ndarray | None = None,
     sigmas: float = COVERAGE_SIGMAS,
     num_draws: int = COVERAGE_DRAWS,
 ) -> tuple[dict, list[str]]:
@@ -185,10 +196,15 @@ def coverage_verdict(
     seed
         Seed of the importance draws.
     min_ess_bulk
-        Smallest bulk ESS of production's coordinates (:math:`n_p` of a mode never entered).
+        Smallest bulk ESS of production's coordinates (:math:`n_p` when the score's ESS is not
+        finite).
     labels, production_labels, num_modes, start_labels
         With a labelling function ``labels(x) -> (n,)`` ints: the mode test, with production's
         ``(C, S)`` labels, :math:`K` and the user's starting points' labels.
+    starts
+        ``(C0, d)`` the user's starting points: those the production flow does not cover are a
+        region of their own, weighed like the particles' (starting points far out in a tail
+        weigh nothing, so burn-in starts are not flagged).
 
     Returns
     -------
@@ -224,6 +240,13 @@ def coverage_verdict(
     if orphans.any() and np.isfinite(t):
         regions.append(weigh("particles the production flow does not cover", x[orphans],
                              lambda y: score(y)[1] > t, n_ref, 0.0, 0.0))
+    if starts is not None and np.isfinite(t):
+        x0 = np.asarray(starts, np.float64)
+        lp0, s0 = score(x0)
+        out0 = (s0 > t) & np.isfinite(lp0)
+        if out0.any():
+            regions.append(weigh("starting points the production flow does not cover", x0[out0],
+                                 lambda y: score(y)[1] > t, n_ref, 0.0, 0.0))
     if labels is not None and production_labels is not None:
         lab_e = np.asarray(labels(x)).astype(np.int64)
         lab_p = np.asarray(production_labels).astype(np.int64)
@@ -235,12 +258,29 @@ def coverage_verdict(
                                                                            minlength=k)[:k]
         diag.update(coverage_particle_weights=fe, coverage_production_weights=fp, coverage_start_counts=c0)
         ess_ind = rank_diagnostics((lab_p[..., None] == np.arange(k)).astype(float))["ess_bulk"]
-        for m in suspect_modes(lab_e, lab_p, k):
+        suspects = suspect_modes(lab_e, lab_p, k)
+        if suspects:
+            # every populated mode's mass by IS, normalised by their sum (no SMC log Z in the ratio)
+            weighed = {}
+            for m in np.flatnonzero(fe > 0):
+                y, log_g = kernel_mixture(x[lab_e == m], rng, num_draws)
+                weighed[int(m)] = lost_mass(score(y)[0], log_g(y), np.asarray(labels(y)) == m, 0.0)
+            z = np.array([v[0] for v in weighed.values()])
+            total = float(z.sum())
+            se_total = float(np.sqrt(np.sum((z / total) ** 2 * np.array([v[1] for v in weighed.values()]) ** 2))) \
+                if total > 0 else math.inf
+        for m in suspects:
             entered = fp[m] > 0 and np.isfinite(ess_ind[m])
-            n_p = float(ess_ind[m]) if entered else float(min_ess_bulk)
+            n_p = float(ess_ind[m]) if entered else n_ref
             where = f" (where {int(c0[m])} of {int(np.size(start_labels))} starting points lie)" if c0[m] else ""
-            regions.append(weigh(f"mode {m}{where}", x[lab_e == m], lambda y, m=m: np.asarray(labels(y)) == m,
-                                 n_p, fp[m] * n_p, float(fp[m])))
+            z_m, se_m = weighed[m]
+            mu = z_m / total if total > 0 else 0.0
+            se = math.hypot(se_m, se_total)
+            lower = mu * math.exp(-sigmas * se) if np.isfinite(se) else 0.0
+            regions.append(LostRegion(what=f"mode {m}{where}", num_particles=int(np.sum(lab_e == m)),
+                                      particle_fraction=float(fe[m]), production_fraction=float(fp[m]), mass=mu,
+                                      mass_lower=lower, production_ess=n_p, pvalue=miss_pvalue(lower, n_p, fp[m] * n_p),
+                                      flagged=False))
     problems = []
     alpha = float(ndtr(-sigmas)) / max(1, len(regions))
     for r in regions:

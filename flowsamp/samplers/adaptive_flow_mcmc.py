@@ -519,6 +519,7 @@ def _coverage(key: PRNGKey, cfg: AdaptiveFlowConfig, log_prob: LogProbFn, q: Flo
         min_ess_bulk=float(diagnostics.get("min_ess_bulk", float("nan"))),
         labels=labels, production_labels=None if labels is None else _loop_labels(cfg, traj),
         num_modes=cfg.num_modes, start_labels=None if labels is None or x_init is None else labels(np.asarray(x_init)),
+        starts=None if x_init is None else np.asarray(x_init),
     )
 
 

@@ -64,8 +64,9 @@ def run(rng, lost: bool, with_labels: bool):
     kw = {}
     if with_labels:
         kw = dict(labels=label, production_labels=label(prod), num_modes=2, start_labels=np.zeros(8, np.int64))
+    starts = MEANS[0] + rng.standard_normal((8, D))  # the user's chains started in the small mode
     return coverage_verdict(parts, 0.0, prod, make_score(log_q), seed=int(rng.integers(1 << 30)),
-                            min_ess_bulk=32 * 128, **kw)
+                            min_ess_bulk=32 * 128, starts=starts, **kw)
 
 
 def test_miss_pvalue_is_the_binomial_cdf():
@@ -117,6 +118,7 @@ def test_lost_mode_is_flagged(with_labels):
     assert flagged
     for r in flagged:
         assert r["mass_lower"] <= W_SMALL * 1.02 and r["mass"] > 0.5 * W_SMALL
+    assert any(r["what"].startswith("starting points") for r in flagged)
     if with_labels:
         assert "mode 0 (where 8 of 8 starting points lie)" in " ".join(problems)
         np.testing.assert_array_equal(diag["coverage_start_counts"], [8, 0])
