@@ -79,6 +79,9 @@ r"""One-sided level of the test, :math:`\alpha = \Phi(-4)` (the 4σ of
 COVERAGE_DRAWS = 1024
 """Importance draws per region weighed by :func:`lost_mass`."""
 
+MAX_CENTRES = 256
+"""Most kernel centres of :func:`kernel_mixture` (a random subset of the region's particles)."""
+
 COVERAGE_REFERENCE = 4096
 """Most production draws (thinned evenly over each chain) whose score sets the screen's
 threshold :math:`t`."""
@@ -99,14 +102,18 @@ def miss_pvalue(mass: float, production_ess: float, production_count: float = 0.
 
 def kernel_mixture(centres: np.ndarray, rng: np.random.Generator, num_draws: int) -> tuple[np.ndarray, Callable]:
     r"""Draws and log-density of :math:`g = \frac1m\sum_i \mathcal N(c_i, h^2\hat\Sigma)` over the
-    ``centres`` :math:`c_i` (m, d): :math:`\hat\Sigma` their covariance (regularised to the largest
-    of its diagonal times :math:`10^{-3}`, and to the identity for a single centre),
+    ``centres`` :math:`c_i` (m, d; a random :data:`MAX_CENTRES` of them when more):
+    :math:`\hat\Sigma = \lambda S + (1-\lambda)\,\tfrac{\mathrm{tr} S}{d} I`, :math:`\lambda = m/(m+d)`,
+    their covariance :math:`S` shrunk towards its mean variance (the identity for a single centre),
     :math:`h = m^{-1/(d+4)}` (Scott's rule)."""
     c = np.asarray(centres, np.float64)
+    if c.shape[0] > MAX_CENTRES:  # a random subset is still a proposal covering the region
+        c = c[rng.choice(c.shape[0], MAX_CENTRES, replace=False)]
     m, d = c.shape
     if m >= 2:
         cov = np.cov(c.T).reshape(d, d)
-        cov = cov + 1e-3 * max(float(np.max(np.diag(cov))), 1e-12) * np.eye(d)
+        lam = m / (m + d)  # shrunk towards its mean variance: few centres in many dimensions
+        cov = lam * cov + (1.0 - lam) * max(float(np.trace(cov)) / d, 1e-12) * np.eye(d)
     else:
         cov = np.eye(d)
     h = m ** (-1.0 / (d + 4.0))
@@ -114,14 +121,13 @@ def kernel_mixture(centres: np.ndarray, rng: np.random.Generator, num_draws: int
     idx = rng.integers(0, m, num_draws)
     y = c[idx] + rng.standard_normal((num_draws, d)) @ chol.T
     log_det = float(np.sum(np.log(np.diag(chol))))
+    inv = np.linalg.inv(chol)
+    cu = c @ inv.T  # whitened centres: |L^-1 (x - c)|^2 = |u - cu|^2
 
     def log_g(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float64)
-        out = np.empty(x.shape[0])
-        for i in range(0, x.shape[0], 256):
-            u = np.linalg.solve(chol, (x[i : i + 256, None, :] - c[None]).reshape(-1, d).T).T.reshape(-1, m, d)
-            out[i : i + 256] = logsumexp(-0.5 * np.sum(u * u, -1), axis=1)
-        return out - math.log(m) - log_det - 0.5 * d * math.log(2.0 * math.pi)
+        u = np.asarray(x, np.float64) @ inv.T
+        d2 = np.sum(u * u, 1)[:, None] - 2.0 * u @ cu.T + np.sum(cu * cu, 1)[None]
+        return logsumexp(-0.5 * np.maximum(d2, 0.0), axis=1) - math.log(m) - log_det - 0.5 * d * math.log(2.0 * math.pi)
 
     return y, log_g
 

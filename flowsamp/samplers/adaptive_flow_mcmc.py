@@ -512,15 +512,18 @@ def _coverage(key: PRNGKey, cfg: AdaptiveFlowConfig, log_prob: LogProbFn, q: Flo
             out, n = blocks(np.asarray(x), c * s_loop, lambda b: _labels(cfg, b.reshape(c, s_loop, d)).ravel())
             return np.concatenate(out)[:n]
 
+    t0 = time.perf_counter()
     parts = np.concatenate([np.asarray(exploration.train), np.asarray(exploration.validation)])
     seed = int(np.asarray(jax.random.key_data(jax.random.fold_in(key, _COVERAGE_STREAM))).ravel()[-1])
-    return coverage_verdict(
+    diag, problems = coverage_verdict(
         parts, float(exploration.smc.log_Z), x_host, score, seed=seed,
         min_ess_bulk=float(diagnostics.get("min_ess_bulk", float("nan"))),
         labels=labels, production_labels=None if labels is None else _loop_labels(cfg, traj),
         num_modes=cfg.num_modes, start_labels=None if labels is None or x_init is None else labels(np.asarray(x_init)),
         starts=None if x_init is None else np.asarray(x_init),
     )
+    diag["coverage_wall_s"] = time.perf_counter() - t0
+    return diag, problems
 
 
 _PLAIN_OPTION = (int, float, bool, str, type(None))
