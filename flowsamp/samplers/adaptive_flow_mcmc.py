@@ -482,7 +482,8 @@ def _coverage(key: PRNGKey, cfg: AdaptiveFlowConfig, log_prob: LogProbFn, q: Flo
     """The lost-region check of the verdict (:func:`flowsamp.samplers._flow_mcmc_coverage.coverage_verdict`):
     regions the exploration's particles populate where production has (far too) few draws.
     Scores are computed in blocks of the chains' shape and labels in blocks of a loop's
-    trajectory, so each is one program per run."""
+    trajectory, so each is one program per run. Not run after a resume (the particles are not
+    checkpointed) nor with the user's own particles (no :math:`\ln\hat Z`)."""
     from flowsamp.samplers._flow_mcmc_coverage import coverage_verdict
 
     if exploration.smc is None:  # the user's own particles: no log Z to weigh regions against
