@@ -101,33 +101,47 @@ def miss_pvalue(mass: float, production_ess: float, production_count: float = 0.
 
 
 def kernel_mixture(centres: np.ndarray, rng: np.random.Generator, num_draws: int) -> tuple[np.ndarray, Callable]:
-    r"""Draws and log-density of :math:`g = \frac1m\sum_i \mathcal N(c_i, h^2\hat\Sigma)` over the
-    ``centres`` :math:`c_i` (m, d; a random :data:`MAX_CENTRES` of them when more):
-    :math:`\hat\Sigma = \lambda S + (1-\lambda)\,\tfrac{\mathrm{tr} S}{d} I`, :math:`\lambda = m/(m+d)`,
-    their covariance :math:`S` shrunk towards its mean variance (the identity for a single centre),
-    :math:`h = m^{-1/(d+4)}` (Scott's rule)."""
-    c = np.asarray(centres, np.float64)
-    if c.shape[0] > MAX_CENTRES:  # a random subset is still a proposal covering the region
-        c = c[rng.choice(c.shape[0], MAX_CENTRES, replace=False)]
-    m, d = c.shape
-    if m >= 2:
-        cov = np.cov(c.T).reshape(d, d)
-        lam = m / (m + d)  # shrunk towards its mean variance: few centres in many dimensions
+    r"""Draws and log-density of the defensive mixture
+    :math:`g = \tfrac12\,\mathcal N(\bar c, \hat\Sigma) + \tfrac12\,\frac1m\sum_i \mathcal N(c_i, h^2\hat\Sigma)`
+    over the ``centres`` :math:`c_i` (m, d; the kernels on a random :data:`MAX_CENTRES` of them
+    when more): :math:`\hat\Sigma = \lambda S + (1-\lambda)\,\tfrac{\mathrm{tr} S}{d} I`,
+    :math:`\lambda = m/(m+d)`, their covariance :math:`S` shrunk towards its mean variance (the
+    identity for a single centre), :math:`h = m^{-1/(d+4)}` (Scott's rule). The Gaussian half is
+    the proposal that works in many dimensions for a region that is one mode (a kernel estimate
+    from ~100 points in 32-D is too wide per coordinate: its weights degenerate); the kernel half
+    keeps a region of several separated modes covered (Hesterberg 1995's defensive mixture)."""
+    c_all = np.asarray(centres, np.float64)
+    c = c_all[rng.choice(c_all.shape[0], MAX_CENTRES, replace=False)] if c_all.shape[0] > MAX_CENTRES else c_all
+    n_all, d = c_all.shape
+    m = c.shape[0]
+    if n_all >= 2:
+        cov = np.cov(c_all.T).reshape(d, d)
+        lam = n_all / (n_all + d)  # shrunk towards its mean variance: few centres in many dimensions
         cov = lam * cov + (1.0 - lam) * max(float(np.trace(cov)) / d, 1e-12) * np.eye(d)
     else:
         cov = np.eye(d)
+    chol_g = np.linalg.cholesky(cov)
     h = m ** (-1.0 / (d + 4.0))
-    chol = h * np.linalg.cholesky(cov)
-    idx = rng.integers(0, m, num_draws)
-    y = c[idx] + rng.standard_normal((num_draws, d)) @ chol.T
-    log_det = float(np.sum(np.log(np.diag(chol))))
-    inv = np.linalg.inv(chol)
+    chol = h * chol_g
+    mean = c_all.mean(0)
+    half = num_draws // 2
+    idx = rng.integers(0, m, num_draws - half)
+    y = np.concatenate([mean + rng.standard_normal((half, d)) @ chol_g.T,
+                        c[idx] + rng.standard_normal((num_draws - half, d)) @ chol.T])
+    norm = 0.5 * d * math.log(2.0 * math.pi)
+    log_det, log_det_g = float(np.sum(np.log(np.diag(chol)))), float(np.sum(np.log(np.diag(chol_g))))
+    inv, inv_g = np.linalg.inv(chol), np.linalg.inv(chol_g)
     cu = c @ inv.T  # whitened centres: |L^-1 (x - c)|^2 = |u - cu|^2
+    mu_g = mean @ inv_g.T
 
     def log_g(x: np.ndarray) -> np.ndarray:
-        u = np.asarray(x, np.float64) @ inv.T
+        x = np.asarray(x, np.float64)
+        u = x @ inv.T
         d2 = np.sum(u * u, 1)[:, None] - 2.0 * u @ cu.T + np.sum(cu * cu, 1)[None]
-        return logsumexp(-0.5 * np.maximum(d2, 0.0), axis=1) - math.log(m) - log_det - 0.5 * d * math.log(2.0 * math.pi)
+        log_kde = logsumexp(-0.5 * np.maximum(d2, 0.0), axis=1) - math.log(m) - log_det - norm
+        v = x @ inv_g.T - mu_g
+        log_gauss = -0.5 * np.sum(v * v, 1) - log_det_g - norm
+        return np.logaddexp(log_kde, log_gauss) - math.log(2.0)
 
     return y, log_g
 
