@@ -265,8 +265,10 @@ def coverage_verdict(
         lp0, s0 = score(x0)
         out0 = (s0 > t) & np.isfinite(lp0)
         if out0.any():
-            regions.append(weigh("starting points the production flow does not cover", x0[out0],
-                                 lambda y: score(y)[1] > t, n_ref, 0.0, 0.0))
+            r0 = weigh("starting points the production flow does not cover", x0[out0],
+                       lambda y: score(y)[1] > t, n_ref, 0.0, 0.0)
+            r0["particle_fraction"] = float("nan")  # points of the user's, not particles
+            regions.append(r0)
     if labels is not None and production_labels is not None:
         lab_e = np.asarray(labels(x)).astype(np.int64)
         lab_p = np.asarray(production_labels).astype(np.int64)
@@ -307,9 +309,11 @@ def coverage_verdict(
         r["flagged"] = bool(r["pvalue"] < alpha)
         if r["flagged"]:
             problems.append(
-                f"{r['what']}: {r['num_particles']} exploration particles ({r['particle_fraction']:.3f}) hold mass "
-                f"{r['mass']:.3g} (>= {r['mass_lower']:.3g}) but production put {r['production_fraction']:.3f} of its "
-                f"draws there (p = {r['pvalue']:.1e}, {r['production_ess']:.0f} effective draws): the chains lost a "
-                "region the exploration found")
+                f"{r['what']}: "
+                + (f"{r['num_particles']} exploration particles ({r['particle_fraction']:.3f}) hold mass "
+                   if np.isfinite(r["particle_fraction"]) else f"{r['num_particles']} of them, around which lies mass ")
+                + f"{r['mass']:.3g} (>= {r['mass_lower']:.3g}) but production put {r['production_fraction']:.3f} of "
+                f"its draws there (p = {r['pvalue']:.1e}, {r['production_ess']:.0f} effective draws): the chains lost "
+                "a region the exploration found")
     diag["coverage"] = regions
     return diag, problems
