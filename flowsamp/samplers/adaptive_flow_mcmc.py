@@ -474,6 +474,7 @@ def _ess_and_rhat(traj: list, labels: np.ndarray | None = None, num_modes: int |
 
 
 _COVERAGE_STREAM = 0x7FFFFFFC  # fold_in data of the lost-region check's importance draws
+_SCORE_BLOCK = 1024  # rows per call of the check's score program (one shape: one compilation)
 
 
 def _coverage(key: PRNGKey, cfg: AdaptiveFlowConfig, log_prob: LogProbFn, q: Flow, params: Any,
@@ -481,8 +482,8 @@ def _coverage(key: PRNGKey, cfg: AdaptiveFlowConfig, log_prob: LogProbFn, q: Flo
               diagnostics: dict) -> tuple[dict, list]:
     """The lost-region check of the verdict (:func:`flowsamp.samplers._flow_mcmc_coverage.coverage_verdict`):
     regions the exploration's particles populate where production has (far too) few draws.
-    Scores are computed in blocks of the chains' shape and labels in blocks of a loop's
-    trajectory, so each is one program per run. Not run after a resume (the particles are not
+    Scores are computed in blocks of :data:`_SCORE_BLOCK` rows and labels in blocks of a loop's
+    trajectory (the program ``mode_of`` already has), so each is one program per run. Not run after a resume (the particles are not
     checkpointed) nor with the user's own particles (no :math:`\ln\hat Z`)."""
     from flowsamp.samplers._flow_mcmc_coverage import coverage_verdict
 
@@ -502,7 +503,7 @@ def _coverage(key: PRNGKey, cfg: AdaptiveFlowConfig, log_prob: LogProbFn, q: Flo
         return [fn(pad[i : i + rows]) for i in range(0, pad.shape[0], rows)], n
 
     def score(x):
-        out, n = blocks(np.asarray(x), c, lambda b: jax.device_get(score_block(params, b)))
+        out, n = blocks(np.asarray(x), _SCORE_BLOCK, lambda b: jax.device_get(score_block(params, b)))
         lp = np.concatenate([o[0] for o in out])[:n].astype(np.float64)
         sc = np.concatenate([o[1] for o in out])[:n].astype(np.float64)
         return lp, np.where(np.isnan(sc), -np.inf, sc)  # log q = -inf at finite log p: s = +inf, uncovered
