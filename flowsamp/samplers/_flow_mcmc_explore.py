@@ -36,8 +36,18 @@ the first base from the spread of the initial positions is applied to the partic
 while it asks for a base at least twice as wide the round is rerun from that base, centred on
 the particles' mean (the same 4-D mixture: round 2 from s = 48 finds all four modes, :math:`\ln\hat Z` =
 0.006). A far mode is found only when the modes found so far span a length comparable to its
-distance; modes beyond that (a lone far mode from a start in one mode) stay invisible, and the
-verdict of the production run can only judge the modes visited.
+distance; modes beyond that (a lone far mode from a start in one mode) stay invisible to the
+growth rule.
+
+So when the rounds stop because no wider base is asked for, one *check round* runs from a base
+:data:`EXPLORE_CHECK` = 4 times wider, centred on the particles' mean, with a quarter of the
+particles and half the RWMH steps (:func:`check_size`): it only has to see mass, not weigh it.
+When its particles' spread asks for a wider base by the same rule (:data:`EXPLORE_GROWTH`), a full
+round is run from that base (and the rounds go on as before); otherwise the exploration is done and
+``notes`` says how far it searched: a mode much farther out than the check base (or with a basin
+too narrow to hold any particle on the tempered path from there) cannot be excluded by any finite
+exploration, and on a unimodal target that sentence is true too, so it is a note of the verdict
+(``diagnostics["notes"]``), not a problem: ``converged`` stays a statement about the modes visited.
 """
 
 from __future__ import annotations
@@ -61,7 +71,8 @@ from flowsamp.train.losses import forward_kl
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = [
-    "EXPLORE_GROWTH", "EXPLORE_ROUNDS", "EXPLORE_SCALE", "Exploration", "default_base_scale", "default_num_particles",
+    "CHECK_MIN_PARTICLES", "EXPLORE_CHECK", "EXPLORE_GROWTH", "EXPLORE_ROUNDS", "EXPLORE_SCALE", "Exploration",
+    "check_size", "default_base_scale", "default_num_particles",
     "default_step_size", "explore", "imh_acceptance_estimate", "population_spread",
 ]
 
@@ -77,6 +88,17 @@ least 4-fold)."""
 
 EXPLORE_ROUNDS = 3
 """Most tempered-SMC rounds of :func:`explore` (the first, and up to two from wider bases)."""
+
+EXPLORE_CHECK = 4.0
+r"""Base scale of the check round relative to the last round's (:func:`explore`). A mode at
+distance :math:`r` from the base centre is suppressed on the tempered path by at most
+:math:`r^2/(2s^2)` nats: from the first round's :math:`s = 5` a lone mode 25σ away is down by
+12.5 nats (no particle of a few thousand reaches it); from :math:`4s = 20`, by 0.8."""
+
+CHECK_MIN_PARTICLES = 512
+"""Fewest particles of the check round."""
+
+_CHECK_STREAM = 0x7FFF  # fold_in data of the check round's keys (rounds use 1, 2, ...)
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -175,8 +197,10 @@ class Exploration(NamedTuple):
     were given; the last round's); ``fit_steps``: optimisation steps kept by early stopping;
     ``wall_s``; ``rounds``: one dict per tempered-SMC round (``base_scale_max``,
     ``base_scale_min``, ``spread`` = :func:`population_spread` of its particles, ``num_steps``,
-    ``log_Z``, ``wall_s``); ``problems``: sentences for the verdict (the base still asked to
-    grow after ``max_rounds`` rounds).
+    ``log_Z``, ``wall_s``, ``num_particles``, ``check``: whether it was the check round);
+    ``problems``: sentences for the verdict (the base still asked to grow after ``max_rounds``
+    rounds, or the check round found far mass with no round left); ``notes``: sentences that do not
+    make a result unconverged (how far the exploration searched).
     """
 
     train: Array
@@ -192,6 +216,7 @@ class Exploration(NamedTuple):
     wall_s: float
     rounds: tuple = ()
     problems: tuple = ()
+    notes: tuple = ()
 
 
 def default_base_scale(initial_positions: Array) -> np.ndarray:
@@ -231,6 +256,21 @@ def _tempered_round(key_smc: PRNGKey, key_base: PRNGKey, log_prob: LogProbFn, lo
     return tempered_smc(key_smc, log_lik, log_base, z0, num_mcmc_steps=num_mcmc_steps)
 
 
+def _round_record(smc: TemperedSMCOutput, scale: np.ndarray, spread: float, check: bool = False) -> dict:
+    return {"base_scale_max": float(np.max(scale)), "base_scale_min": float(np.min(scale)), "spread": spread,
+            "num_steps": int(smc.num_steps), "log_Z": float(smc.log_Z), "wall_s": float(smc.wall_s),
+            "num_particles": int(smc.particles.shape[0]), "check": check}
+
+
+def check_size(num_particles: int, num_mcmc_steps: int) -> tuple[int, int]:
+    r"""Particles and RWMH steps of the check round: a quarter of the particles (at least
+    :data:`CHECK_MIN_PARTICLES`) and half the steps (at least 10). It only has to *see* mass far
+    away (a mode holding a fraction :math:`w` of the check population is missed with probability
+    about :math:`(1-w)^{N_c}`, below :math:`10^{-5}` for :math:`w = 0.05`, :math:`N_c = 512`), not to
+    weigh it: when it does, a full round from the wider base weighs it."""
+    return min(num_particles, max(CHECK_MIN_PARTICLES, num_particles // 4)), max(10, num_mcmc_steps // 2)
+
+
 def _split(key: PRNGKey, particles: Array, num_chains: int) -> tuple[Array, Array, Array]:
     particles = np.asarray(particles)  # host arrays: slicing them compiles nothing
     n = particles.shape[0]
@@ -260,6 +300,7 @@ def explore(
     num_mcmc_steps: int | None = None,
     warm_start: Any = None,
     max_rounds: int = EXPLORE_ROUNDS,
+    check: bool = True,
 ) -> Exploration:
     r"""Tempered-SMC warm start: particles, affine preconditioner, forward-KL flow, chain seeds.
 
@@ -308,6 +349,9 @@ def explore(
         :math:`s_i'/s_i \ge` :data:`EXPLORE_GROWTH` the round is rerun from
         :math:`\mathcal N(\bar x_{\text{particles}}, \mathrm{diag}(s'^2))`. An explicit
         ``base_scale`` runs one round.
+    check
+        With the default ``base_scale``, run the check round (module docs) when the rounds stop
+        growing.
 
     Returns
     -------
@@ -322,7 +366,7 @@ def explore(
         np.asarray(base_scale, np.float64), (dim,)).copy()
     if not np.all(scale > 0):
         raise ValueError(f"explore_scale must be positive, got {base_scale!r}")
-    smc, rounds, problems = None, [], []
+    smc, rounds, problems, notes = None, [], [], []
     if particles is None:
         if num_particles is None:
             num_particles = default_num_particles(dim)
@@ -332,23 +376,48 @@ def explore(
             raise ValueError(f"explore max_rounds must be an int >= 1, got {max_rounds!r}")
         m = min(max(20, dim), 100) if num_mcmc_steps is None else int(num_mcmc_steps)
         grow = base_scale is None
-        for r in range(max_rounds if grow else 1):
+        r, checked = 0, not (grow and check)
+        while True:
             kr_smc, kr_base = (k_smc, k_base) if r == 0 else (jax.random.fold_in(k_smc, r), jax.random.fold_in(k_base, r))
             smc = _tempered_round(kr_smc, kr_base, log_prob, loc, scale, num_particles, m, x0.dtype)
             spread = population_spread(smc.particles)
             new_scale = np.maximum(scale, EXPLORE_SCALE * max(1.0, spread))
-            rounds.append({"base_scale_max": float(scale.max()), "base_scale_min": float(scale.min()),
-                           "spread": spread, "num_steps": int(smc.num_steps), "log_Z": float(smc.log_Z),
-                           "wall_s": float(smc.wall_s)})
+            rounds.append(_round_record(smc, scale, spread))
             wider = float(np.max(new_scale / scale)) >= EXPLORE_GROWTH
-            if grow and wider and r + 1 == max_rounds:
+            if grow and wider and r + 1 < max_rounds:
+                loc, scale, r = np.asarray(smc.particles, np.float64).mean(0), new_scale, r + 1
+                continue
+            if grow and wider:
                 problems.append(
                     f"exploration base still too narrow after {max_rounds} rounds (particles' spread {spread:.3g} "
                     f"asks for base scale {float(new_scale.max()):.3g} > {float(scale.max()):.3g}): modes farther out "
                     "cannot be excluded")
-            if r + 1 == max_rounds or not grow or not wider:
                 break
-            loc, scale = np.asarray(smc.particles, np.float64).mean(0), new_scale
+            if checked:
+                break
+            # the check round: does a base EXPLORE_CHECK times wider see mass this population does not?
+            checked = True
+            n_c, m_c = check_size(num_particles, m)
+            centre = np.asarray(smc.particles, np.float64).mean(0)
+            c_smc = _tempered_round(jax.random.fold_in(k_smc, _CHECK_STREAM), jax.random.fold_in(k_base, _CHECK_STREAM),
+                                    log_prob, centre, EXPLORE_CHECK * scale, n_c, m_c, x0.dtype)
+            c_spread = population_spread(c_smc.particles)
+            c_scale = np.maximum(scale, EXPLORE_SCALE * max(1.0, c_spread))
+            rounds.append(_round_record(c_smc, EXPLORE_CHECK * scale, c_spread, check=True))
+            if float(np.max(c_scale / scale)) < EXPLORE_GROWTH:
+                reach = float(EXPLORE_CHECK * scale.max())
+                notes.append(
+                    f"exploration searched to base scale {reach:.3g} around the particles' mean (a check round "
+                    f"{EXPLORE_CHECK:g}x wider than the last found no new spread): modes much farther out, or whose "
+                    "basin is too small to be seen from there, cannot be excluded")
+                break
+            if r + 1 >= max_rounds:
+                problems.append(
+                    f"the exploration's check round from base scale {float(EXPLORE_CHECK * scale.max()):.3g} found "
+                    f"mass far from its {max_rounds} rounds' particles (spread {c_spread:.3g} > {spread:.3g}), but no "
+                    "round was left to weigh it: modes there may be missing")
+                break
+            loc, scale, r = np.asarray(c_smc.particles, np.float64).mean(0), c_scale, r + 1
         parts = smc.particles
     else:
         parts = jnp.asarray(particles)
@@ -380,4 +449,4 @@ def explore(
         if stop.best_params is not None:
             params, fit_steps = stop.best_params, stop.best_step
     return Exploration(train, val, seeds, affine, used, params, loc, scale, smc, fit_steps,
-                       time.perf_counter() - t0, tuple(rounds), tuple(problems))
+                       time.perf_counter() - t0, tuple(rounds), tuple(problems), tuple(notes))

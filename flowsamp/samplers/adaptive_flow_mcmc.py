@@ -144,8 +144,11 @@ class AdaptiveFlowOutput(NamedTuple):
     ``diagnostics`` / ``converged`` / ``problems``: the verdict of the production draws
     (:func:`flowsamp.estimators.mcmc_verdict`, with mode diagnostics when ``mode_of`` is given)
     plus ``training_stopped_by`` (``"converged"`` or ``"max_training_loops"``),
-    ``num_production_steps``, ``target_ess`` and, after exploration, ``explore_smc_steps`` and
-    ``explore_wall_s``; ``flow``: the flow the chains used (the affine-preconditioned one after
+    ``num_production_steps``, ``target_ess`` and, after exploration, ``explore_smc_steps``,
+    ``explore_wall_s``, ``notes`` (sentences that do not fail the verdict: how far the exploration
+    searched) and the lost-region check (``coverage``, ``coverage_threshold``, ...:
+    :mod:`flowsamp.samplers._flow_mcmc_coverage`: regions the exploration's particles populate
+    where production put far too few draws are problems); ``flow``: the flow the chains used (the affine-preconditioned one after
     exploration: evaluate ``out.flow.log_prob(out.params, x)``, resume with
     ``flow=out.flow``); ``exploration``: the :class:`Exploration` (``None`` without one).
     """
@@ -568,6 +571,61 @@ def _ess_and_rhat(traj: list, labels: np.ndarray | None = None, num_modes: int |
         rhat = np.concatenate([rhat, _indicator_rhat((labels[..., None] == np.arange(k)).astype(float))])
     min_ess = float(np.nanmin(ess)) if not np.all(np.isnan(ess)) else float("nan")
     return min_ess, float(np.nanmax(rhat)) if not np.all(np.isnan(rhat)) else float("nan")
+
+
+_COVERAGE_STREAM = 0x7FFFFFFC  # fold_in data of the lost-region check's importance draws
+_SCORE_BLOCK = 1024  # rows per call of the check's score program (one shape: one compilation)
+
+
+def _coverage(key: PRNGKey, cfg: AdaptiveFlowConfig, log_prob: LogProbFn, q: Flow, params: Any,
+              exploration: Exploration, traj: list, x_host: np.ndarray, x_init: Array | None,
+              diagnostics: dict) -> tuple[dict, list]:
+    """The lost-region check of the verdict (:func:`flowsamp.samplers._flow_mcmc_coverage.coverage_verdict`):
+    regions the exploration's particles populate where production has (far too) few draws.
+    Scores are computed in blocks of :data:`_SCORE_BLOCK` rows and labels in blocks of a loop's
+    trajectory (the program ``mode_of`` already has), so each is one program per run. Not run after a resume (the particles are not
+    checkpointed) nor with the user's own particles (no :math:`\ln\hat Z`)."""
+    from flowsamp.samplers._flow_mcmc_coverage import coverage_verdict
+
+    if exploration.smc is None:  # the user's own particles: no log Z to weigh regions against
+        return {}, []
+    c, s_loop, d = np.shape(traj[0])
+    dt = x_host.dtype
+
+    @jax.jit
+    def score_block(p, x):
+        lp = jax.vmap(log_prob)(x)
+        return lp, lp - q.log_prob(p, x)
+
+    def blocks(x: np.ndarray, rows: int, fn: Callable) -> list:
+        n = x.shape[0]
+        pad = np.concatenate([x, np.repeat(x[-1:], (-n) % rows, 0)]).astype(dt)
+        return [fn(pad[i : i + rows]) for i in range(0, pad.shape[0], rows)], n
+
+    def score(x):
+        out, n = blocks(np.asarray(x), _SCORE_BLOCK, lambda b: jax.device_get(score_block(params, b)))
+        lp = np.concatenate([o[0] for o in out])[:n].astype(np.float64)
+        sc = np.concatenate([o[1] for o in out])[:n].astype(np.float64)
+        return lp, np.where(np.isnan(sc), -np.inf, sc)  # log q = -inf at finite log p: s = +inf, uncovered
+
+    labels = None
+    if cfg.mode_of is not None:
+        def labels(x):
+            out, n = blocks(np.asarray(x), c * s_loop, lambda b: _labels(cfg, b.reshape(c, s_loop, d)).ravel())
+            return np.concatenate(out)[:n]
+
+    t0 = time.perf_counter()
+    parts = np.concatenate([np.asarray(exploration.train), np.asarray(exploration.validation)])
+    seed = int(np.asarray(jax.random.key_data(jax.random.fold_in(key, _COVERAGE_STREAM))).ravel()[-1])
+    diag, problems = coverage_verdict(
+        parts, float(exploration.smc.log_Z), x_host, score, seed=seed,
+        min_ess_bulk=float(diagnostics.get("min_ess_bulk", float("nan"))),
+        labels=labels, production_labels=None if labels is None else _loop_labels(cfg, traj),
+        num_modes=cfg.num_modes, start_labels=None if labels is None or x_init is None else labels(np.asarray(x_init)),
+        starts=None if x_init is None else np.asarray(x_init),
+    )
+    diag["coverage_wall_s"] = time.perf_counter() - t0
+    return diag, problems
 
 
 _PLAIN_OPTION = (int, float, bool, str, type(None))
@@ -1004,6 +1062,12 @@ def adaptive_flow_mcmc(
             problems.append(clustered)
     if exploration is not None:
         problems.extend(exploration.problems)
+        diagnostics["notes"] = list(getattr(exploration, "notes", ()))
+        if x_host.shape[1] >= 4:
+            cov_diag, cov_problems = _coverage(key, cfg, log_prob, q_sym, state.params, exploration, traj, x_host,
+                                               x_init, diagnostics)
+            diagnostics.update(cov_diag)
+            problems.extend(cov_problems)
     diagnostics.update(
         training_stopped_by=stopped_by, num_production_steps=steps,
         best_training_global_acceptance=None if best is None else float(best[0]), used_best_flow=bool(swapped), target_ess=cfg.target_ess,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import flowsamp as fs
-from flowsamp.samplers._flow_mcmc_explore import EXPLORE_GROWTH, explore, population_spread
+from flowsamp.samplers._flow_mcmc_explore import EXPLORE_CHECK, EXPLORE_GROWTH, explore, population_spread
 
 MEANS = np.array([[0.0, 0.0], [12.0, 0.0], [6.0, 36.0]], np.float32)
 
@@ -63,3 +63,47 @@ def test_bad_max_rounds_raises(target):
     x0 = np.asarray(jax.random.normal(jax.random.key(1), (16, 2)), np.float32)
     with pytest.raises(ValueError, match="max_rounds"):
         explore(jax.random.key(0), target.log_prob, fs.flows.rq_spline(2), x0, num_fit_steps=0, max_rounds=0)
+
+
+# ---------------------------------------------------------------- the check round: a lone far mode
+
+LONE = np.array([[0.0, 0.0], [30.0, 0.0]], np.float32)  # a second mode 30 sigma away, none between
+
+
+def _explore_from_mode0(means):
+    """Exploration of the unit mixture at ``means`` from 16 starts around the origin (mode 0)."""
+    t = fs.targets.gaussian_mixture(means, 1.0)
+    x0 = np.asarray(jax.random.normal(jax.random.key(2), (16, 2)), np.float32)
+    return t, explore(jax.random.key(3), t.log_prob, fs.flows.rq_spline(2), x0, num_fit_steps=0, num_particles=1024)
+
+
+@pytest.fixture(scope="module")
+def lone():
+    return _explore_from_mode0(LONE)
+
+
+def test_check_round_finds_a_lone_far_mode(lone):
+    """Round 1 from s = 5 sees mode 0 only (spread ~1: no growth asked; the far mode is down by
+    up to 30^2/(2*5^2) = 18 nats on its path); the check round from 4 s = 20 (down by <= 1.1 nats)
+    sees both, and the full round from the base it asks for weighs them: 1/2 each within 4 sd of
+    the SMC bound sqrt(2 T p (1-p) / N)."""
+    lone_target, lone_exploration = lone
+    first, check, *rest = lone_exploration.rounds
+    assert not first["check"] and first["spread"] < 0.4 * first["base_scale_max"]  # round 1 did not ask to grow
+    assert check["check"] and check["base_scale_max"] == pytest.approx(EXPLORE_CHECK * first["base_scale_max"])
+    assert check["num_particles"] == max(512, 1024 // 4)
+    assert rest and not rest[0]["check"] and rest[0]["base_scale_max"] >= EXPLORE_GROWTH * first["base_scale_max"]
+    x = np.asarray(lone_exploration.smc.particles)
+    frac = np.bincount(np.asarray(jax.vmap(lone_target.mode_of)(x)), minlength=2) / x.shape[0]
+    se = np.sqrt(2 * rest[-1]["num_steps"] * 0.25 / x.shape[0])
+    np.testing.assert_array_less(np.abs(frac - 0.5), 4 * se)
+    assert not lone_exploration.problems
+
+
+def test_check_round_on_one_mode_leaves_a_note_not_a_problem():
+    """A unimodal target: the check round finds nothing new, so the exploration ends with a note
+    (how far it searched), no problem, and the first round's particles."""
+    _, ex = _explore_from_mode0(LONE[:1])
+    assert [r["check"] for r in ex.rounds] == [False, True]
+    assert not ex.problems and len(ex.notes) == 1 and "cannot be excluded" in ex.notes[0]
+    assert ex.smc.particles.shape[0] == 1024  # the population is the first round's, not the check round's
