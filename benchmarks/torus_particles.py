@@ -23,6 +23,7 @@ Writes ``benchmarks/results/torus_particles.json`` (N = 16) or ``torus_particles
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import time
@@ -96,6 +97,9 @@ def main():
     ap.add_argument("--hidden", type=str, default="64,64")
     ap.add_argument("--env-width", type=int, default=16)
     ap.add_argument("--rtol", type=float, default=None)
+    ap.add_argument("--deadline", type=str, default=None,
+                    help="UTC HH:MM by which the JSON must be written: training gets at most 60%% of the time "
+                         "left after the reference, IS the rest less a minute (shared machines)")
     ap.add_argument("--x64", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -113,6 +117,15 @@ def main():
     print(f"reference: acceptance {acc:.3f}, ESS(energy) {ref_ess[0]:.0f}, min ESS {ref_ess.min():.0f}, "
           f"e = {ref_mean[0]:.4f} +- {ref_se[0]:.4f}, {ref_wall:.0f} s", flush=True)
 
+    if args.deadline:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        hh, mm = (int(v) for v in args.deadline.split(":"))
+        left = (now.replace(hour=hh, minute=mm, second=0, microsecond=0) - now).total_seconds()
+        args.train_minutes = max(0.5, min(args.train_minutes, 0.6 * left / 60))
+        is_end = time.perf_counter() + left - 60.0
+        print(f"deadline {args.deadline}: {left / 60:.1f} min left, training {args.train_minutes:.1f} min", flush=True)
+    else:
+        is_end = None
     data = symmetrize(jax.random.fold_in(key, 2), np.asarray(pos).reshape(-1, target.dim), n, L)
     hidden = tuple(int(h) for h in args.hidden.split(","))
     flow = fs.flows.torus_cnf(n, 2, L, target.species, hidden=hidden, env_width=args.env_width, rtol=args.rtol,
@@ -153,7 +166,7 @@ def main():
     while sum(c.log_weights.shape[0] for c in chunks) < args.num_is:
         chunks.append(fs.importance_sampling(jax.random.fold_in(key, 100 + len(chunks)), flow, params,
                                              target.log_prob, args.is_batch, batch_size=args.is_batch, warn=False))
-        if time.perf_counter() - t0 > 60.0 * args.is_minutes:
+        if time.perf_counter() - t0 > 60.0 * args.is_minutes or (is_end is not None and time.perf_counter() > is_end):
             break
     log_w = jnp.concatenate([c.log_weights for c in chunks])
     samples = jnp.concatenate([c.samples for c in chunks])
