@@ -4,24 +4,27 @@ The velocity of particle ``i`` is a sum of messages over the minimum-image displ
 :math:`\delta_{ij} = x_j - x_i` (mod :math:`L`) to every other particle,
 
 .. math::
-    v_i(t, x) = \sum_{j \ne i} m_\theta\big(t, \phi(\delta_{ij}), s_i, s_j\big), \qquad
-    \phi(\delta) = \big(\sin\tfrac{2\pi k\delta_c}{L}, \cos\tfrac{2\pi k\delta_c}{L}\big)_{c \le d,\,k \le K},
+    v_i(t, x) = \sum_{j \ne i} m_\theta\big(t, \phi(\delta_{ij}), s_i, s_j, e_i\big), \qquad
+    e_i = \frac{1}{N-1}\sum_{k \ne i} \psi_\theta\big(\phi(\delta_{ik}), s_k\big),
 
-with :math:`s_i` the species and :math:`m_\theta` a small flax MLP. The Fourier features make
-the field smooth and periodic in every coordinate (a vector field on the torus), it depends
-on differences only (translation equivariant: :math:`v(x + c) = v(x)`) and it is permutation
-equivariant within each species. The base is the uniform density :math:`L^{-Nd}` (invariant
-under both groups), so the flow's density is invariant too.
+with :math:`\phi` periodic pair features (Fourier modes
+:math:`\sin, \cos(2\pi k\delta_c/L)` and radial Gaussians of a smooth periodic distance),
+:math:`s_i` the species, :math:`e_i` a learned many-body environment of particle ``i`` and
+:math:`m_\theta, \psi_\theta` flax MLPs (:class:`PairMessage`). The field is smooth and periodic
+in every coordinate (a vector field on the torus), it depends on differences only (translation
+equivariant: :math:`v(x + c) = v(x)`) and it is permutation equivariant within each species.
+The base is the uniform density :math:`L^{-Nd}` (invariant under both groups), so the flow's
+density is invariant too.
 
-Since :math:`v_i` depends on :math:`x_i` only through the :math:`\delta_{ij}`,
-:math:`\partial v_i/\partial x_i = -\sum_j \partial m/\partial\delta(\delta_{ij})` and the
-divergence is exactly
+Since :math:`v_i` depends on :math:`x_i` only through its own displacements
+:math:`\delta_{ij}` (the other particles enter :math:`v_i` as fixed neighbours), the divergence
+is exactly
 
-.. math:: \nabla\cdot v = -\sum_i\sum_{j\ne i}\operatorname{tr}\frac{\partial m}{\partial\delta}(\delta_{ij}),
+.. math:: \nabla\cdot v = \sum_i \operatorname{tr}\frac{\partial v_i}{\partial x_i},
 
-``d`` JVPs of one message per pair instead of ``N d`` JVPs of the whole field (tested against
-:func:`flowsamp.flows.divergence`). :math:`\log q(x) = -Nd\log L - \int_0^1\nabla\cdot v\,dt` is
-exact up to the ODE tolerance (:func:`flowsamp.flows.check_log_q`), so reweighted samples are
+``d`` JVPs of one particle's velocity (cost ``d`` times one field evaluation) instead of
+``N d`` JVPs of the whole field (tested against :func:`flowsamp.flows.divergence`).
+:math:`\log q(x) = -Nd\log L - \int_0^1\nabla\cdot v\,dt` is exact up to the ODE tolerance (:func:`flowsamp.flows.check_log_q`), so reweighted samples are
 exact estimators. Samples are returned wrapped into :math:`[0, L)`; ``log_prob`` accepts any
 lift. Train with :func:`flowsamp.train.flow_matching`, which uses the geodesic interpolant
 :math:`x_t = x_0 + t\,\mathrm{wrap}(x_1 - x_0)` for a flow with ``box_length``.
@@ -71,27 +74,51 @@ def uniform_torus(dim: int, box_length: float) -> Base:
 
 
 class PairMessage(nn.Module):
-    """Message ``m(t, delta, s_i, s_j) -> (spatial_dim,)`` with periodic features; zero last layer."""
+    r"""Velocity of one particle from its neighbour list: ``(t, delta (M, d), s_i, s_j (M,)) -> (d,)``.
+
+    Pair features of each minimum-image displacement :math:`\delta_{ij}`: spatial Fourier modes
+    :math:`\sin, \cos(2\pi k\delta_c/L)`, ``num_radial`` Gaussians of the smooth periodic
+    distance :math:`r_p = \big[\sum_c (L/\pi)^2\sin^2(\pi\delta_c/L)\big]^{1/2}` (:math:`= r` for
+    :math:`r \ll L`), the species one-hots. With ``env_width > 0`` each particle also carries an
+    environment :math:`e_i = \sum_{j} \psi(\text{features}_{ij})` (a learned coordination vector,
+    many-body, invariant under permutations of the others); the message MLP sees
+    ``[features_ij, e_i, time features]`` and the velocity is :math:`\sum_j m_{ij}`. The last
+    layer is zero (the flow is its base at init).
+    """
 
     spatial_dim: int
     box_length: float
     num_species: int = 2
     hidden: Sequence[int] = (32, 32)
     num_fourier: int = 6
-    num_frequencies: int = 2
+    num_frequencies: int = 4
+    num_radial: int = 0
+    env_width: int = 0
     activation: Any = jax.nn.silu
 
     @nn.compact
     def __call__(self, t: Array, delta: Array, s_i: Array, s_j: Array) -> Array:
-        k = 2.0 * np.pi / self.box_length * jnp.arange(1, self.num_fourier + 1, dtype=delta.dtype)
-        ang = (delta[:, None] * k).reshape(-1)
-        feats = [jnp.sin(ang), jnp.cos(ang), time_features(t, self.num_frequencies).astype(delta.dtype),
-                 jax.nn.one_hot(s_i, self.num_species, dtype=delta.dtype),
-                 jax.nn.one_hot(s_j, self.num_species, dtype=delta.dtype)]
-        h = jnp.concatenate(feats)
+        dt, L = delta.dtype, self.box_length
+        m = delta.shape[0]
+        k = 2.0 * np.pi / L * jnp.arange(1, self.num_fourier + 1, dtype=dt)
+        ang = (delta[:, :, None] * k).reshape(m, -1)
+        feats = [jnp.sin(ang), jnp.cos(ang), jax.nn.one_hot(s_j, self.num_species, dtype=dt)]
+        if self.num_radial > 0:
+            r = jnp.sqrt(jnp.sum((L / np.pi * jnp.sin(np.pi / L * delta)) ** 2, -1) + 1e-12)
+            mu = jnp.linspace(0.0, L / 2, self.num_radial, dtype=dt)
+            width = L / 2 / (self.num_radial - 1) if self.num_radial > 1 else L / 2
+            feats.append(jnp.exp(-(((r[:, None] - mu) / width) ** 2)))
+        pair = jnp.concatenate(feats, -1)
+        node = [jax.nn.one_hot(s_i, self.num_species, dtype=dt), time_features(t, self.num_frequencies).astype(dt)]
+        if self.env_width > 0:
+            env = jnp.sum(self.activation(nn.Dense(self.env_width, name="env")(pair)), 0) / m
+            node.append(env)
+        node = jnp.concatenate(node)
+        h = jnp.concatenate([pair, jnp.broadcast_to(node, (m, node.shape[0]))], -1)
         for width in self.hidden:
             h = self.activation(nn.Dense(width)(h))
-        return nn.Dense(self.spatial_dim, kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros)(h)
+        out = nn.Dense(self.spatial_dim, kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros)(h)
+        return jnp.sum(out, 0)
 
 
 def torus_cnf(
@@ -100,8 +127,11 @@ def torus_cnf(
     box_length: float,
     species: Sequence[int] | None = None,
     *,
-    hidden: Sequence[int] = (32, 32),
-    num_fourier: int = 6,
+    hidden: Sequence[int] = (64, 64),
+    num_fourier: int = 4,
+    num_radial: int = 16,
+    env_width: int = 16,
+    num_frequencies: int = 4,
     activation: str = "silu",
     solver: str = "tsit5",
     num_steps: int | None = None,
@@ -119,8 +149,10 @@ def torus_cnf(
     species
         Species label per particle (default all 0); the field is equivariant under
         permutations within a species.
-    hidden, num_fourier, activation
-        The message MLP: widths, number ``K`` of spatial Fourier modes, a smooth activation.
+    hidden, num_fourier, num_radial, env_width, num_frequencies, activation
+        The message MLP (:class:`PairMessage`): widths, number ``K`` of spatial Fourier modes,
+        number of radial Gaussians (0: none), width of the many-body environment embedding
+        (0: a pair-additive field), number of time frequencies, a smooth activation.
     solver, num_steps, rtol, atol, max_steps, devices
         The ODE solve (:func:`flowsamp.flows.ode_flow`; ``devices`` shards the points).
 
@@ -137,30 +169,37 @@ def torus_cnf(
     species = np.zeros(n, int) if species is None else np.asarray(species, int)
     if species.shape != (n,) or species.min() < 0:
         raise ValueError(f"torus_cnf: species must be {n} non-negative ints, got shape {species.shape}")
+    for name, v in (("num_fourier", num_fourier), ("num_radial", num_radial), ("env_width", env_width),
+                    ("num_frequencies", num_frequencies)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"torus_cnf: {name} must be a non-negative int, got {v!r}")
+    if num_fourier == 0 and num_radial == 0:
+        raise ValueError("torus_cnf: need num_fourier > 0 or num_radial > 0 (the field has no pair features)")
     msg = PairMessage(d, L, int(species.max()) + 1, tuple(int(h) for h in hidden), int(num_fourier),
-                      activation=get_activation(activation))
-    ii, jj = np.nonzero(~np.eye(n, dtype=bool))  # ordered pairs i != j
-    s_i, s_j = jnp.asarray(species[ii]), jnp.asarray(species[jj])
-
-    def deltas(x: Array) -> Array:
-        p = x.reshape(n, d)
-        return wrap(p[jj] - p[ii], L)
+                      int(num_frequencies), int(num_radial), int(env_width), activation=get_activation(activation))
+    others = np.array([[j for j in range(n) if j != i] for i in range(n)])  # (N, N - 1) neighbour lists
+    s_all = jnp.asarray(species)
+    s_nb = jnp.asarray(species[others])
 
     def init(key: PRNGKey) -> Any:
         dt = _float_dtype()
-        return msg.init(key, jnp.zeros((), dt), jnp.zeros((d,), dt), s_i[0], s_j[0])
+        return msg.init(key, jnp.zeros((), dt), jnp.ones((n - 1, d), dt), s_all[0], s_nb[0])
 
-    def messages(field_params: Any, t: Array, dl: Array) -> Array:
-        return jax.vmap(lambda a, b, c: msg.apply(field_params, jnp.asarray(t, dl.dtype), a, b, c))(dl, s_i, s_j)
+    def one(field_params: Any, t: Array, xi: Array, nb: Array, si: Array, sj: Array) -> Array:
+        """Velocity of the particle at ``xi`` with neighbours at ``nb`` (``(N - 1, d)``)."""
+        return msg.apply(field_params, jnp.asarray(t, xi.dtype), wrap(nb - xi, L), si, sj)
 
     def velocity(field_params: Any, t: Array, x: Array) -> Array:
-        m = messages(field_params, t, deltas(x))
-        return jax.ops.segment_sum(m, jnp.asarray(ii), num_segments=n).reshape(-1)
+        p = x.reshape(n, d)
+        return jax.vmap(lambda xi, nb, si, sj: one(field_params, t, xi, nb, si, sj))(
+            p, p[others], s_all, s_nb).reshape(-1)
 
     def divergence_fn(field_params: Any, t: Array, x: Array) -> Array:
-        one = lambda a, b, c: jnp.trace(jax.jacfwd(
-            lambda dd: msg.apply(field_params, jnp.asarray(t, dd.dtype), dd, b, c))(a))
-        return -jnp.sum(jax.vmap(one)(deltas(x), s_i, s_j))
+        # v_i depends on x_i only through its own neighbour displacements (translation
+        # invariance of the message): div v = sum_i tr dv_i/dx_i, d JVPs of one particle each.
+        p = x.reshape(n, d)
+        tr = lambda xi, nb, si, sj: jnp.trace(jax.jacfwd(lambda y: one(field_params, t, y, nb, si, sj))(xi))
+        return jnp.sum(jax.vmap(tr)(p, p[others], s_all, s_nb))
 
     flow = ode_flow(uniform_torus(n * d, L), velocity, init, solver=solver, num_steps=num_steps, rtol=rtol,
                     atol=atol, max_steps=max_steps, divergence_fn=divergence_fn,

@@ -33,6 +33,21 @@ def test_structural_divergence_is_exact(case):
         x = jax.random.uniform(jax.random.key(5), (6,), jnp.float64, maxval=L)
         generic = fs.flows.divergence(lambda y: flow.velocity(params, 0.3, y), x)
         np.testing.assert_allclose(flow.divergence_fn(params, 0.3, x), generic, rtol=1e-10)
+        # the pair-additive field (no environment, Fourier features only) too
+        pair = fs.flows.torus_cnf(3, 2, L, species=[0, 1, 1], hidden=(8,), num_fourier=2, num_radial=0, env_width=0)
+        pp = perturb(pair.init(jax.random.key(6)), jax.random.key(7), 0.1)
+        generic = fs.flows.divergence(lambda y: pair.velocity(pp, 0.7, y), x)
+        assert abs(float(generic)) > 1e-3  # not trivially zero
+        np.testing.assert_allclose(pair.divergence_fn(pp, 0.7, x), generic, rtol=1e-10)
+
+
+def test_torus_cnf_bad_input():
+    with pytest.raises(ValueError, match="pair features"):
+        fs.flows.torus_cnf(3, 2, L, num_fourier=0, num_radial=0)
+    with pytest.raises(ValueError, match="env_width"):
+        fs.flows.torus_cnf(3, 2, L, env_width=-1)
+    with pytest.raises(ValueError, match="species"):
+        fs.flows.torus_cnf(3, 2, L, species=[0, 1])
 
 
 def test_log_q_exact_and_invariant(case):
