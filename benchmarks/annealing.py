@@ -200,10 +200,12 @@ def main():
                 if len(rows) < 2:
                     continue
             else:
+                rows = [json.loads(line[4:]) for line in p.stdout.splitlines() if line.startswith("ROW ")]
                 if p.returncode:
-                    print(f"{name} {sampler}: FAILED\n{p.stderr[-2000:]}")
-                    continue
-                rows = json.loads(p.stdout.strip().splitlines()[-1])
+                    # a worker stopped early (killed at a deadline) still leaves its finished runs
+                    print(f"{name} {sampler}: FAILED after {len(rows)} runs\n{p.stderr[-2000:]}", flush=True)
+                    if len(rows) < 2:
+                        continue
             s = summarise(name, sampler, rows, exact)
             if sampler == "smc":
                 # blackjax at equal target evaluations per particle and tempering step: its HMC
