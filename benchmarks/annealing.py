@@ -3,7 +3,8 @@
 For each target with an exact ln Z (funnel-10, FAB's 40-mode GMM in 2-D, Rosenbrock-10, the 2-D
 phi^4 free field, many-well 32) and ``--repeats`` independent runs of each sampler from the same
 over-dispersed Gaussian base (scale per target below), it records per run ln Z, its reported SE
-(flowsamp: 8 independent islands; blackjax reports none), the error, target evaluations
+(flowsamp: from its 8 independent islands, ``flowsamp.samplers._smc_evidence``; blackjax reports none;
+the islands' ln Z are recorded per run), the error, target evaluations
 (gradients included) and wall time (compile included), and per sampler:
 
 * mean |error| and the spread of ln Z over the repeats (sd) against the mean reported SE
