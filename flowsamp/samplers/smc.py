@@ -30,10 +30,12 @@ With :math:`\hat Z_T = \prod_t \sum_i W_i^{(t)} \tilde w_i^{(t)}`, :math:`E[\hat
 AIS (Neal 2001, arXiv:physics/9803008) is the same recursion without resampling.
 
 **Standard error: independent islands.** The ``N`` particles run as ``num_islands`` independent
-SMC samplers of :math:`N/M` particles each (vmapped; each adapts its own schedule). The
-reported :math:`\hat Z` is their mean (unbiased) and its SE the delta-method SE of that mean,
-:func:`flowsamp.estimators.log_evidence` of the islands' :math:`\ln\hat Z_m` (Vergé et al.
-2015, arXiv:1306.3911). The islands' agreement is also the verdict's strongest check
+SMC samplers of :math:`N/M` particles each (vmapped; each adapts its own schedule; Vergé et al.
+2015, arXiv:1306.3911). The reported :math:`\hat Z` is their mean (unbiased) and its SE comes
+from the spread of the islands' :math:`\ln\hat Z_m` under the log-normal CLT of particle
+estimates of :math:`Z` (Bérard, Del Moral & Doucet 2014), with :math:`M - 1` degrees of
+freedom (``diagnostics["log_Z_dof"]``): :func:`flowsamp.samplers._smc_evidence.island_log_evidence`.
+The islands' agreement is also the verdict's strongest check
 (``flowsamp.samplers._smc_verdict``).
 """
 
@@ -50,9 +52,9 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from flowsamp.base import as_key, check_finite_positions
-from flowsamp.estimators.evidence import log_evidence
 from flowsamp.estimators.verdict import Thresholds, warn_if_not_converged
 from flowsamp.estimators.weights import ess as kish_ess, normalized_weights
+from flowsamp.samplers._smc_evidence import island_log_evidence
 from flowsamp.samplers._smc_moves import KERNELS, MASSES, MoveConfig, adaptive_move, initial_step_size
 from flowsamp.samplers._smc_resampling import RESAMPLING, resample_indices
 from flowsamp.samplers._smc_verdict import _STUCK, smc_verdict
@@ -570,10 +572,7 @@ def smc(
     xs = jnp.take_along_axis(state.x, perm[:, :, None], axis=1)
     lws = jnp.take_along_axis(state.log_weights, perm, axis=1)
     lz = log_Z_isl + log_Z_base
-    if num_islands > 1:
-        log_Z, log_Z_se = (float(v) for v in log_evidence(jnp.asarray(lz)))
-    else:
-        log_Z, log_Z_se = float(lz[0]), float("nan")
+    log_Z, log_Z_se = island_log_evidence(lz)
     lw_all = np.asarray(lws, np.float64) + (lz - np.logaddexp.reduce(lz))[:, None]
     evals_per_move = {"mala": 1, "hmc": num_integration_steps, "rwmh": 1}[kernel]
     # per island: its steps' reweighting (2 per particle) and moves, summed over islands
@@ -588,6 +587,7 @@ def smc(
         stuck=None if kernel == "rwmh" else rec.stuck, stuck_all=None if kernel == "rwmh" else rec.stuck_all,
         island_log_Z=lz, particles=np.asarray(xs), log_w=np.asarray(lws), num_resampling=num_res,
         max_steps=max_steps, mode_of=mode_of, num_modes=num_modes, thresholds=thresholds)
+    verdict.diagnostics["log_Z_dof"] = num_islands - 1
     if warn:
         warn_if_not_converged(verdict, _what)
     return SMCOutput(

@@ -1,0 +1,79 @@
+r"""ln Z of an SMC / AIS run from ``M`` independent islands, and its standard error.
+
+Each island :math:`m` returns an unbiased :math:`\hat Z_m`; the run reports the log of their mean,
+
+.. math:: \ln\hat Z = \ln\frac1M\sum_m \hat Z_m ,
+
+which is unbiased on the :math:`Z` scale whatever the islands' law. Its SE is **not** the delta
+method on the raw :math:`\hat Z_m` (:math:`\operatorname{sd}(\hat Z_m)/(\sqrt M\,\bar Z)`): the
+:math:`\hat Z_m` of a particle method are log-normal, not normal (the log-normal CLT of Bérard,
+Del Moral & Doucet 2014, "A lognormal central limit theorem for particle approximations of
+normalizing constants", EJP 19:94, arXiv:1307.0181: :math:`\ln\hat Z_m` is asymptotically
+normal), so the sample sd of 8 of them mostly misses the rare large ones that carry their
+variance and comes out too small: for :math:`\sigma = \operatorname{sd}\ln\hat Z_m` of 1.0 / 1.5
+/ 2.0 the spread of :math:`\ln\hat Z` over repeats is 1.26 / 1.51 / 1.78 times the mean delta SE
+(8 islands, exact log-normal draws; many-well-32 with 32 particles per island, islands' sd 1.6-1.9,
+measured 1.47). Instead the spread is taken where it is well estimated, on the log scale:
+
+.. math::
+    s^2 = \frac{1}{M-1}\sum_m (\ln\hat Z_m - \overline{\ln\hat Z})^2, \qquad
+    \operatorname{se}(\ln\hat Z) = \frac{1}{c_4(M)}\sqrt{\ln\Big(1 + \frac{e^{s^2} - 1}{M}\Big)},
+
+the log-variance of a mean of :math:`M` log-normals matched in its first two moments
+(Fenton 1960, "The sum of log-normal probability distributions in scatter transmission
+systems", IRE Trans. Commun. Syst. 8:57), which is :math:`s/\sqrt M` to first order, with
+:math:`c_4(M) = \sqrt{2/(M-1)}\,\Gamma(M/2)/\Gamma((M-1)/2)` (:math:`E[s] = c_4\sigma` for
+normal :math:`\ln\hat Z_m`) making it unbiased for small :math:`\sigma`. On exact log-normal
+islands (``M = 8``) the spread of :math:`\ln\hat Z` over repeats is 0.99 / 0.97 / 0.91 / 0.80
+times the mean SE for :math:`\sigma` = 0.3 / 0.7 / 1.0 / 1.5: calibrated where the islands
+agree within 1 nat, conservative beyond, where the verdict flags the run anyway
+(``MAX_ISLAND_LOG_Z_SD``). AIS islands (no resampling) have :math:`\hat Z_m` asymptotically
+normal instead; where :math:`\sigma \ll 1` both laws give the same :math:`s/\sqrt M`. End to
+end (``fs.samplers.smc``, 3-D Gaussian from a 6x wider base, 100 repeats, 16 / 32 / 128
+particles per island, islands' sd 0.66 / 0.44 / 0.20): sd / mean SE 0.92 / 1.08 / 0.95 (the
+delta method 1.10 / 1.17 / 0.99).
+
+An SE estimated from ``M`` islands has ``M - 1`` degrees of freedom: :math:`(\ln\hat Z - \ln
+Z)/\operatorname{se}` is close to Student's :math:`t_{M-1}`, not normal (:math:`P(|t_7| > 4) =
+0.005`, :math:`P(|N(0,1)| > 4) = 6\cdot 10^{-5}`); the run returns ``M - 1`` as
+``diagnostics["log_Z_dof"]`` for intervals that need it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.special import logsumexp
+
+__all__ = ["c4", "island_log_evidence"]
+
+
+def c4(m: int) -> float:
+    r""":math:`c_4(m) = E[s]/\sigma` of the sample sd of ``m`` normal draws."""
+    return math.sqrt(2.0 / (m - 1)) * math.exp(math.lgamma(m / 2) - math.lgamma((m - 1) / 2))
+
+
+def island_log_evidence(island_log_Z: np.ndarray) -> tuple[Any, Any]:
+    r"""``(ln Z, se)`` from the islands' :math:`\ln\hat Z_m` on the last axis (``(..., M)``): the
+    log of their mean :math:`\hat Z` and the log-normal SE of the module docstring (NaN for one
+    island, inf when an island's value is not finite); floats for ``(M,)``."""
+    lz = np.asarray(island_log_Z, np.float64)
+    if lz.ndim == 0 or lz.shape[-1] == 0:
+        raise ValueError(f"island_log_Z must have the islands on a last axis of length >= 1, got shape {lz.shape}")
+    m = lz.shape[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_Z = logsumexp(np.where(np.isnan(lz), -np.inf, lz), axis=-1) - math.log(m)
+        if m < 2:
+            se = np.full(lz.shape[:-1], np.nan)
+        else:
+            s2 = np.var(lz, axis=-1, ddof=1)
+            # ln(1 + (e^{s^2} - 1)/M) = ln((1 - 1/M) + e^{s^2}/M), without overflow for a large s^2
+            log_ratio = np.logaddexp(math.log1p(-1.0 / m), s2 - math.log(m))
+            se = np.sqrt(np.maximum(log_ratio, 0.0)) / c4(m)
+            se = np.where(np.all(np.isfinite(lz), axis=-1), se, np.inf)
+    log_Z = np.where(np.any(np.isfinite(lz), axis=-1), log_Z, np.nan)
+    if lz.ndim == 1:
+        return float(log_Z), float(se)
+    return log_Z, se
