@@ -11,6 +11,7 @@ keyword arguments (checkpointed in the output folder when the sampler takes
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -49,6 +50,13 @@ def _call(sampler: Callable, name: str, *args: Any, **kwargs: Any) -> Any:
         raise
 
 
+def _progress_kw(sampler: Callable, progress: bool, opts: dict) -> dict:
+    """``progress=`` for a sampler that takes it (``[sampler.options] progress`` wins)."""
+    if "progress" in opts or "progress" not in inspect.signature(sampler).parameters:
+        return {}
+    return {"progress": bool(progress)}
+
+
 def _resume_note(sampler: Callable, out_dir: Path, resume: bool, echo) -> dict:
     kw = checkpoint_kwargs(sampler, out_dir, resume)
     if resume and not kw:
@@ -66,12 +74,12 @@ def _particle_job(kind: str):
         if kind == "tempered_smc":
             sampler = samplers.tempered_smc
             log_prior = _normalised(base)
-            kw = _resume_note(sampler, out_dir, resume, echo)
+            kw = {**_resume_note(sampler, out_dir, resume, echo), **_progress_kw(sampler, progress, opts)}
             out = _call(sampler, kind, key_run, lambda x: target.log_prob(x) - log_prior(x), log_prior,
                         base.sample(key_init, r.chains), **kw, **opts)
         else:
             sampler = samplers.smc if kind == "smc" else samplers.ais
-            kw = _resume_note(sampler, out_dir, resume, echo)
+            kw = {**_resume_note(sampler, out_dir, resume, echo), **_progress_kw(sampler, progress, opts)}
             out = _call(sampler, kind, key_run, target.log_prob, base, r.chains, **kw, **opts)
         wall = time.perf_counter() - start
         # summarize reads a result with log_weights as importance sampling; SMC's are per particle
@@ -100,7 +108,8 @@ def run_importance_job(config: JobConfig, out_dir: Path, progress: bool = True, 
         x = base.sample(key, n)
         return x, jax.vmap(log_q)(x)
 
-    kw = _resume_note(samplers.importance_sampling, out_dir, resume, echo)
+    kw = {**_resume_note(samplers.importance_sampling, out_dir, resume, echo),
+          **_progress_kw(samplers.importance_sampling, progress, opts)}
     out = _call(samplers.importance_sampling, "importance", jax.random.key(r.seed), proposal, None,
                 target.log_prob, r.steps, **kw, **opts)
     wall = time.perf_counter() - start
@@ -118,7 +127,8 @@ def run_parallel_tempering_job(config: JobConfig, out_dir: Path, progress: bool 
     target = make_target(config.target.name, config.target.options)
     key_init, key_run = jax.random.split(jax.random.key(r.seed))
     x0 = initial_positions(key_init, config.target.name, target, r.chains, r)
-    kw = _resume_note(samplers.parallel_tempering, out_dir, resume, echo)
+    kw = {**_resume_note(samplers.parallel_tempering, out_dir, resume, echo),
+          **_progress_kw(samplers.parallel_tempering, progress, opts)}
     out = _call(samplers.parallel_tempering, "parallel_tempering", key_run, target.log_prob, x0,
                 num_steps=r.steps, num_warmup=r.warmup, **kw, **opts)
     wall = time.perf_counter() - start
@@ -134,7 +144,8 @@ def _lattice_job(kind: str):
         r, opts = config.run, dict(config.sampler.options)
         target = make_target(config.target.name, config.target.options)
         key = jax.random.key(r.seed)
-        kw = checkpoint_kwargs(getattr(samplers, kind), out_dir, resume)
+        kw = {**checkpoint_kwargs(getattr(samplers, kind), out_dir, resume),
+              **_progress_kw(getattr(samplers, kind), progress, opts)}
         if kind == "wang_landau":
             out = _call(samplers.wang_landau, kind, key, target, r.chains, max_sweeps=r.steps, **kw, **opts)
             hist, spins = out.histogram, out.state.positions

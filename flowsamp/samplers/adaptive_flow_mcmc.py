@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowsamp._progress import ProgressBar, min_bulk_ess, readable
 from flowsamp.base import Flow, as_key, check_finite_positions
 from flowsamp.estimators.verdict import Thresholds, mcmc_verdict, rank_diagnostics, warn_if_not_converged
 from flowsamp.flows.cnf import ContinuousFlow, check_log_q
@@ -787,7 +788,9 @@ def adaptive_flow_mcmc(
         (``phase`` is ``"training"`` or ``"production"``, ``stats`` a dict of the
         :class:`LoopStats` fields as floats).
     progress
-        Show a tqdm progress bar.
+        Show a tqdm progress bar of the loops (process 0 only) with the local and global
+        (flow) acceptance of the last loop and, in production, the minimum bulk ESS of the
+        production draws so far (over all chains; not shown when they are split over processes).
     precompile
         Compile the loop's programs in a background thread while the exploration runs
         (tracing ``log_prob`` there). Pass ``False`` when ``log_prob`` is not safe to trace
@@ -894,11 +897,7 @@ def adaptive_flow_mcmc(
 
     fields = ("phase", *LoopStats._fields, "positions", "wall_s")
     hist: dict[str, list] = {k: [] for k in fields}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.max_training_loops + cfg.num_production_loops, desc="training")
+    bar = ProgressBar(progress, cfg.max_training_loops + cfg.num_production_loops, "training", "loop")
 
     def record(phase: str, stats: LoopStats, st: AdaptiveFlowState) -> dict:
         host = {k: float(v) for k, v in zip(LoopStats._fields, jax.device_get(tuple(stats)))}
@@ -907,9 +906,12 @@ def adaptive_flow_mcmc(
             hist[k].append(v)
         hist["positions"].append(np.asarray(st.position))
         hist["wall_s"].append(time.perf_counter() - t0)
-        if bar is not None:
-            bar.set_postfix(local=f"{host['local_acceptance']:.2f}", glob=f"{host['global_acceptance']:.2f}")
-            bar.update(1)
+        if bar:
+            ess = None
+            if phase == "production":  # bulk ESS of the production draws so far (at most every 2 s)
+                ess = bar.every("ess", 2.0, lambda: min_bulk_ess(np.concatenate(jax.device_get(traj), axis=1))
+                                if all(map(readable, traj)) else None)
+            bar.update(1, local=host["local_acceptance"], glob=host["global_acceptance"], min_ess=ess)
         if callback is not None:
             callback(len(hist["phase"]) - 1, phase, host, st)
         if checkpoint_path is not None and len(hist["phase"]) % every == 0:
@@ -992,9 +994,7 @@ def adaptive_flow_mcmc(
                 log_q=jax.jit(q_sym.log_prob)(best[1], state.flow_imh.position).astype(state.flow_imh.log_q.dtype)
             ),
         )
-    if bar is not None:
-        bar.total = num_train + cfg.num_production_loops
-        bar.set_description("production")
+    bar.phase("production", num_train + cfg.num_production_loops)
 
     # production: at least num_production_loops, then until min bulk ESS >= target_ess and
     # max R-hat <= thresholds.rhat, or max_steps
@@ -1028,8 +1028,7 @@ def adaptive_flow_mcmc(
         glob_acc.append(host["global_acceptance"])
         num_bad += int(host["num_local_nonfinite"] + host["num_global_nonfinite"])
         record("production", stats, state)
-    if bar is not None:
-        bar.close()
+    bar.close()
     if traj and devices is None:  # joined on the host: a concatenate of n arrays is a program per n
         positions = jnp.asarray(np.concatenate(jax.device_get(traj), axis=1))
         log_probs = jnp.asarray(np.concatenate(jax.device_get(traj_lp), axis=1))

@@ -17,7 +17,6 @@ program, step keys continuing ``fold_in(k_c, t)``) until the bulk ESS is reached
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -26,6 +25,7 @@ import numpy as np
 
 from flowsamp import io as _io
 from flowsamp import parallel
+from flowsamp._progress import MAX_ESS_VALUES, ProgressBar, min_bulk_ess, readable
 from flowsamp.base import SamplingAlgorithm, as_key, check_finite_positions
 from flowsamp.samplers import _checkpoint as _ckpt
 from flowsamp.estimators.verdict import Thresholds, Verdict, mcmc_verdict, rank_diagnostics, warn_if_not_converged
@@ -389,8 +389,10 @@ def sample(
         one raises a ``ValueError`` naming the difference.
     progress
         Show a progress bar (tqdm) with the mean acceptance and, with ``keep="all"``, the
-        minimum bulk ESS so far; the run is then compiled in pieces of ``checkpoint_every``
-        steps (default ``num_steps // 20``), with the same numbers as without it.
+        minimum bulk ESS so far, both over all chains (with ``devices=`` spanning several
+        processes, only process 0 draws it); the run is then compiled in pieces of
+        ``checkpoint_every`` steps (default ``num_steps // 20``), with the same numbers as
+        without it.
 
     Returns
     -------
@@ -490,7 +492,7 @@ def sample(
             state, counts, welford, blocks, total = _load_checkpoint(
                 checkpoint_path, meta, run, state, counts, welford, keep, thin)
     extra_problem = None
-    bar = _progress_bar(progress, num_steps if target_ess is None else budget, total)
+    bar = ProgressBar(progress, num_steps if target_ess is None else budget, "fs.sample", "step", total)
     while True:
         if total and total % num_steps == 0:
             if target_ess is None:
@@ -508,9 +510,8 @@ def sample(
             end = min(end, (total // piece + 1) * piece)
         state, counts, welford, out = run(state, total, end - total, (counts, welford))
         blocks.append(out)
-        if bar is not None:
-            bar.update(end - total)
-            bar.set_postfix(_progress_stats(bar, counts, blocks), refresh=False)
+        if bar:
+            bar.update(end - total, **_progress_stats(bar, counts, blocks))
         total = end
         if every is not None and (total % every == 0 or total % num_steps == 0):
             if keep == "all" and len(blocks) > 1:
@@ -518,8 +519,7 @@ def sample(
             kept = blocks[0] if keep == "all" else None
             tree = {"state": state, "counts": counts, "welford": welford, "kept": kept}
             _io.save(checkpoint_path, tree, meta={**meta, "done": total})
-    if bar is not None:
-        bar.close()
+    bar.close()
     mean = welford.mean
     variance = jax.tree.map(lambda m: m / welford.count.reshape((-1,) + (1,) * (m.ndim - 1)).astype(m.dtype),
                             welford.m2)
@@ -553,29 +553,20 @@ def sample(
     )
 
 
-def _progress_bar(enabled: bool, total: int, done: int):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=done, desc="fs.sample", unit="step")
-
-
-def _progress_stats(bar: Any, counts: _Counts, blocks: list) -> dict[str, str]:
-    """Mean acceptance and (up to 4M kept values, with keep='all', at most every 2 s) min bulk
-    ESS so far."""
-    stats = {"acc": f"{float(np.mean(np.asarray(counts.acceptance_rate))):.3f}"}
-    last = getattr(bar, "_fs_ess", (-np.inf, None))
-    now = time.monotonic()
-    if blocks and blocks[0] is not None and now - last[0] > 2.0:
+def _progress_stats(bar: ProgressBar, counts: _Counts, blocks: list) -> dict[str, Any]:
+    """Mean acceptance over all chains and, with keep='all' (at most every 2 s, up to
+    ``MAX_ESS_VALUES`` kept values), the minimum bulk ESS over coordinates so far."""
+    stats: dict[str, Any] = {"acc": float(np.mean(np.asarray(counts.acceptance_rate)))}
+    if blocks and blocks[0] is not None and readable(blocks):
         size = sum(sum(x.size for x in jax.tree.leaves(b[0])) for b in blocks)
-        if size <= 4_000_000:
-            ess = _nanmin_ess(blocks)
-            last = (time.monotonic(), f"{ess:.0f}" if ess > 0 else None)
-            bar._fs_ess = last
-    if last[1] is not None:
-        stats["min_ess"] = last[1]
+        if size <= MAX_ESS_VALUES:
+            stats["min_ess"] = bar.every("ess", 2.0, lambda: min_bulk_ess(_flat_draws(_joined(blocks)[0])))
     return stats
+
+
+def _joined(blocks: list) -> Any:
+    """The kept (positions, info) of all blocks, joined along the draw axis."""
+    return blocks[0] if len(blocks) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *blocks)
 
 
 def _load_checkpoint(path, meta, run, state, counts, welford, keep, thin):

@@ -47,6 +47,7 @@ import optax
 from jax.scipy.special import logsumexp
 
 from flowsamp import io as _io
+from flowsamp._progress import ProgressBar
 from flowsamp.base import Flow, as_key
 from flowsamp.estimators.evidence import log_evidence
 from flowsamp.estimators.pareto import pareto_k
@@ -202,6 +203,7 @@ def craft(
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    progress: bool = False,
 ) -> CRAFTOutput:
     r"""Train flows between the steps of a fixed annealing schedule (CRAFT or AFT), then evaluate.
 
@@ -247,6 +249,10 @@ def craft(
         it (the evaluation runs are then redone) and the result equals an uninterrupted run with
         the same key (``wall_s`` apart); a checkpoint of another run raises a ``ValueError``
         naming the key.
+    progress
+        Show a tqdm progress bar of the runs (process 0 only): in training the run's
+        :math:`\ln\hat Z` and mean loss, in evaluation its :math:`\ln\hat Z`, the smallest
+        ESS/N of its steps and the mean move acceptance. Host-side between the compiled runs.
 
     Returns
     -------
@@ -306,6 +312,7 @@ def craft(
         if _ckpt.should_resume(checkpoint_path, resume):
             (params, opt_state, log_eps), train_lz, losses, start = _load_checkpoint(
                 checkpoint_path, meta, (params, opt_state, log_eps), num_t)
+    bar = ProgressBar(progress, num_runs + num_eval_runs, "craft training", "run", start)
     for it in range(start, num_runs):
         k = jax.random.fold_in(k_train, it)
         x0 = jnp.asarray(sample(jax.random.fold_in(k, 1), num_particles), dtype)
@@ -314,12 +321,15 @@ def craft(
         losses.append(np.asarray(loss))
         if callback is not None:
             callback(it, {"log_Z": train_lz[-1], "loss": losses[-1]})
+        if bar:
+            bar.update(1, log_Z=train_lz[-1], loss=float(np.mean(losses[-1])))
         if ck is not None and ((it + 1) % ck[1] == 0 or it + 1 == num_runs):
             _io.save(ck[0], {"flows": (params, opt_state, log_eps), "train_log_Z": np.asarray(train_lz, np.float64),
                              "loss": np.stack(losses)}, meta={**ck[2], "done": it + 1})
     eval_lz, ess, acc, khats = [], [], [], []
     pimh_x, state, n_acc = [], None, 0
     log_u = np.log(np.asarray(jax.random.uniform(k_u, (num_eval_runs,), dtype)))
+    bar.phase("craft evaluation")
     for r in range(num_eval_runs):
         k = jax.random.fold_in(k_eval, r)
         x0 = jnp.asarray(sample(jax.random.fold_in(k, 1), num_particles), dtype)
@@ -335,6 +345,9 @@ def craft(
             state, info = imh_test(jnp.asarray(log_u[r], dtype), state, proposed)
             n_acc += int(info.is_accepted)
         pimh_x.append(np.asarray(state.position))
+        if bar:
+            bar.update(1, log_Z=eval_lz[-1], ess=float(np.min(ess[-1])), acc=float(np.mean(acc[-1])))
+    bar.close()
     eval_lz = np.asarray(eval_lz)
     log_Z, log_Z_se = (float(v) for v in log_evidence(jnp.asarray(eval_lz)))
     iv = importance_verdict(log_W, thresholds=thresholds)

@@ -37,6 +37,7 @@ import numpy as np
 import optax
 
 from flowsamp import io as _io
+from flowsamp._progress import ProgressBar
 from flowsamp.base import Flow, as_key
 from flowsamp.estimators.verdict import Thresholds, Verdict, warn_if_not_converged
 from flowsamp.estimators.weights import ess as kish_ess
@@ -216,6 +217,9 @@ def fab(
         Flow samples for the final importance-sampling estimate.
     chunk_size
         Iterations per compiled call (progress and history between calls).
+    progress
+        Show a tqdm progress bar (process 0 only) with the latest loss, AIS ESS/N and AIS
+        acceptance, updated between compiled calls.
     callback
         ``callback(iterations_done, state, records)`` after every chunk (e.g. a learning curve of
         ``state.params``); ``records`` holds the chunk's per-iteration history.
@@ -294,6 +298,7 @@ def fab(
 
     if ck is not None and done == 0:
         save()
+    bar = ProgressBar(progress, num_iterations, "fab", "it", done)
     while done < num_iterations:
         n = min(chunk_size, num_iterations - done)
         state, rec = chunk(k_train, state, done, length=n)
@@ -304,9 +309,9 @@ def fab(
             save()
         if callback is not None:
             callback(done, state, {k: np.asarray(v) for k, v in rec.items()})
-        if progress:
-            print(f"fab {done}/{num_iterations}: loss {float(rec['loss'][-1]):.4g} "
-                  f"AIS ESS {float(rec['ais_ess'][-1]):.3f} acc {float(rec['ais_acceptance'][-1]):.2f}", flush=True)
+        if bar:
+            bar.update(n, loss=rec["loss"][-1], ais_ess=rec["ais_ess"][-1], acc=rec["ais_acceptance"][-1])
+    bar.close()
     history = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in hist.items()}
     res = importance_sampling(k_eval, flow, state.params, log_prob, num_eval_samples, thresholds=thresholds,
                               warn=False)

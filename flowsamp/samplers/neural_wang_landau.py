@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from flowsamp._progress import ProgressBar
 from flowsamp.autoregressive import AutoregressiveNet
 from flowsamp.base import as_key, metropolis_test
 from flowsamp.estimators.dos import DOSEstimate, dos_from_samples
@@ -66,7 +67,7 @@ from flowsamp.samplers.flat_histogram import (
 )
 from flowsamp.samplers._wl_schedule import effective_log_f, schedule_step
 from flowsamp.samplers.van import default_net
-from flowsamp.samplers.wang_landau import WangLandauState, build_sweeps
+from flowsamp.samplers.wang_landau import WangLandauState, _flatness, build_sweeps
 from flowsamp.train.fit import guarded_step
 from flowsamp.types import PRNGKey
 
@@ -245,6 +246,7 @@ def neural_wang_landau(
     stop_error: float | None = None,
     max_seconds: float | None = None,
     params: Any = None,
+    progress: bool = False,
 ) -> NeuralWangLandauResult:
     """Neural (or, with ``local_sweeps > 0``, hybrid) Wang-Landau estimate of ln g(E).
 
@@ -284,6 +286,12 @@ def neural_wang_landau(
         Wall-time budget (checked between chunks, compilation included).
     params : optional
         Starting parameters of ``net`` (e.g. a VAN trained at some β).
+    progress : bool
+        Show a tqdm counter of the iterations (process 0 only; the run ends with ln f) with,
+        after every jitted chunk, ln f, the neural proposals' acceptance, the flatness
+        :math:`\min H/\overline H` of the histogram, whether the net still trains and, with a
+        reference, the error. Host-side between the chunks: the numbers are the same with it
+        on or off.
 
     Returns
     -------
@@ -331,6 +339,7 @@ def neural_wang_landau(
     times, errors, errors_dos, accs, log_fs, elapsed, trained = [], [], [], [], [], [], []
     train, best, stale = True, -1.0, 0
     it = 0
+    bar = ProgressBar(progress, None, "neural_wang_landau", "it")
     while it < max_iterations:
         key, sub = jax.random.split(key)
         state, params, opt_state, step, (lev, lq, acc) = run(sub, state, params, opt_state, step, train)
@@ -344,6 +353,9 @@ def neural_wang_landau(
         times.append(it)
         errors.append(float(np.mean(np.abs(est - ref[1]))) if ref is not None else np.nan)
         elapsed.append(time.perf_counter() - t0)
+        if bar:
+            bar.set(it, ln_f=log_fs[-1], acc=accs[-1], flat=float(_flatness(state.histogram, np.ones((1, K), bool))[0]),
+                    train=train, err=errors[-1] if ref is not None else None)
         if train and stop_training == "plateau":
             stale = 0 if accs[-1] > best + 0.01 else stale + 1
             best = max(best, accs[-1])
@@ -352,6 +364,7 @@ def neural_wang_landau(
             break
         if max_seconds is not None and elapsed[-1] >= max_seconds:
             break
+    bar.close()
     elapsed_all = time.perf_counter() - t0
     first = int(burn_in * len(levs))
     lev_all, lq_all = np.concatenate(levs[first:]), np.concatenate(lqs[first:])

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowsamp import parallel
+from flowsamp._progress import ProgressBar, min_bulk_ess, readable
 from flowsamp.base import Proposal, as_key, check_finite_positions
 from flowsamp.estimators.verdict import Thresholds, mcmc_verdict, warn_if_not_converged
 from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE
@@ -247,6 +248,19 @@ def _remap(carry: PTCarry, old: np.ndarray, new: np.ndarray) -> PTCarry:
                    take(carry.log_eps))
 
 
+def _show_production(bar: ProgressBar, m: int, sums: list, carry: PTCarry, bufs: dict, done: int,
+                     num_chains: int) -> None:
+    """The bar after a production piece: swap and local (β = 1) acceptance over the production
+    scans of this call, round trips, and the minimum bulk ESS of the β = 1 draws (at most every 2 s).
+
+    ``sums`` holds the swap and local acceptance summed over chains and scans, and the scans."""
+    sw, acc = (v / (sums[2] * num_chains) for v in sums[:2])
+    x = bufs["x_top"]
+    ess = bar.every("ess", 2.0, lambda: min_bulk_ess(np.asarray(x)[:, :done]) if readable(x) else None)
+    bar.update(m, swap=float(np.min(sw)), acc=float(acc[-1]), trips=int(np.sum(np.asarray(carry.round_trips))),
+               min_ess=ess)
+
+
 def parallel_tempering(
     key: PRNGKey,
     log_prob: LogProbFn,
@@ -276,6 +290,7 @@ def parallel_tempering(
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    progress: bool = False,
 ) -> ParallelTemperingResult:
     r"""Sample ``log_prob`` by non-reversible parallel tempering and estimate :math:`\ln Z` (module docs).
 
@@ -338,6 +353,13 @@ def parallel_tempering(
         ``resume=True`` and an existing file the run continues from it and returns the same
         numbers as an uninterrupted run with the same key (``wall_s`` apart); a checkpoint of
         another run (options, key, starts, target) raises a ``ValueError`` naming the key.
+    progress
+        Show a tqdm progress bar of the scans (process 0 only, figures over all chains): the
+        smallest swap acceptance over neighbouring rungs and the local acceptance at
+        :math:`\beta = 1` (of the last warm-up round, or of production so far), the number of
+        rungs, and in production the round trips and the minimum bulk ESS of the
+        :math:`\beta = 1` draws so far. Production then runs in pieces of ``checkpoint_every``
+        scans (default ``num_steps // 20``); the numbers are the same as without it.
 
     Returns
     -------
@@ -443,6 +465,7 @@ def parallel_tempering(
         ck.save(carry, lstate, bufs, done=done, length=length, prod_done=prod_done, warm_nonfinite=warm_nonfinite,
                 elapsed=time.perf_counter() - t_start)
 
+    bar = ProgressBar(progress, num_warmup + num_steps, "pt warm-up", "scan", done + prod_done)
     wbufs = None  # scratch records of the warm-up rounds (same shapes as production: one program)
     while done < num_warmup:
         m = min(length, num_warmup - done)
@@ -454,6 +477,9 @@ def parallel_tempering(
         length *= 2
         warm_nonfinite += int(np.sum(bad))
         rej = 1.0 - np.asarray(sw).sum(0) / (m * num_chains)
+        if bar:
+            bar.update(m, swap=float(np.min(1.0 - rej)), acc=float(np.asarray(acc)[:, -1].sum() / (m * num_chains)),
+                       rungs=int(rej.shape[0] + 1))
         eps = np.exp(np.asarray(carry.log_eps, np.float64).mean(axis=0))  # geometric mean over chains
         eps[0] = eps[1]
         old = np.asarray(lstate.betas)
@@ -477,13 +503,21 @@ def parallel_tempering(
     if bufs is None:  # production starts (not resumed inside it)
         carry = carry._replace(round_trips=jnp.zeros_like(carry.round_trips))
         bufs = _empty_records(cfg, carry, jnp.asarray(betas_f, dt), num_steps)
+    piece = ck.every if ck is not None else max(1, num_steps // 20) if progress else num_steps
+    bar.phase("pt production")
+    sums = None
     while prod_done < num_steps:
-        m = num_steps - prod_done if ck is None else min(ck.every, num_steps - prod_done)
-        carry, _, bufs = run_fn(chain_keys, carry, jnp.asarray(betas_f, dt), num_warmup + prod_done, m, False,
-                                bufs, prod_done)
+        m = min(piece, num_steps - prod_done)
+        carry, counts, bufs = run_fn(chain_keys, carry, jnp.asarray(betas_f, dt), num_warmup + prod_done, m, False,
+                                     bufs, prod_done)
         prod_done += m
         if ck is not None:
             save()
+        if bar:
+            got = [np.asarray(v, np.float64).sum(0) for v in counts[:2]] + [m]
+            sums = got if sums is None else [a + b for a, b in zip(sums, got)]
+            _show_production(bar, m, sums, carry, bufs, prod_done, num_chains)
+    bar.close()
     rec = bufs
     positions = rec["x_top"]
     V = rec["V"]

@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from flowsamp._progress import ProgressBar
 from flowsamp.base import as_key, check_finite_positions
 from flowsamp.estimators.verdict import Thresholds, warn_if_not_converged
 from flowsamp.estimators.weights import ess as kish_ess, normalized_weights
@@ -259,6 +260,16 @@ def _build_step(log_prob: LogProbFn, log_base_fn: LogProbFn, path: PathFn, targe
 _PROGRAMS: dict = {}
 
 
+def _show_step(bar: ProgressBar, t: int, state: SMCState, info: SMCInfo) -> None:
+    """The bar after tempering step ``t``: the least advanced island's β (the bar's position, out
+    of 1), and over the islands still moving the mean ESS/N after reweighting, the mean move
+    acceptance and the mean number of moves of the step."""
+    moving = np.isfinite(info.beta)
+    pick = (lambda v: np.mean(np.asarray(v, np.float64)[moving])) if moving.any() else (lambda v: float("nan"))
+    bar.set(float(np.min(np.asarray(state.beta))), step=t + 1, beta=float(np.min(np.asarray(state.beta))),
+            ess=pick(info.ess), acc=pick(info.acceptance), moves=pick(info.num_moves))
+
+
 def _fn_key(f: Callable) -> Any:
     """``f`` itself, or for a bound method of an unhashable object (a frozen dataclass target
     holding arrays) ``(id(object), function)``."""
@@ -428,6 +439,7 @@ def smc(
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
     resume: bool = False,
+    progress: bool = False,
     _what: str = "smc",
 ) -> SMCOutput:
     r"""Adaptive SMC sampler from ``base`` to ``log_prob`` with :math:`\ln\hat Z` and its SE.
@@ -491,6 +503,11 @@ def smc(
         options) every ``checkpoint_every`` tempering steps; with ``resume=True`` and an existing
         file, continue from it: the result equals the uninterrupted run with the same key bit
         for bit (a file of another key or configuration is a ValueError naming the key).
+    progress
+        Show a tqdm progress bar (process 0 only) after every tempering step: its position is
+        the least advanced island's β (out of 1); beside it the step, β, the mean ESS/N after
+        reweighting, the mean move acceptance and moves per particle. Host-side between the
+        compiled steps: the numbers are the same with it on or off.
 
     Returns
     -------
@@ -547,6 +564,7 @@ def smc(
                                 max_move_correlation, target_ess, resample_threshold, resampling, eps0, max_steps)
         if resume and os.path.exists(checkpoint_path):
             state, log_Z_isl, infos, start = _load_checkpoint(checkpoint_path, meta, state)
+    bar = ProgressBar(progress, 1.0, _what, "β", float(np.min(np.asarray(state.beta))) if infos else 0.0)
     for t in range(start, max_steps):
         if infos and bool(np.all(np.asarray(state.beta) >= 1.0)):
             break  # resumed from the checkpoint of a finished run
@@ -560,8 +578,11 @@ def smc(
                          "step_size": info.step_size, "log_Z": log_Z_isl + log_Z_base})
         if checkpoint_path is not None and (t + 1) % checkpoint_every == 0:
             _save_checkpoint(checkpoint_path, meta, state, log_Z_isl, infos)
+        if bar:
+            _show_step(bar, t, state, info)
         if bool(np.all(np.asarray(state.beta) >= 1.0)):
             break
+    bar.close()
     rec = SMCInfo(*[np.stack([getattr(i, f) for i in infos], axis=1) for f in SMCInfo._fields])
     num_steps = np.sum(np.isfinite(rec.beta), axis=1).astype(int)
     num_steps = np.maximum(num_steps, 1)

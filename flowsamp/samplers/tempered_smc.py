@@ -109,6 +109,7 @@ def tempered_smc(
     callback: Callable[[int, dict], None] | None = None,
     thresholds: Thresholds | None = None,
     warn: bool = True,
+    progress: bool = False,
 ) -> TemperedSMCOutput:
     r"""Run adaptive tempered SMC from prior draws to the posterior :math:`p_0 L / Z`.
 
@@ -138,6 +139,9 @@ def tempered_smc(
         :class:`flowsamp.estimators.Thresholds` of the verdict (``min_acceptance``, ``min_ess``).
     warn
         Issue a :class:`flowsamp.NotConvergedWarning` when the verdict fails.
+    progress
+        Show a tqdm progress bar of β (process 0 only) with the ESS/N and acceptance of
+        every step (:func:`flowsamp.samplers.smc`'s).
 
     Returns
     -------
@@ -167,7 +171,7 @@ def tempered_smc(
               target_ess=target_ess, resample_threshold=1.0, kernel="rwmh", mass="dense",
               num_mcmc_steps=num_mcmc_steps, max_mcmc_steps=num_mcmc_steps, step_size=initial_scale, num_islands=1,
               max_steps=max_steps,
-              callback=cb, thresholds=thresholds, warn=warn, _what="tempered_smc")
+              callback=cb, thresholds=thresholds, warn=warn, progress=progress, _what="tempered_smc")
     t = int(out.num_steps[0])
     diag = dict(out.diagnostics)
     diag["ess"], diag["acceptance"] = out.ess[0, :t], out.acceptance[0, :t]

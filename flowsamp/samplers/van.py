@@ -167,6 +167,7 @@ def van(
     clip_grad: float = 1.0,
     num_samples: int = 10_000,
     params: Any = None,
+    progress: bool = False,
 ) -> VANResult:
     """Train a VAN on a lattice spin target at ``target.beta`` and estimate its free energy.
 
@@ -186,6 +187,10 @@ def van(
         Fresh draws for the final free energies.
     params : optional
         Starting parameters (default ``net.init``).
+    progress : bool
+        Show the training's tqdm progress bar (:func:`flowsamp.train.fit`'s, process 0 only)
+        with the loss, the batch's ESS/N, the annealed β_t and the batch free energy
+        :math:`F_q(\beta_t)`.
 
     Returns
     -------
@@ -211,7 +216,7 @@ def van(
     t0 = time.perf_counter()
     loss = van_loss(net, target, int(batch_size), beta, rate)
     params, hist = fit(k_fit, None, params, loss, optimizer, int(num_steps),
-                       chunk_size=min(int(num_steps), 500), progress=False)
+                       chunk_size=min(int(num_steps), 500), progress=progress)
     fe = free_energies(k_eval, net, params, target, int(num_samples))
     elapsed = time.perf_counter() - t0
     verdict = importance_verdict(jnp.asarray(fe.log_weights))

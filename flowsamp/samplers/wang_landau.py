@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowsamp import io as _io
+from flowsamp._progress import ProgressBar
 from flowsamp.base import as_key
 from flowsamp.estimators.verdict import Verdict, warn_if_not_converged
 from flowsamp.samplers import _checkpoint as _ckpt
@@ -192,6 +193,7 @@ def wang_landau(
     checkpoint_path: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    progress: bool = False,
 ) -> WangLandauResult:
     """Estimate ln g(E) of a lattice spin target by Wang-Landau sampling.
 
@@ -245,6 +247,12 @@ def wang_landau(
         not ``elapsed``) is bit-identical to the uninterrupted run with the same key. A
         checkpoint of another run (options, key, target) raises a ``ValueError`` naming
         the difference.
+    progress : bool
+        Show a tqdm counter of the sweeps per walker (process 0 only; the run ends when ln f
+        does, so it has no total) with, after each compiled call, the mean ln f of the last
+        check, the flatness :math:`\min H/\overline H` of the least flat group's histogram
+        over its window, the groups still active and, with a reference, the error. Host-side
+        between the calls: the numbers are the same with it on or off.
 
     Returns
     -------
@@ -346,6 +354,7 @@ def wang_landau(
     # that ``elapsed`` stays meaningful) and ends them at checkpoint boundaries.  Check k of the
     # run is keyed by fold_in(key, k): the split into calls does not change the result.
     per_check, compiled = None, False
+    bar = ProgressBar(progress, None, "wang_landau", "sweep", sweeps)
     while sweeps < max_sweeps and not finished():
         left = -(-(max_sweeps - sweeps) // check_every)
         n_calls = 1 if per_check is None else max(1, int(_CALL_SECONDS / max(per_check, 1e-9)))
@@ -371,6 +380,10 @@ def wang_landau(
             tree = {"state": state, "key": _ckpt.key_data(key),
                     "curves": np.asarray([times, errors, log_fs, elapsed], np.float64)}
             _io.save(checkpoint_path, tree, meta={**meta, "done": int(sweeps), "num_checks": len(times)})
+        if bar:
+            bar.set(sweeps, ln_f=log_fs[-1] if log_fs else None, flat=float(np.min(_flatness(state.histogram, masks))),
+                    active=int(np.sum(np.asarray(state.active))), err=errors[-1] if ref is not None and errors else None)
+    bar.close()
 
     lg = _estimate(state, windows, window_of_group, log_g0)
     verdict = _verdict(state, masks, sweeps, max_sweeps, log_f_final, log_fs, errors, stop_error)
@@ -406,12 +419,17 @@ def _load_checkpoint(path, meta, state, key):
             list(curves[1]), list(curves[2]), list(curves[3]))
 
 
+def _flatness(histogram: Any, masks: Any) -> np.ndarray:
+    """Per group, :math:`\min H / \overline H` of its histogram over its window's levels (0 if empty)."""
+    hist = np.asarray(histogram, np.float64)
+    masks = np.asarray(masks, bool)
+    return np.array([h[m].min() / h[m].mean() if h[m].mean() > 0 else 0.0 for h, m in zip(hist, masks)])
+
+
 def _verdict(state, masks, sweeps, max_sweeps, log_f_final, log_fs, errors, stop_error) -> Verdict:
     """Converged when every group finished its ln f schedule, or the error reached ``stop_error``."""
     active = np.asarray(state.active)
-    hist = np.asarray(state.histogram, np.float64)
-    masks = np.asarray(masks, bool)
-    flat = np.array([h[m].min() / h[m].mean() if h[m].mean() > 0 else 0.0 for h, m in zip(hist, masks)])
+    flat = _flatness(state.histogram, masks)
     error = float(errors[-1]) if errors else float("nan")
     reached = stop_error is not None and np.isfinite(error) and error <= stop_error
     problems = []

@@ -28,10 +28,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from flowsamp._progress import ProgressBar
 from flowsamp.base import Flow, as_key, select
 from flowsamp.types import Array, PRNGKey
 
 __all__ = ["FitHistory", "fit", "fit_steps", "guarded_step"]
+
+#: Scalar figures of a loss's aux the progress bar shows beside the loss, when the loss returns them:
+#: ESS/N of the reverse-KL weights, and the annealed inverse temperature and free energy of a VAN.
+_SHOWN_AUX = ("ess", "beta_t", "free_energy")
 
 
 class FitHistory(NamedTuple):
@@ -252,7 +257,8 @@ def fit(
     chunk_size
         Steps per compiled ``lax.scan``; the progress bar and ``callback`` run between chunks.
     progress
-        Show a tqdm progress bar with the latest loss and ESS/N.
+        Show a tqdm progress bar (process 0 only) with the latest loss and, where the loss
+        reports them, ESS/N (``ess``), the annealed β (``beta_t``) and ``free_energy``.
     callback
         ``callback(step, params, history) -> stop`` called after each chunk with the number
         of steps done, the current parameters and the history so far; returning ``True``
@@ -283,11 +289,7 @@ def fit(
     opt_state = optimizer.init(params)
     num_chunks = math.ceil(num_steps / chunk_size)
 
-    bar = None
-    if progress and num_chunks > 0:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=num_steps, desc="fit", leave=False)
+    bar = ProgressBar(progress and num_chunks > 0, num_steps, "fit", "step", leave=False)
     records = []
     done = 0
     try:
@@ -301,16 +303,13 @@ def fit(
             rec = jax.tree.map(lambda a: np.asarray(a)[:n], jax.device_get(rec))
             records.append(rec)
             done = start + n
-            if bar is not None:
-                bar.update(n)
-                ess = rec["aux"].get("ess")
-                bar.set_postfix(loss=f"{rec['loss'][-1]:.4g}",
-                                ess=f"{float(ess[-1]):.3f}" if ess is not None else "n/a")
+            if bar:
+                bar.update(n, loss=rec["loss"][-1],
+                           **{k: rec["aux"][k][-1] for k in _SHOWN_AUX if k in rec["aux"]})
             if callback is not None and callback(done, params, _stack(records)):
                 break
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return params, _stack(records)
 
 
