@@ -35,7 +35,7 @@ def _setup():
     return kernel, np.asarray(target.sample(jax.random.key(0), NUM_CHAINS))
 
 
-def run_case(devices=None, global_inputs: bool = False) -> dict:
+def run_case(devices=None, global_inputs: bool = False, progress: bool = False) -> dict:
     """MALA on a 3-D diagonal Gaussian (sds 1, 2, 0.5), 8 chains x 200 steps, key 1.
 
     The covariance is diagonal so that the target's matmul with ``L^{-1}`` is exact (every
@@ -43,6 +43,8 @@ def run_case(devices=None, global_inputs: bool = False) -> dict:
     matmul for 8 chains on one device versus 2 per device, and the sharded run must equal
     the single-process run bit for bit. With ``global_inputs`` each process hands over only
     its own chains' starts, as a global array (``jax.make_array_from_process_local_data``).
+    With ``progress`` the run shows its progress bar (process 0 only; compiled in pieces of
+    10 steps), which must not change a number.
     """
     import jax
     import numpy as np
@@ -59,7 +61,7 @@ def run_case(devices=None, global_inputs: bool = False) -> dict:
         x0 = jax.make_array_from_process_local_data(jax.sharding.NamedSharding(mesh, parallel.CHAINS), mine)
     with warnings.catch_warnings():  # 8 short chains need not pass the convergence verdict
         warnings.simplefilter("ignore")
-        trace = fs.sample(jax.random.key(1), kernel, x0, NUM_STEPS, devices=devices)
+        trace = fs.sample(jax.random.key(1), kernel, x0, NUM_STEPS, devices=devices, progress=progress)
     values = (trace.positions, trace.final_state.position, trace.final_state.log_prob,
               trace.acceptance_rate, trace.num_accepted, trace.mean, trace.variance)
     return {name: np.asarray(v) for name, v in zip(FIELDS, values)}
@@ -84,6 +86,11 @@ def main(process_id: int, port: int, out_dir: str) -> None:
     t_import = time.perf_counter()
     result = run_case(devices)
     t_sample = time.perf_counter()
+    print("PROGRESS-START", flush=True)
+    with_bar = run_case(devices, progress=True)
+    sys.stderr.flush()
+    print("PROGRESS-END", flush=True)
+    t_progress = time.perf_counter()
     try:
         from_global = run_case(devices, global_inputs=True)
         global_error = None
@@ -106,11 +113,12 @@ def main(process_id: int, port: int, out_dir: str) -> None:
         "key_gather_ok": bool(np.array_equal(jax.random.key_data(keys),
                                              jax.random.key_data(jax.random.split(jax.random.key(5), NUM_CHAINS)))),
         "global_inputs_error": global_error,
-        "seconds": {"init": t_init - t_start, "import": t_import - t_init, "sample": t_sample - t_import,
+        "seconds": {"init": t_init - t_start, "import": t_import - t_init, "sample": t_sample - t_import, "progress": t_progress - t_sample,
                     "total": time.perf_counter() - t_start, "cpu": time.process_time()},
     }
     np.savez(os.path.join(out_dir, f"process_{process_id}.npz"), **result)
     np.savez(os.path.join(out_dir, f"process_{process_id}_global.npz"), **from_global)
+    np.savez(os.path.join(out_dir, f"process_{process_id}_progress.npz"), **with_bar)
     with open(os.path.join(out_dir, f"process_{process_id}.json"), "w") as f:
         json.dump(info, f)
     jax.distributed.shutdown()

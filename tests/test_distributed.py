@@ -5,7 +5,8 @@ collectives, 2 CPU devices each, so the chain mesh has 4 devices over 2 processe
 ``fs.sample`` with MALA over ``jax.devices()``; each writes what it holds of the result.
 Every process must hold every chain, bit for bit equal to the same run in this (single)
 process with ``devices=None``. The reference runs here while the workers start; the
-workers run once per module (about 8 s of CPU each).
+workers run once per module (about 8 s of CPU each). They also run it with ``progress=True``:
+the same numbers, the bar on process 0 only, showing the acceptance over all 8 chains.
 """
 
 import json
@@ -113,6 +114,24 @@ def test_global_initial_positions(two_processes):
     assert errors == [None, None], errors
     for i in range(2):
         check_equal(np.load(out / f"process_{i}_global.npz"), reference, f"process {i}, global inputs")
+
+
+def test_progress_bar_on_process_0_only(two_processes):
+    """``progress=True`` over 2 processes: the same numbers; only process 0 draws the bar, and
+    its acceptance is the mean over all 8 chains (global), not over a process's 4."""
+    out, reference, infos = two_processes
+    for i in range(2):
+        check_equal(np.load(out / f"process_{i}_progress.npz"), reference, f"process {i}, progress=True")
+    logs = [(out / f"process_{i}.log").read_text() for i in range(2)]
+    bars = [log.split("PROGRESS-START")[1].split("PROGRESS-END")[0] for log in logs]
+    assert "fs.sample" not in bars[1], bars[1][-500:]
+    assert "fs.sample" in bars[0] and f"{worker.NUM_STEPS}/{worker.NUM_STEPS}" in bars[0], bars[0][-500:]
+    acc = np.asarray(reference["acceptance_rate"])
+    shown = bars[0].rsplit("acc=", 1)[1].split(",")[0].split("]")[0]
+    assert shown == f"{float(np.mean(acc)):.3g}", (shown, acc)
+    per_process = {f"{float(np.mean(acc[:4])):.3g}", f"{float(np.mean(acc[4:])):.3g}"}
+    if f"{float(np.mean(acc)):.3g}" not in per_process:  # the check can tell global from per-shard
+        assert shown not in per_process
 
 
 def test_helpers_in_one_process():

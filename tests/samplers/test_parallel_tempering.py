@@ -153,8 +153,13 @@ DEVICES_SCRIPT = textwrap.dedent(
     kw = dict(num_warmup=8, num_temperatures=4, warn=False)
     one = fs.samplers.parallel_tempering(0, t.log_prob, x0, 8, **kw)
     many = fs.samplers.parallel_tempering(0, t.log_prob, x0, 8, devices=jax.devices(), **kw)
+    bar = fs.samplers.parallel_tempering(0, t.log_prob, x0, 8, devices=jax.devices(), progress=True, **kw)
     print(json.dumps({"same": bool(np.array_equal(np.asarray(one.positions), np.asarray(many.positions))),
-                      "lz": [one.log_Z, many.log_Z]}))
+                      "lz": [one.log_Z, many.log_Z],
+                      "progress_same": all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(
+                          jax.tree.leaves((many.positions, many.swap_rates, many.step_sizes, many.log_Z)),
+                          jax.tree.leaves((bar.positions, bar.swap_rates, bar.step_sizes, bar.log_Z)))),
+                      "swap": float(np.min(bar.swap_rates))}))
     """
 )
 
@@ -167,6 +172,10 @@ def test_devices_equal_single_device():
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["same"], res
     np.testing.assert_allclose(*res["lz"], rtol=1e-5)
+    # progress=True over the 4 devices: the same numbers; the bar's swap acceptance is over all chains
+    assert res["progress_same"], res
+    last = out.stderr.replace("\r", "\n").strip().splitlines()[-1]
+    assert "pt production" in last and f"swap={res['swap']:.3g}" in last, out.stderr[-1000:]
 
 
 @pytest.mark.slow
