@@ -172,8 +172,6 @@ def test_fit_progress_on_equals_off(capsys):
 def test_every_sampler_family_takes_progress():
     for name in (*CASES, "ais", "tempered_smc"):
         fn = getattr(fs.samplers, name) if hasattr(fs.samplers, name) else getattr(fs, name)
-        if name == "ais":  # smc's keyword arguments
-            fn = fs.samplers.smc
         assert "progress" in inspect.signature(fn).parameters, name
 
 

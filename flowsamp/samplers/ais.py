@@ -23,14 +23,15 @@ __all__ = ["ais"]
 
 
 def ais(key: PRNGKey, log_prob: LogProbFn, base: Any, num_particles: int, *, target_ess: float = 0.95,
-        **kwargs: Any) -> SMCOutput:
+        progress: bool = False, **kwargs: Any) -> SMCOutput:
     """:func:`flowsamp.samplers.smc` with ``resample_threshold=0`` (never resample).
 
     ``target_ess``: conditional ESS per step, 0.95 by default (Zhou et al. use 0.9-0.99 for
-    AIS-like samplers: without resampling, a step's loss of ESS is never recovered). Other
+    AIS-like samplers: without resampling, a step's loss of ESS is never recovered).
+    ``progress``: a tqdm bar of β with the ESS/N and acceptance of every step (smc's). Other
     keyword arguments are :func:`~flowsamp.samplers.smc`'s.
     """
     if "resample_threshold" in kwargs:
         raise TypeError("ais never resamples; use fs.samplers.smc for resample_threshold=")
     return smc(key, log_prob, base, num_particles, target_ess=target_ess, resample_threshold=0.0,
-               _what="ais", **kwargs)
+               progress=progress, _what="ais", **kwargs)

@@ -72,6 +72,44 @@ def test_family_writes_results_and_inference_data(family, tmp_path):
         assert sizes["chain"] == data["run"]["chains"]
 
 
+class Called(Exception):
+    pass
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_every_family_passes_progress(monkeypatch, tmp_path, progress):
+    """Each family's runner hands ``progress=`` to its sampler (when the sampler takes it): the
+    sampler is replaced by a stub with its signature that records its keyword arguments."""
+    import inspect
+
+    from flowsamp import samplers
+    from flowsamp.cli import families
+
+    seen = {}
+    for name in ("smc", "ais", "tempered_smc", "importance_sampling", "parallel_tempering", "wang_landau",
+                 "multicanonical"):
+        original = getattr(samplers, name)
+
+        def stub(*args, _name=name, **kwargs):
+            seen[_name] = kwargs
+            raise Called(_name)
+
+        stub.__signature__ = inspect.signature(original)
+        stub.__name__ = name
+        monkeypatch.setattr(samplers, name, stub)
+    for family in families.RUNNERS:
+        data, _ = JOBS[family]
+        with pytest.raises(Called):
+            run_job(from_dict({**data, "output": {"dir": str(tmp_path / family), "plot": False}}), progress=progress,
+                    echo=lambda *a: None)
+    assert len(seen) == 7, seen  # every stubbed sampler was reached by its family
+    for n in seen:
+        if n == "importance_sampling":  # one compiled call: it has no bar
+            assert "progress" not in seen[n]
+        else:
+            assert seen[n].get("progress") is progress, (n, seen[n])
+
+
 LOCAL = {"target": MIX, "sampler": {"kernel": "mala", "step_size": 0.3},
          "run": {"chains": 4, "steps": 80, "warmup": 40, "thin": 2}}
 
