@@ -170,7 +170,7 @@ def _make_sweep(target: Any, bins, group: np.ndarray, windows: np.ndarray):
                                       jnp.where(d_new <= d_old, 0.0, -jnp.inf))  # walk into the window
             acc = lu < log_alpha  # False for a NaN log_alpha: rejected
             s = s.at[ix[:, 0]].set(jnp.where(acc, new, old))
-            cell = jnp.where(acc, new_cell, cell)
+            cell = jnp.where(acc, new_cell, cell).astype(cell.dtype)  # int64 table under x64
             t_upd = n_before + cnt.astype(n_before.dtype)
             log_f = jnp.where(use_t, sizes / jnp.maximum(t_upd, 1.0), log_f_c)
             log_f = jnp.where(active, log_f, 0.0).astype(fdt)
