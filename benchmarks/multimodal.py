@@ -576,7 +576,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--cells", default="all", help="comma-separated cell names (see --list) or 'all'")
     ap.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS), help=f"of {list(RUNNERS)}")
     ap.add_argument("--peers", dest="peers", action="store_true", default=True, help="add flowmc, blackjax_smc (default)")
-    ap.add_argument("--no-peers", dest="peers", action="store_false")
+    ap.add_argument("--no-peers", dest="peers", action="store_false",
+                    help="do not add the peers (those named in --samplers still run)")
     ap.add_argument("--cap", default=None,
                     help="wall-clock cap per job in s (default 240; quick 150), optionally per sampler: '240,flowmc=480'")
     ap.add_argument("--deadline", default=None, help="UTC HH:MM after which no job starts")
@@ -607,8 +608,7 @@ def main(argv=None) -> dict:
     samplers = [s for s in args.samplers.split(",") if s]
     if args.peers:
         samplers += [p for p in PEERS if p not in samplers]
-    else:
-        samplers = [s for s in samplers if s not in PEERS]
+    # --no-peers only stops adding the peers: one named in --samplers still runs
     bad = [s for s in samplers if s not in RUNNERS]
     if bad:
         raise SystemExit(f"unknown samplers {bad}; choose from {list(RUNNERS)}")
