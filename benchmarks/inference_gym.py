@@ -15,6 +15,11 @@ from the same over-dispersed start (uniform on [-2, 2]^d, Stan's default), in th
   vectorised chains (all NUTS runs: ``--chains`` = 4 chains, ``--warmup`` warm-up steps each;
   the peers draw ``--peer-draws`` per chain, by default ``--draws``: pass ``10 * draws`` to give
   them flowsamp's whole budget, so that a peer's failure is not merely a shorter run);
+  every sampler gets the same ``--chains``: 4 is Stan's default and what the R-hat < 1.01 /
+  ESS > 400 rule of Vehtari et al. (2021) is calibrated for; with ``target_ess=1000`` flowsamp's
+  split R-hat reaches 1.002-1.008 wherever NUTS mixes, so the recommendation stays at 4 chains
+  (more vmapped NUTS chains cost about proportionally more on a CPU, each step waits for the
+  deepest tree);
 * ``blackjax_nuts``: ``blackjax.window_adaptation(blackjax.nuts, ...)`` per chain (vmapped),
   then ``blackjax.nuts``.
 
