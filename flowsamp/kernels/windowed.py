@@ -14,7 +14,10 @@ split as in Stan (Stan Reference Manual, "HMC algorithm parameters"; Carpenter e
       M^{-1} = \frac{n}{n + 5}\,\Sigma_n + 10^{-3}\,\frac{5}{n + 5}\,I
 
   (its diagonal by default, the full matrix with ``dense_mass=True``), and dual averaging is
-  restarted from the current step size;
+  restarted (:math:`\mu = \log 10\bar\epsilon`) from the window's averaged step size
+  :math:`\bar\epsilon`; unlike Stan's ``init_stepsize`` and numpyro's
+  ``find_reasonable_step_size``, the step size is not searched again by doubling under the new
+  :math:`M^{-1}` (tried on the Inference Gym's banana: no change beyond the seed-to-seed spread);
 * a final fast window of 50 steps (step size only).
 
 If ``num_steps < 150`` the windows are 15% / 75% / 10% of it, as Stan does. The step size is
