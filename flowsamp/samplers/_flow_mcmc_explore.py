@@ -41,7 +41,8 @@ growth rule.
 
 So when the rounds stop because no wider base is asked for, one *check round* runs from a base
 :data:`EXPLORE_CHECK` = 4 times wider, centred on the particles' mean, with a quarter of the
-particles and half the RWMH steps (:func:`check_size`): it only has to see mass, not weigh it.
+particles and half the RWMH steps when the round is large, else the round's own size and compiled
+program (:func:`check_size`): it only has to see mass, not weigh it.
 When its particles' spread asks for a wider base by the same rule (:data:`EXPLORE_GROWTH`), a full
 round is run from that base (and the rounds go on as before); otherwise the exploration is done and
 ``notes`` says how far it searched: a mode much farther out than the check base (or with a basin
@@ -64,14 +65,15 @@ import optax
 
 from flowsamp.base import Flow, acceptance_probability
 from flowsamp.flows.preconditioning import MAX_FULL_DIM, Affine, fit_affine, preconditioned
-from flowsamp.samplers.tempered_smc import TemperedSMCOutput, tempered_smc
+from flowsamp.samplers._smc_base import diagonal_gaussian_base
+from flowsamp.samplers.tempered_smc import TemperedSMCOutput, run_tempered
 from flowsamp.train.early_stopping import early_stopping
 from flowsamp.train.fit import fit
 from flowsamp.train.losses import forward_kl
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = [
-    "CHECK_MIN_PARTICLES", "EXPLORE_CHECK", "EXPLORE_GROWTH", "EXPLORE_ROUNDS", "EXPLORE_SCALE", "Exploration",
+    "CHECK_MIN_PARTICLES", "CHECK_REUSE_WORK", "EXPLORE_CHECK", "EXPLORE_GROWTH", "EXPLORE_ROUNDS", "EXPLORE_SCALE", "Exploration",
     "check_size", "default_base_scale", "default_num_particles",
     "default_step_size", "explore", "imh_acceptance_estimate", "population_spread",
 ]
@@ -98,9 +100,12 @@ distance :math:`r` from the base centre is suppressed on the tempered path by at
 CHECK_MIN_PARTICLES = 512
 """Fewest particles of the check round."""
 
+CHECK_REUSE_WORK = 2 ** 23
+"""Largest round work :math:`N m d` (particles x RWMH steps x dimension) at which the check round
+has the round's size and reuses its compiled program (:func:`check_size`)."""
+
 _CHECK_STREAM = 0x7FFF  # fold_in data of the check round's keys (rounds use 1, 2, ...)
 
-_LOG_2PI = math.log(2.0 * math.pi)
 
 MIN_PARTICLES = 2048
 """Fewest exploration particles (enough to see and weigh a few modes)."""
@@ -240,20 +245,12 @@ def population_spread(particles: Array) -> float:
 
 def _tempered_round(key_smc: PRNGKey, key_base: PRNGKey, log_prob: LogProbFn, loc: np.ndarray, scale: np.ndarray,
                     num_particles: int, num_mcmc_steps: int, dtype) -> TemperedSMCOutput:
-    r"""One adaptive tempered-SMC run from :math:`\mathcal N(\text{loc}, \mathrm{diag}(\text{scale}^2))`."""
-    dim = loc.shape[0]
-    loc_j, scale_j = jnp.asarray(loc, dtype), jnp.asarray(scale, dtype)
-    log_norm = float(-np.sum(np.log(scale)) - 0.5 * dim * _LOG_2PI)
-
-    def log_base(x):
-        u = (x - loc_j) / scale_j
-        return -0.5 * jnp.sum(u * u) + log_norm
-
-    def log_lik(x):
-        return log_prob(x) - log_base(x)
-
-    z0 = _base_draws(key_base, loc_j, scale_j, num_particles)
-    return tempered_smc(key_smc, log_lik, log_base, z0, num_mcmc_steps=num_mcmc_steps)
+    r"""One adaptive tempered-SMC run from :math:`\mathcal N(\text{loc}, \mathrm{diag}(\text{scale}^2))`
+    to ``log_prob``. The base is a :func:`~flowsamp.samplers._smc_base.diagonal_gaussian_base`,
+    whose loc and scale are data: every round of one size runs the same compiled program."""
+    base = diagonal_gaussian_base(loc, scale, dtype)
+    z0 = _base_draws(key_base, *base.params, num_particles)
+    return run_tempered(key_smc, log_prob, base, z0, num_mcmc_steps=num_mcmc_steps)
 
 
 def _round_record(smc: TemperedSMCOutput, scale: np.ndarray, spread: float, check: bool = False) -> dict:
@@ -262,12 +259,22 @@ def _round_record(smc: TemperedSMCOutput, scale: np.ndarray, spread: float, chec
             "num_particles": int(smc.particles.shape[0]), "check": check}
 
 
-def check_size(num_particles: int, num_mcmc_steps: int) -> tuple[int, int]:
-    r"""Particles and RWMH steps of the check round: a quarter of the particles (at least
-    :data:`CHECK_MIN_PARTICLES`) and half the steps (at least 10). It only has to *see* mass far
-    away (a mode holding a fraction :math:`w` of the check population is missed with probability
-    about :math:`(1-w)^{N_c}`, below :math:`10^{-5}` for :math:`w = 0.05`, :math:`N_c = 512`), not to
-    weigh it: when it does, a full round from the wider base weighs it."""
+def check_size(num_particles: int, num_mcmc_steps: int, dim: int) -> tuple[int, int]:
+    r"""Particles and RWMH steps of the check round.
+
+    The check round only has to *see* mass far away (a mode holding a fraction :math:`w` of the
+    check population is missed with probability about :math:`(1-w)^{N_c}`, below :math:`10^{-5}`
+    for :math:`w = 0.05`, :math:`N_c = 512`), not to weigh it: when it does, a full round from
+    the wider base weighs it. So it may be smaller, but a round of another size is another
+    compiled program. Measured on a 2-core CPU (float32): compiling a round costs 7-12 s, and a
+    tempering step costs about :math:`3.5\times10^{-8}\,N m d` seconds (0.08 s at
+    :math:`N m d = 2.2\times 10^6`, 32-D; 5 s at :math:`1.6\times10^8`, 100-D), over 15-30
+    steps. So while the round's work :math:`N m d` is at most :data:`CHECK_REUSE_WORK`
+    (:math:`2^{23}`, where running it whole costs about what a compilation does), the check round
+    has the round's size and runs its program; above, it has a quarter of the particles (at least
+    :data:`CHECK_MIN_PARTICLES`) and half the steps (at least 10)."""
+    if num_particles * num_mcmc_steps * dim <= CHECK_REUSE_WORK:
+        return num_particles, num_mcmc_steps
     return min(num_particles, max(CHECK_MIN_PARTICLES, num_particles // 4)), max(10, num_mcmc_steps // 2)
 
 
@@ -397,7 +404,7 @@ def explore(
                 break
             # the check round: does a base EXPLORE_CHECK times wider see mass this population does not?
             checked = True
-            n_c, m_c = check_size(num_particles, m)
+            n_c, m_c = check_size(num_particles, m, dim)
             centre = np.asarray(smc.particles, np.float64).mean(0)
             c_smc = _tempered_round(jax.random.fold_in(k_smc, _CHECK_STREAM), jax.random.fold_in(k_base, _CHECK_STREAM),
                                     log_prob, centre, EXPLORE_CHECK * scale, n_c, m_c, x0.dtype)

@@ -269,7 +269,11 @@ def craft(
                         ("num_mcmc_steps", num_mcmc_steps, 1), ("num_temps", num_temps, 1)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
-    log_base_fn, sample, log_Z_base = _base_fns(base, base_log_Z)
+    log_base_p, base_params, sample, log_Z_base = _base_fns(base, base_log_Z)
+
+    def log_base_fn(x):
+        return log_base_p(base_params, x)
+
     if sample is None:
         raise TypeError("base must have sample(key, n) or sample_and_log_prob(key)")
     if betas is None:

@@ -55,6 +55,7 @@ from flowsamp._progress import ProgressBar
 from flowsamp.base import as_key, check_finite_positions
 from flowsamp.estimators.verdict import Thresholds, warn_if_not_converged
 from flowsamp.estimators.weights import ess as kish_ess, normalized_weights
+from flowsamp.samplers._smc_base import ParametricBase, PlainLogProb
 from flowsamp.samplers._smc_evidence import island_log_evidence
 from flowsamp.samplers._smc_moves import KERNELS, MASSES, MoveConfig, adaptive_move, initial_step_size
 from flowsamp.samplers._smc_resampling import RESAMPLING, resample_indices
@@ -212,12 +213,16 @@ def _distinct_fraction(v: Array) -> Array:
     return (1.0 + jnp.sum(s[1:] != s[:-1])) / v.shape[0]
 
 
-def _build_step(log_prob: LogProbFn, log_base_fn: LogProbFn, path: PathFn, target_ess: float,
+def _build_step(log_prob: LogProbFn, log_base_fn: Callable[[Any, Array], Array], path: PathFn, target_ess: float,
                 resample_threshold: float, resampling: str, cfg: MoveConfig, max_blocks: int,
                 max_correlation: float):
-    lt_v, lb_v = jax.vmap(log_prob), jax.vmap(log_base_fn)
+    lt_v = jax.vmap(log_prob)
 
-    def step(key: PRNGKey, state: SMCState) -> tuple[SMCState, SMCInfo]:
+    def step(key: PRNGKey, state: SMCState, base_params: Any) -> tuple[SMCState, SMCInfo]:
+        def log_base_one(y):
+            return log_base_fn(base_params, y)
+
+        lb_v = jax.vmap(log_base_one)
         k_res, k_move = jax.random.split(key)
         n = state.x.shape[0]
         new_beta = next_beta(state, path, target_ess)
@@ -233,7 +238,7 @@ def _build_step(log_prob: LogProbFn, log_base_fn: LogProbFn, path: PathFn, targe
         log_W = jnp.where(do_res, jnp.full((n,), -math.log(n), log_W.dtype), log_W)
 
         def log_density(y):
-            return path(new_beta, log_base_fn(y), log_prob(y))
+            return path(new_beta, log_base_one(y), log_prob(y))
 
         before = path(new_beta, state.log_base[idx], state.log_target[idx])
         x, log_eps, sw = adaptive_move(k_move, x, log_W, log_density, state.log_step_size, cfg, max_blocks,
@@ -284,8 +289,10 @@ def _fn_key(f: Callable) -> Any:
 
 def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg, max_blocks,
               max_correlation, devices):
-    """Jitted ``init(x, log_eps)`` and ``step(keys, state)`` over islands, cached on their inputs
-    (when hashable) so that repeated runs on the same densities compile once."""
+    """Jitted ``init(x, log_eps, base_params)`` and ``step(keys, state, base_params)`` over
+    islands, cached on their inputs (when hashable) so that repeated runs on the same densities
+    compile once; ``log_base_fn(base_params, x)`` takes the base's parameters as data
+    (:mod:`flowsamp.samplers._smc_base`)."""
     # programs traced under one dtype mode must not outlive a switch of jax_enable_x64: keeping
     # them alive made later traces in the other mode fail to lower (jax 0.10), so the cache is
     # emptied on a switch
@@ -304,18 +311,19 @@ def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resam
     island_step = _build_step(log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg,
                               max_blocks, max_correlation)
 
-    step = jax.vmap(island_step)
+    step = jax.vmap(island_step, in_axes=(0, 0, None))
     if devices is not None:
-        from flowsamp.parallel import chain_mesh, shard_chains
+        from flowsamp.parallel import CHAINS, REPLICATED, chain_mesh, shard_chains
 
-        step = shard_chains(step, chain_mesh(list(devices)))
+        step = shard_chains(step, chain_mesh(list(devices)), in_specs=(CHAINS, CHAINS, REPLICATED))
 
-    def init(x, log_eps):
+    def init(x, log_eps, base_params):
         m, n = x.shape[:2]
         # one vmap over the flattened particles (vmap(vmap(f)) of a function holding a numpy
         # constant, traced once in float32, fails to lower under jax_enable_x64 in jax 0.10)
         flat = x.reshape(m * n, -1)
-        lb, lt = jax.vmap(log_base_fn)(flat).reshape(m, n), jax.vmap(log_prob)(flat).reshape(m, n)
+        lb = jax.vmap(lambda y: log_base_fn(base_params, y))(flat).reshape(m, n)
+        lt = jax.vmap(log_prob)(flat).reshape(m, n)
         return SMCState(x, lb, lt, jnp.full((m, n), -math.log(n), x.dtype), jnp.zeros((m,), x.dtype), log_eps)
 
     out = (jax.jit(init), jax.jit(step))
@@ -361,7 +369,10 @@ def _load_checkpoint(path, meta, like_state: SMCState):
     return state, np.array(got["log_Z"], np.float64), infos, t  # a writable copy
 
 
-def _base_fns(base: Any, base_log_Z: float | None) -> tuple[LogProbFn, Callable | None, float]:
+def _base_fns(base: Any, base_log_Z: float | None) -> tuple[Callable, Any, Callable | None, float]:
+    """``(log_base_fn(params, x), params, sample or None, log_Z)`` of ``base``."""
+    if isinstance(base, ParametricBase):
+        return base.log_prob_fn, base.params, None, float(base.log_Z if base_log_Z is None else base_log_Z)
     if not callable(getattr(base, "log_prob", None)):
         raise TypeError(f"base must have a log_prob(x) method, got {type(base).__name__}")
     if base_log_Z is None:
@@ -377,7 +388,7 @@ def _base_fns(base: Any, base_log_Z: float | None) -> tuple[LogProbFn, Callable 
     elif callable(getattr(base, "sample_and_log_prob", None)):
         def sample(key, n):
             return jax.vmap(lambda k: base.sample_and_log_prob(k)[0])(jax.random.split(key, n))
-    return base.log_prob, sample, float(base_log_Z)
+    return PlainLogProb(base.log_prob, _fn_key(base.log_prob)), (), sample, float(base_log_Z)
 
 
 def _check_options(num_particles, num_islands, target_ess, resample_threshold, resampling, kernel, mass,
@@ -454,7 +465,9 @@ def smc(
         Anything with ``log_prob(x)`` and ``sample(key, n)`` (a flowsamp target such as
         ``fs.targets.gaussian``) or ``sample_and_log_prob(key)`` (``fs.flows.proposal``). When it
         carries ``log_Z`` (a flowsamp target's ``log_prob`` is unnormalised), that is added, so
-        ``log_Z`` is always the target's own.
+        ``log_Z`` is always the target's own. A
+        :class:`~flowsamp.samplers._smc_base.ParametricBase` (with ``initial_particles``) passes its
+        parameters to the compiled step as data: bases of one family and shape share one program.
     num_particles
         Total number of particles ``N`` over all islands.
     path
@@ -525,7 +538,7 @@ def smc(
     _check_options(num_particles, num_islands, target_ess, resample_threshold, resampling, kernel, mass,
                    num_mcmc_steps, max_steps, max_mcmc_steps, max_move_correlation)
     max_blocks = max_mcmc_steps // num_mcmc_steps
-    log_base_fn, sample, log_Z_base = _base_fns(base, base_log_Z)
+    log_base_fn, base_params, sample, log_Z_base = _base_fns(base, base_log_Z)
     key = as_key(key)
     k_init, k_run, k_perm = jax.random.split(key, 3)
     if initial_particles is None:
@@ -558,7 +571,8 @@ def smc(
         devices = tuple(devices.devices.flat)
     init, step = _programs(log_prob, log_base_fn, path, float(target_ess), float(resample_threshold), resampling,
                            cfg, max_blocks, float(max_move_correlation), None if devices is None else tuple(devices))
-    state = init(x0.reshape(num_islands, n, d), jnp.full((num_islands,), math.log(eps0), dtype))
+    base_params = jax.tree.map(lambda a: jnp.asarray(a, dtype), base_params)
+    state = init(x0.reshape(num_islands, n, d), jnp.full((num_islands,), math.log(eps0), dtype), base_params)
     if not bool(jnp.all(jnp.isfinite(state.log_base))):
         raise ValueError("base log_prob is not finite at some initial particle")
     island_keys = jax.random.split(k_run, num_islands)
@@ -580,7 +594,7 @@ def smc(
         if infos and bool(np.all(np.asarray(state.beta) >= 1.0)):
             break  # resumed from the checkpoint of a finished run
         keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(island_keys)
-        state, info = step(keys, state)
+        state, info = step(keys, state, base_params)
         info = jax.tree.map(np.asarray, info)
         log_Z_isl += info.log_increment.astype(np.float64)
         infos.append(info)
@@ -600,9 +614,12 @@ def smc(
     num_res = rec.resampled.sum(axis=1).astype(int)
     # systematic resampling leaves copies of one ancestor side by side: shuffle each island so
     # that any subset of the particles is a fair draw
-    perm = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(k_perm, num_islands))
-    xs = jnp.take_along_axis(state.x, perm[:, :, None], axis=1)
-    lws = jnp.take_along_axis(state.log_weights, perm, axis=1)
+    # (on the host, from the key's bits: a device permutation is two programs of its own, 1-4 s
+    # to compile on a busy 2-core CPU against microseconds to run)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(k_perm)).ravel().tolist())
+    perm = np.stack([rng.permutation(n) for _ in range(num_islands)])
+    xs = jnp.asarray(np.take_along_axis(np.asarray(state.x), perm[:, :, None], axis=1))
+    lws = jnp.asarray(np.take_along_axis(np.asarray(state.log_weights), perm, axis=1))
     lz = log_Z_isl + log_Z_base
     log_Z, log_Z_se = island_log_evidence(lz)
     lw_all = np.asarray(lws, np.float64) + (lz - np.logaddexp.reduce(lz))[:, None]

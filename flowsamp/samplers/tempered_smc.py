@@ -167,11 +167,25 @@ def tempered_smc(
                          "acceptance": float(st["acceptance"][0]), "scale": float(st["step_size"][0]),
                          "log_Z": float(st["log_Z"][0])})
 
-    out = smc(key, _joint(log_likelihood, log_prior), _Prior(log_prior), n, initial_particles=x,
+    return run_tempered(key, _joint(log_likelihood, log_prior), _Prior(log_prior), x, target_ess=target_ess,
+                        num_mcmc_steps=num_mcmc_steps, initial_scale=initial_scale, max_steps=max_steps,
+                        callback=cb, thresholds=thresholds, warn=warn, progress=progress)
+
+
+def run_tempered(key: PRNGKey, log_prob: LogProbFn, base, x: Array, *, target_ess: float = 0.5,
+                 num_mcmc_steps: int = 20, initial_scale: float | None = None, max_steps: int = 500,
+                 callback: Callable | None = None, thresholds: Thresholds | None = None, warn: bool = True,
+                 progress: bool = False) -> TemperedSMCOutput:
+    r"""The :func:`tempered_smc` configuration of :func:`flowsamp.samplers.smc` from ``base``
+    (anything :func:`~flowsamp.samplers.smc` takes, e.g. a
+    :class:`~flowsamp.samplers._smc_base.ParametricBase`) to ``log_prob``, from the ``(N, d)``
+    base draws ``x``: one island, resampling at every step, ``num_mcmc_steps`` RWMH moves with
+    the population covariance. ``callback(t, stats)`` gets the engine's per-island stats."""
+    out = smc(key, log_prob, base, int(x.shape[0]), initial_particles=x,
               target_ess=target_ess, resample_threshold=1.0, kernel="rwmh", mass="dense",
               num_mcmc_steps=num_mcmc_steps, max_mcmc_steps=num_mcmc_steps, step_size=initial_scale, num_islands=1,
               max_steps=max_steps,
-              callback=cb, thresholds=thresholds, warn=warn, progress=progress, _what="tempered_smc")
+              callback=callback, thresholds=thresholds, warn=warn, progress=progress, _what="tempered_smc")
     t = int(out.num_steps[0])
     diag = dict(out.diagnostics)
     diag["ess"], diag["acceptance"] = out.ess[0, :t], out.acceptance[0, :t]

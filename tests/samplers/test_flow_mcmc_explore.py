@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 import flowsamp as fs
-from flowsamp.samplers._flow_mcmc_explore import EXPLORE_CHECK, EXPLORE_GROWTH, explore, population_spread
+from flowsamp.samplers._flow_mcmc_explore import (
+    CHECK_MIN_PARTICLES, CHECK_REUSE_WORK, EXPLORE_CHECK, EXPLORE_GROWTH, _tempered_round, check_size, explore,
+    population_spread)
 
 MEANS = np.array([[0.0, 0.0], [12.0, 0.0], [6.0, 36.0]], np.float32)
 
@@ -91,7 +93,7 @@ def test_check_round_finds_a_lone_far_mode(lone):
     first, check, *rest = lone_exploration.rounds
     assert not first["check"] and first["spread"] < 0.4 * first["base_scale_max"]  # round 1 did not ask to grow
     assert check["check"] and check["base_scale_max"] == pytest.approx(EXPLORE_CHECK * first["base_scale_max"])
-    assert check["num_particles"] == max(512, 1024 // 4)
+    assert check["num_particles"] == 1024  # a small round: the check round runs the round's program
     assert rest and not rest[0]["check"] and rest[0]["base_scale_max"] >= EXPLORE_GROWTH * first["base_scale_max"]
     x = np.asarray(lone_exploration.smc.particles)
     frac = np.bincount(np.asarray(jax.vmap(lone_target.mode_of)(x)), minlength=2) / x.shape[0]
@@ -107,3 +109,36 @@ def test_check_round_on_one_mode_leaves_a_note_not_a_problem():
     assert [r["check"] for r in ex.rounds] == [False, True]
     assert not ex.problems and len(ex.notes) == 1 and "cannot be excluded" in ex.notes[0]
     assert ex.smc.particles.shape[0] == 1024  # the population is the first round's, not the check round's
+
+
+def test_check_round_size_reuses_the_program_of_small_rounds():
+    """At most CHECK_REUSE_WORK = N m d the check round has the round's size (its compiled
+    program); above it a quarter of the particles (at least CHECK_MIN_PARTICLES) and half the steps."""
+    assert check_size(2048, 20, 2) == (2048, 20)
+    n, m, d = 16384, 100, 100
+    assert n * m * d > CHECK_REUSE_WORK
+    assert check_size(n, m, d) == (4096, 50)
+    assert check_size(2048, 100, 100) == (CHECK_MIN_PARTICLES, 50)
+
+
+def test_rounds_from_other_bases_share_one_compiled_program():
+    """The base's loc and scale are data of the compiled SMC step: a round from another base of the
+    same size adds no program to the engine's cache and is exact all the same (a Gaussian target's
+    ln Z = 0 within 4 sd, sd <= sqrt(2 T / N) after T steps at ESS >= N/2; its sds within 25 %)."""
+    import sys
+
+    smc_mod = sys.modules["flowsamp.samplers.smc"]
+    sd = np.array([1.0, 2.0], np.float32)
+
+    def log_prob(x):  # normalised N(0, diag(sd^2))
+        return -0.5 * jax.numpy.sum((x / sd) ** 2) - np.log(2 * np.pi * sd.prod()).astype(np.float32)
+
+    outs = [_tempered_round(jax.random.key(0), jax.random.key(1), log_prob, np.zeros(2), np.full(2, 5.0), 512, 10,
+                            np.float32)]
+    n = len(smc_mod._PROGRAMS)
+    outs.append(_tempered_round(jax.random.key(2), jax.random.key(3), log_prob, np.array([3.0, -1.0]),
+                                np.array([20.0, 9.0]), 512, 10, np.float32))
+    assert len(smc_mod._PROGRAMS) == n
+    for o in outs:
+        assert abs(o.log_Z) < 4 * np.sqrt(2.0 * o.num_steps / 512)
+        assert np.asarray(o.particles).std(0) == pytest.approx(sd, rel=0.25)
