@@ -98,8 +98,8 @@ def _z_scale(x: np.ndarray) -> np.ndarray:
     """
     c, n, d = x.shape
     flat = x.reshape(c * n, d)
-    # one vectorised argsort gives the ranks; average ranks (rankdata(method="average"), what
-    # ArviZ uses) are only recomputed for the coordinates that have ties (discrete draws).
+    # one vectorised argsort gives the ranks, average ranks over ties (rankdata(method="average"),
+    # what ArviZ uses) included.
     cols = np.ascontiguousarray(flat.T)  # (dim, draws): sort along contiguous rows
     order = np.argsort(cols, axis=1)
     srt = np.take_along_axis(cols, order, axis=1)

@@ -73,7 +73,8 @@ from flowsamp.train.losses import forward_kl
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
 __all__ = [
-    "CHECK_MIN_PARTICLES", "CHECK_REUSE_WORK", "EXPLORE_CHECK", "EXPLORE_GROWTH", "EXPLORE_ROUNDS", "EXPLORE_SCALE", "Exploration",
+    "CHECK_MIN_PARTICLES", "CHECK_REUSE_WORK", "EXPLORE_CHECK", "EXPLORE_GROWTH", "EXPLORE_ROUNDS", "EXPLORE_SCALE",
+    "Exploration",
     "check_size", "default_base_scale", "default_num_particles",
     "default_step_size", "explore", "imh_acceptance_estimate", "population_spread",
 ]

@@ -124,7 +124,8 @@ def test_check_round_size_reuses_the_program_of_small_rounds():
 def test_rounds_from_other_bases_share_one_compiled_program():
     """The base's loc and scale are data of the compiled SMC step: a round from another base of the
     same size adds no program to the engine's cache and is exact all the same (a Gaussian target's
-    ln Z = 0 within 4 sd, sd <= sqrt(2 T / N) after T steps at ESS >= N/2; its sds within 25 %)."""
+    ln Z = 0 within 4 sd, sd <= sqrt(2 T / N) after T steps at ESS >= N/2; its sds within 4 relative SE,
+    1/sqrt(2 N_eff) with N_eff >= N/4 = 128 effective draws after resampling and 10 RWMH moves: 0.25)."""
     import sys
 
     smc_mod = sys.modules["flowsamp.samplers.smc"]
