@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
@@ -9,6 +10,7 @@ from flowsamp.estimators.weights import _check_log_weights, _finite, _shift, nor
 from flowsamp.types import Array
 
 
+@jax.jit  # one program per shape, not ~20 op-by-op ones when called from host code (the verdicts)
 def log_evidence(log_w: Array) -> tuple[Array, Array]:
     r"""Importance-sampling estimate of :math:`\ln Z` and its standard error.
 
@@ -23,7 +25,8 @@ def log_evidence(log_w: Array) -> tuple[Array, Array]:
 
     Returns
     -------
-    ``(log_Z, log_Z_se)``, scalars in the dtype of ``log_w``.
+    ``(log_Z, log_Z_se)``, scalars in the dtype of ``log_w`` (one jitted program per shape and
+    dtype).
     """
     log_w = _finite(_check_log_weights(log_w))
     n = log_w.shape[0]

@@ -33,7 +33,10 @@ class AdaptiveFlowConfig:
     ``patience`` loops raised the best global acceptance by less than ``plateau_tol``
     while it is at least ``min_global_acceptance`` (a flow that is still useless keeps training).
     Production runs ``num_production_loops`` loops with everything frozen and keeps every
-    ``thinning``-th step. ``optimizer`` defaults to ``optax.adam(learning_rate)``.
+    ``thinning``-th step. ``optimizer`` defaults to ``optax.flatten(optax.adam(learning_rate))``:
+    Adam, elementwise, on the parameters raveled into one vector (the same updates as on the
+    tree, in one op per step instead of several per leaf: the training program compiles in a
+    few seconds less).
     ``symmetries``: volume-preserving involutions of the support (see the module docs).
 
     Stopping when the result is there (:mod:`flowsamp.samplers._flow_mcmc_stopping`):
@@ -139,7 +142,7 @@ def make_config(**options: Any) -> AdaptiveFlowConfig:
             raise TypeError(f"symmetries must be callables x -> g(x), got {type(s).__name__}")
     options["symmetries"] = syms
     if options.get("optimizer") is None:
-        options["optimizer"] = optax.adam(float(options.get("learning_rate", 1e-3)))
+        options["optimizer"] = optax.flatten(optax.adam(float(options.get("learning_rate", 1e-3))))
     elif not isinstance(options["optimizer"], optax.GradientTransformation):
         raise TypeError("optimizer must be an optax.GradientTransformation")
     cfg = AdaptiveFlowConfig(**options)

@@ -56,7 +56,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -309,6 +309,7 @@ def explore(
     warm_start: Any = None,
     max_rounds: int = EXPLORE_ROUNDS,
     check: bool = True,
+    on_round: Callable[[int], None] | None = None,
 ) -> Exploration:
     r"""Tempered-SMC warm start: particles, affine preconditioner, forward-KL flow, chain seeds.
 
@@ -349,6 +350,10 @@ def explore(
         Optional ``warm_start(flow, params, train, val, key) -> (params, steps)`` replacing the
         :func:`flowsamp.train.fit` warm start (the sampler passes one that reuses its own
         compiled training program, so that the flow's gradient is compiled once per run).
+    on_round
+        Optional ``on_round(r)``, called after tempered-SMC round ``r`` (``r = 0, 1, ...``, the
+        check round included) has run: the caller's hook to start work that should not compete
+        with the first round's compilation.
     max_rounds
         Most tempered-SMC rounds (default :data:`EXPLORE_ROUNDS`). With the default
         ``base_scale``, after each round the base rule is applied to the particles found,
@@ -388,6 +393,8 @@ def explore(
         while True:
             kr_smc, kr_base = (k_smc, k_base) if r == 0 else (jax.random.fold_in(k_smc, r), jax.random.fold_in(k_base, r))
             smc = _tempered_round(kr_smc, kr_base, log_prob, loc, scale, num_particles, m, x0.dtype)
+            if on_round is not None:
+                on_round(len(rounds))
             spread = population_spread(smc.particles)
             new_scale = np.maximum(scale, EXPLORE_SCALE * max(1.0, spread))
             rounds.append(_round_record(smc, scale, spread))
@@ -409,6 +416,8 @@ def explore(
             centre = np.asarray(smc.particles, np.float64).mean(0)
             c_smc = _tempered_round(jax.random.fold_in(k_smc, _CHECK_STREAM), jax.random.fold_in(k_base, _CHECK_STREAM),
                                     log_prob, centre, EXPLORE_CHECK * scale, n_c, m_c, x0.dtype)
+            if on_round is not None:
+                on_round(len(rounds))
             c_spread = population_spread(c_smc.particles)
             c_scale = np.maximum(scale, EXPLORE_SCALE * max(1.0, c_spread))
             rounds.append(_round_record(c_smc, EXPLORE_CHECK * scale, c_spread, check=True))

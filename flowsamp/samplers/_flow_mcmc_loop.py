@@ -110,6 +110,8 @@ class LoopPrograms(NamedTuple):
     -> ((k_local, k_train, k_global), loop + 1)`` is the loop's key program.
     ``train_program`` / ``global_program``: the jitted programs behind ``train`` / ``global_``,
     which take ``flow_data`` as their first argument (:func:`build_programs`' ``flow_of``).
+    ``score(params, x) -> (log p(x), log p(x) - log q(x))`` for a block of rows ``x`` (the
+    verdict's lost-region check), ``score_program`` its jitted program, likewise.
     """
 
     local: Callable
@@ -120,6 +122,8 @@ class LoopPrograms(NamedTuple):
     train_program: Callable | None = None
     global_program: Callable | None = None
     flow_data: Any = None
+    score: Callable | None = None
+    score_program: Callable | None = None
 
 
 @jax.jit
@@ -241,8 +245,13 @@ def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow, local: Callable | 
         skipped = jnp.sum(~rec["is_finite"]).astype(jnp.int32)
         return params, opt_state, buffer, filled, rec["loss"][-1].astype(data.dtype), skipped, heldout.astype(data.dtype)
 
+    def score(fdata, params, x):
+        lp = jax.vmap(log_prob)(x)
+        return lp, lp - flow_of(fdata).log_prob(params, x)
+
     local_j = build_local(cfg, log_prob) if local is None else local
-    raw = LoopPrograms(local_j, None, None, None, loop_keys, jax.jit(train), jax.jit(global_phase))
+    raw = LoopPrograms(local_j, None, None, None, loop_keys, jax.jit(train), jax.jit(global_phase),
+                       score_program=jax.jit(score))
     return bind_programs(raw, flow_data)
 
 
@@ -273,4 +282,5 @@ def bind_programs(programs: LoopPrograms, flow_data: Any) -> LoopPrograms:
         )
         return new, LoopStats(lrate, grate, loss, step, lbad, ldiv, gbad, skipped), traj, traj_lp
 
-    return programs._replace(train=train_j, global_=global_j, loop=loop, flow_data=flow_data)
+    score_j = None if programs.score_program is None else functools.partial(programs.score_program, flow_data)
+    return programs._replace(train=train_j, global_=global_j, loop=loop, flow_data=flow_data, score=score_j)

@@ -41,6 +41,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import threading
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -257,7 +258,7 @@ _EXPLORE_STREAM = 0x7FFFFFFF  # fold_in data of the exploration's key (loops use
 
 
 def _explore(key: PRNGKey, log_prob: LogProbFn, flow: Flow, x: Array, params: Any, cfg: AdaptiveFlowConfig,
-             warm_start: Callable | None = None) -> Exploration:
+             warm_start: Callable | None = None, on_round: Callable[[int], None] | None = None) -> Exploration:
     """The tempered-SMC warm start (:mod:`flowsamp.samplers._flow_mcmc_explore`)."""
     ep = cfg.explore_particles
     own = None if ep is None or isinstance(ep, (int, np.integer)) else ep
@@ -265,7 +266,7 @@ def _explore(key: PRNGKey, log_prob: LogProbFn, flow: Flow, x: Array, params: An
         jax.random.fold_in(key, _EXPLORE_STREAM), log_prob, flow, x, params,
         num_particles=None if ep is None else (int(ep) if own is None else 4), base_scale=cfg.explore_scale, particles=own,
         precondition=cfg.precondition, num_fit_steps=cfg.explore_fit_steps, learning_rate=cfg.learning_rate,
-        warm_start=warm_start,
+        warm_start=warm_start, on_round=on_round,
     )
 
 
@@ -280,13 +281,14 @@ class _Programs:
     :func:`build_programs`): the programs depend only on the map's shapes, so they are built,
     and compiled, before the exploration has fitted it.
 
-    :meth:`precompile` compiles programs in a background thread while the caller works: before
-    the exploration (``early``) the init, local, loop-key and ``mode_of`` programs, and the
-    training and global programs for the affine shape the exploration will fit
-    (:func:`_predicted_affine`), during the tempered SMC; in the warm start, the global
-    program when that prediction missed. XLA compiles without the GIL, so on two cores the
-    compilations overlap; the later calls hit jax's compilation cache (the same traced program
-    at the same argument types). :meth:`wait` waits for one program (the warm start waits for
+    :meth:`precompile` compiles programs in background threads while the caller works: before
+    the exploration (``early``) the training program for the affine shape the exploration will
+    fit (:func:`_predicted_affine`) at once, beside the first tempered-SMC round's compile, and
+    the global, init, local, loop-key, ``mode_of`` and lost-region score programs in a second
+    thread once that round has run (:meth:`release`); in the warm start, the global program
+    when the prediction missed. XLA compiles without the GIL, so on two cores the compilations
+    overlap; the later calls hit jax's compilation cache (the same traced program at the same
+    argument types). :meth:`wait` waits for one program (the warm start waits for
     the training program rather than compiling it a second time), :meth:`join` for the
     threads. A failure there only costs the overlap: the real call compiles (and raises) as it
     would have."""
@@ -300,6 +302,7 @@ class _Programs:
         self.families: dict = {}  # (id(inner flow), affine kind) -> (inner flow, unbound LoopPrograms)
         self.events: dict = {}  # (family key, program name) -> threading.Event set once its compile ended
         self.threads: list = []
+        self.gate = threading.Event()  # see release()
 
     def _family(self, flow: Flow) -> tuple[Flow, str | None, Any]:
         """``(inner flow, kind, data)``: a preconditioned flow's map as ``kind`` ``"full"`` /
@@ -335,14 +338,14 @@ class _Programs:
         inner, kind, _ = self._family(flow)
         ev = self.events.get(((id(inner), kind), name))
         if ev is not None:
+            self.release()
             ev.wait()
 
     def precompile(self, flow: Flow, num_chains: int, dtype: Any, key: PRNGKey, early: bool) -> None:
         """Start compiling in the background: ``early`` the programs that do not depend on the
-        exploration's results (``flow`` the user's flow), else ``flow``'s global program
-        unless it is compiled already."""
-        import threading
-
+        exploration's results (``flow`` the user's flow) in two threads, the training program at
+        once and the global, init and local programs after :meth:`release`; else ``flow``'s
+        global program unless it is compiled already."""
         cfg, log_prob = self.cfg, self.log_prob
         S = jax.ShapeDtypeStruct
         c, d, n = num_chains, flow.dim, cfg.num_local_steps
@@ -358,43 +361,66 @@ class _Programs:
         raw = self._raw(inner, kind)
         events = {name: threading.Event() for name in (("train", "global") if early else ("global",))}
         self.events.update({(fam, name): ev for name, ev in events.items()})
+        k = S(np.shape(key), key.dtype)
+        x = S((c, d), dtype)
 
-        def work():
-            try:
-                k = S(np.shape(key), key.dtype)
-                x = S((c, d), dtype)
-                p = jax.eval_shape(flow.init, k)
-                chains = jax.eval_shape(lambda y: local_init(cfg.local, log_prob, y), x)
-                if early:
-                    jax.jit(flow.init).lower(k).compile()  # the exploration's initial parameters
-                    jax.jit(cfg.optimizer.init).lower(p).compile()  # the warm start's optimiser state
-                    ost = jax.eval_shape(cfg.optimizer.init, p)
-                    m = c * min(cfg.buffer_points_per_chain, n)
-                    raw.train_program.lower(data, p, ost, S((cfg.buffer_loops, m, d), dtype), S((cfg.buffer_loops,), bool),
-                                            S((m, d), dtype), S((), jnp.int32), S((), bool), k).compile()
-                    events["train"].set()
-                raw.global_program.lower(data, k, chains, p, S((n, c, d), dtype), S((n, c), dtype)).compile()
-                events["global"].set()
-                if not early:
-                    return
-                self.init.lower(k, x, p, S((), dtype)).compile()
-                ad = jax.eval_shape(lambda s: init_adaptation(cfg, dtype, s), S((), dtype))
-                self.local.lower(k, chains, ad, S((), bool)).compile()
-                loop_keys.lower(k, S((), jnp.int32)).compile()
-                if cfg.mode_of is not None:
-                    s = len(range(cfg.thinning - 1, cfg.num_local_steps + cfg.num_global_steps, cfg.thinning))
-                    _label_fn(cfg.mode_of).lower(S((c, s, d), dtype)).compile()
-            except Exception:  # noqa: BLE001 -- only the overlap is lost; the real call compiles and raises
-                pass
-            finally:
-                for ev in events.values():
-                    ev.set()
+        def guarded(work, *names):
+            def run():
+                try:
+                    work()
+                except Exception:  # noqa: BLE001 -- only the overlap is lost; the real call compiles and raises
+                    pass
+                finally:
+                    for name in names:
+                        events[name].set()
+            return run
 
-        t = threading.Thread(target=work, name="flowsamp-precompile", daemon=True)
-        t.start()
-        self.threads.append(t)
+        def train_work():
+            p = jax.eval_shape(flow.init, k)
+            jax.jit(flow.init).lower(k).compile()  # the exploration's initial parameters
+            jax.jit(cfg.optimizer.init).lower(p).compile()  # the warm start's optimiser state
+            ost = jax.eval_shape(cfg.optimizer.init, p)
+            m = c * min(cfg.buffer_points_per_chain, n)
+            raw.train_program.lower(data, p, ost, S((cfg.buffer_loops, m, d), dtype), S((cfg.buffer_loops,), bool),
+                                    S((m, d), dtype), S((), jnp.int32), S((), bool), k).compile()
+
+        def loop_work():
+            if early:
+                self.gate.wait()  # not beside the first SMC round's compile, which is on the critical path
+            p = jax.eval_shape(flow.init, k)
+            chains = jax.eval_shape(lambda y: local_init(cfg.local, log_prob, y), x)
+            raw.global_program.lower(data, k, chains, p, S((n, c, d), dtype), S((n, c), dtype)).compile()
+            events["global"].set()
+            if not early:
+                return
+            self.init.lower(k, x, p, S((), dtype)).compile()
+            ad = jax.eval_shape(lambda s: init_adaptation(cfg, dtype, s), S((), dtype))
+            self.local.lower(k, chains, ad, S((), bool)).compile()
+            loop_keys.lower(k, S((), jnp.int32)).compile()
+            if cfg.mode_of is not None:
+                s = len(range(cfg.thinning - 1, cfg.num_local_steps + cfg.num_global_steps, cfg.thinning))
+                _label_fn(cfg.mode_of).lower(S((c, s, d), dtype)).compile()
+            if cfg.explore_particles is None or isinstance(cfg.explore_particles, (int, np.integer)):
+                raw.score_program.lower(data, p, S((_SCORE_BLOCK, d), dtype)).compile()  # the lost-region check
+
+        works = [guarded(loop_work, "global")]
+        if early:
+            works.insert(0, guarded(train_work, "train"))
+        for w in works:
+            t = threading.Thread(target=w, name="flowsamp-precompile", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def release(self, *_: Any) -> None:
+        """Let the early precompile's second thread (global, init and local programs) start:
+        called after the exploration's first tempered-SMC round, whose compilation is on the
+        critical path, and by :meth:`wait` / :meth:`join` at the latest. On two cores the
+        training program's compile and the SMC round's take both; once the round runs, the
+        second core would otherwise idle until the training program is done."""
+        self.gate.set()
 
     def join(self) -> None:
+        self.release()
         while self.threads:
             self.threads.pop().join()
 
@@ -578,7 +604,7 @@ _COVERAGE_STREAM = 0x7FFFFFFC  # fold_in data of the lost-region check's importa
 _SCORE_BLOCK = 1024  # rows per call of the check's score program (one shape: one compilation)
 
 
-def _coverage(key: PRNGKey, cfg: AdaptiveFlowConfig, log_prob: LogProbFn, q: Flow, params: Any,
+def _coverage(key: PRNGKey, cfg: AdaptiveFlowConfig, score_program: Callable, params: Any,
               exploration: Exploration, traj: list, x_host: np.ndarray, x_init: Array | None,
               diagnostics: dict) -> tuple[dict, list]:
     """The lost-region check of the verdict (:func:`flowsamp.samplers._flow_mcmc_coverage.coverage_verdict`):
@@ -592,11 +618,7 @@ def _coverage(key: PRNGKey, cfg: AdaptiveFlowConfig, log_prob: LogProbFn, q: Flo
         return {}, []
     c, s_loop, d = np.shape(traj[0])
     dt = x_host.dtype
-
-    @jax.jit
-    def score_block(p, x):
-        lp = jax.vmap(log_prob)(x)
-        return lp, lp - q.log_prob(p, x)
+    score_block = score_program
 
     def blocks(x: np.ndarray, rows: int, fn: Callable) -> list:
         n = x.shape[0]
@@ -867,7 +889,8 @@ def adaptive_flow_mcmc(
             if background:
                 programs.precompile(flow, x_init.shape[0], x_init.dtype, key, early=True)
             exploration = _explore(key, log_prob, flow, x_init, params, cfg,
-                                   warm_start=_warm_start(cfg, programs, x_init.shape[0], precompile=background))
+                                   warm_start=_warm_start(cfg, programs, x_init.shape[0], precompile=background),
+                                   on_round=programs.release)
             flow, params, x_start = exploration.flow, exploration.params, exploration.seeds
             affine = exploration.affine
         elif isinstance(cfg.precondition, Affine):
@@ -1063,7 +1086,7 @@ def adaptive_flow_mcmc(
         problems.extend(exploration.problems)
         diagnostics["notes"] = list(getattr(exploration, "notes", ()))
         if x_host.shape[1] >= 4:
-            cov_diag, cov_problems = _coverage(key, cfg, log_prob, q_sym, state.params, exploration, traj, x_host,
+            cov_diag, cov_problems = _coverage(key, cfg, progs.score, state.params, exploration, traj, x_host,
                                                x_init, diagnostics)
             diagnostics.update(cov_diag)
             problems.extend(cov_problems)

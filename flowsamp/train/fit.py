@@ -27,9 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from flowsamp._progress import ProgressBar
-from flowsamp.base import Flow, as_key, select
+from flowsamp.base import Flow, as_key
 from flowsamp.types import Array, PRNGKey
 
 __all__ = ["FitHistory", "fit", "fit_steps", "guarded_step"]
@@ -78,8 +79,11 @@ def _takes_step(loss: Callable) -> bool:
 
 
 def _all_finite(tree: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+    """Whether every entry of every leaf is finite: one test on the leaves raveled into a vector
+    (one program op, where a test per leaf made a flow's training step compile ~1 s slower)."""
+    if not jax.tree.leaves(tree):
+        return jnp.asarray(True)
+    return jnp.all(jnp.isfinite(ravel_pytree(tree)[0]))
 
 
 def guarded_step(
@@ -140,8 +144,9 @@ def guarded_step(
     updates, new_opt_state = optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
     ok = jnp.isfinite(value) & _all_finite(grads) & _all_finite(new_params)
-    params = select(ok, new_params, params)
-    opt_state = select(ok, new_opt_state, opt_state)
+    # a branch, not a select per leaf: the same values, one op instead of one per leaf of the
+    # parameters and the optimiser state (a third of the step's compile time for a small flow)
+    params, opt_state = jax.lax.cond(ok, lambda: (new_params, new_opt_state), lambda: (params, opt_state))
     record = {
         "loss": value,
         "grad_norm": optax.global_norm(grads),
