@@ -24,7 +24,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.optimize import brentq
 
 from flowsamp.types import Array
 
@@ -145,6 +144,8 @@ def equal_height_beta(
     g_lo, g_hi = gap(beta_lo), gap(beta_hi)
     if np.sign(g_lo) == np.sign(g_hi):
         raise ValueError(f"balanced peaks not bracketed by beta in [{beta_lo}, {beta_hi}]")
+    from scipy.optimize import brentq  # here, not at import: scipy.optimize costs ~0.4 s to import
+
     return float(brentq(gap, beta_lo, beta_hi, xtol=1e-12))
 
 

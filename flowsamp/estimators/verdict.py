@@ -299,6 +299,7 @@ def mcmc_verdict(
     mode_labels: Array | None = None,
     num_modes: int | None = None,
     thresholds: Thresholds | None = None,
+    rank: dict | None = None,
 ) -> Verdict:
     r"""Verdict on MCMC draws: rank-normalised :math:`\hat R`, bulk/tail ESS, divergences, modes.
 
@@ -321,6 +322,9 @@ def mcmc_verdict(
         Number of modes of the target; with it, unvisited modes are a problem.
     thresholds
         :class:`Thresholds`; defaults to ``Thresholds()``.
+    rank
+        :func:`rank_diagnostics` of these very ``samples`` when the caller has computed it
+        already (a sampler's stopping rule): it is used as given, not recomputed.
 
     Returns
     -------
@@ -351,7 +355,9 @@ def mcmc_verdict(
     x = x.reshape(x.shape[0], x.shape[1], -1)
     c, n, d = x.shape
     problems: list[str] = []
-    rd = rank_diagnostics(x)
+    rd = rank_diagnostics(x) if rank is None else rank
+    if any(np.shape(rd[k]) != (d,) for k in ("rhat", "ess_bulk", "ess_tail")):
+        raise ValueError(f"rank diagnostics must have one entry per coordinate ({d}) of the samples")
     bad_draws = int(np.sum(~np.isfinite(x)))
     if bad_draws:
         problems.append(f"{bad_draws} non-finite values in the draws")

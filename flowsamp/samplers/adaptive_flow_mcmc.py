@@ -585,13 +585,17 @@ def _indicator_rhat(onehot: np.ndarray) -> np.ndarray:
     return out
 
 
-def _ess_and_rhat(traj: list, labels: np.ndarray | None = None, num_modes: int | None = None) -> tuple[float, float]:
+def _ess_and_rhat(traj: list, labels: np.ndarray | None = None, num_modes: int | None = None,
+                  out: dict | None = None) -> tuple[float, float]:
     """Smallest bulk ESS and largest rank R-hat over the coordinates of the draws so far (and,
-    with ``labels``, over the mode indicators, as the verdict computes them)."""
+    with ``labels``, over the mode indicators, as the verdict computes them). ``out`` receives
+    ``{"num_loops": len(traj), "rank": rank_diagnostics(draws)}`` for the verdict to reuse."""
     x = np.concatenate([np.asarray(a) for a in traj], axis=1)
     if x.shape[1] < 4:
         return float("nan"), float("nan")
     rd = rank_diagnostics(x)
+    if out is not None:
+        out.update(num_loops=len(traj), rank=rd)
     ess, rhat = rd["ess_bulk"], rd["rhat"]
     if labels is not None:
         k = int(num_modes) if num_modes is not None else int(labels.max()) + 1
@@ -1023,6 +1027,7 @@ def adaptive_flow_mcmc(
     # max R-hat <= thresholds.rhat, or max_steps
     steps_per_loop = cfg.num_local_steps + cfg.num_global_steps
     state_ref[0] = state
+    last_rank: dict = {}  # the stopping rule's last rank diagnostics, reused by the verdict
     while True:
         if len(traj) >= cfg.num_production_loops:
             if cfg.target_ess is None:
@@ -1032,7 +1037,7 @@ def adaptive_flow_mcmc(
                 break
             if steps >= check_at and traj:
                 traj_labels = _loop_labels(cfg, traj)
-                min_ess, max_rhat = _ess_and_rhat(traj, traj_labels, cfg.num_modes)
+                min_ess, max_rhat = _ess_and_rhat(traj, traj_labels, cfg.num_modes, out=last_rank)
                 if stopping.production_done(min_ess, steps, target_ess=cfg.target_ess, max_steps=cfg.max_steps) and (
                     max_rhat <= th.rhat
                 ):
@@ -1071,6 +1076,7 @@ def adaptive_flow_mcmc(
         verdict = mcmc_verdict(
             x_host, num_nonfinite=num_bad, acceptance=local_acc, global_acceptance=global_acc_prod,
             mode_labels=_loop_labels(cfg, traj), num_modes=cfg.num_modes, thresholds=th,
+            rank=last_rank.get("rank") if last_rank.get("num_loops") == len(traj) else None,
         )
         diagnostics, problems = dict(verdict.diagnostics), list(verdict.problems)
     else:

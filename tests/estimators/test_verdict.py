@@ -155,3 +155,13 @@ def test_importance_verdict():
     assert not heavy.converged and any("k-hat" in p for p in heavy.problems)
     allbad = importance_verdict(np.full(10, -np.inf))
     assert allbad.problems == ["all 10 importance weights are non-finite"]
+
+
+def test_verdict_reuses_given_rank_diagnostics_and_checks_their_shape():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(4, 300, 3)) + np.array([0.0, 0.0, 0.5])[None, None] * np.arange(4)[:, None, None]
+    fresh, reused = mcmc_verdict(x), mcmc_verdict(x, rank=rank_diagnostics(x))
+    assert fresh.problems == reused.problems and repr(fresh.diagnostics) == repr(reused.diagnostics)
+    assert not fresh.converged  # the third coordinate's chains disagree: the check is not vacuous
+    with pytest.raises(ValueError, match="one entry per coordinate"):
+        mcmc_verdict(x, rank=rank_diagnostics(x[..., :2]))
