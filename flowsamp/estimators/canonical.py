@@ -144,7 +144,8 @@ def equal_height_beta(
     g_lo, g_hi = gap(beta_lo), gap(beta_hi)
     if np.sign(g_lo) == np.sign(g_hi):
         raise ValueError(f"balanced peaks not bracketed by beta in [{beta_lo}, {beta_hi}]")
-    from scipy.optimize import brentq  # here, not at import: scipy.optimize costs ~0.4 s to import
+    # imported here, not with the module: scipy.optimize costs ~0.4 s to import
+    from scipy.optimize import brentq
 
     return float(brentq(gap, beta_lo, beta_hi, xtol=1e-12))
 
