@@ -75,13 +75,14 @@ def chain_mesh(devices: Sequence[jax.Device] | Mesh) -> Mesh:
     return Mesh(np.array(devices), (CHAIN_AXIS,))
 
 
-def check_divisible(num_chains: int, mesh: Mesh) -> None:
-    """Raise ``ValueError`` unless ``num_chains`` splits evenly over the mesh's devices."""
+def check_divisible(num_chains: int, mesh: Mesh, what: str = "chains") -> None:
+    """Raise ``ValueError`` unless ``num_chains`` splits evenly over the mesh's devices
+    (``what`` names the items split in the message, e.g. ``"particles"``)."""
     num_devices = mesh.devices.size
     if num_chains % num_devices:
         raise ValueError(
-            f"{num_chains} chains do not divide evenly over {num_devices} devices; "
-            f"use a multiple of {num_devices} chains"
+            f"{num_chains} {what} do not divide evenly over {num_devices} devices; "
+            f"use a multiple of {num_devices} {what}"
         )
 
 
@@ -91,9 +92,12 @@ def spans_processes(mesh: Mesh) -> bool:
 
 
 def shard_chains(
-    fn: Callable[..., Any], mesh: Mesh, in_specs: tuple[PartitionSpec, ...] | None = None
+    fn: Callable[..., Any], mesh: Mesh | None, in_specs: tuple[PartitionSpec, ...] | None = None
 ) -> Callable[..., Any]:
     """Return ``fn`` run blockwise over the ``"chain"`` axis of ``mesh`` with ``shard_map``.
+
+    ``mesh=None`` returns ``fn`` itself (one device), so that a sampler can wrap its
+    per-particle functions unconditionally.
 
     By default every argument and every output of ``fn`` is a pytree whose leaves have the
     chain axis first; each device receives ``num_chains / num_devices`` consecutive chains.
@@ -108,6 +112,8 @@ def shard_chains(
     are those of the single-process run. Within one process the outputs stay split over the
     devices (no copy).
     """
+    if mesh is None:
+        return fn
     mapped = jax.shard_map(
         fn, mesh=mesh, in_specs=CHAINS if in_specs is None else in_specs, out_specs=CHAINS, check_vma=False
     )

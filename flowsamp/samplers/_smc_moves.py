@@ -17,12 +17,14 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
 from flowsamp.base import metropolis_test
 from flowsamp.estimators.weights import normalized_weights
 from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE, robbins_monro
 from flowsamp.kernels.hmc import init as hmc_init, sample_momentum, transition as hmc_transition
 from flowsamp.kernels.mala import init as mala_init, transition as mala_transition
+from flowsamp.parallel import CHAINS, REPLICATED, shard_chains
 from flowsamp.types import Array, PRNGKey
 
 KERNELS = ("mala", "hmc", "rwmh")
@@ -70,6 +72,7 @@ def move(
     log_density: Callable[[Array], Array],
     log_step_size: Array,
     cfg: MoveConfig,
+    mesh: Mesh | None = None,
 ) -> tuple[Array, Array, Array, Array]:
     """Move every particle ``x`` (N, d) by ``cfg.num_steps`` transitions invariant for ``log_density``.
 
@@ -78,6 +81,11 @@ def move(
     ``(num_steps,)`` and each particle's mean acceptance probability over the sweep ``(N,)`` (a
     particle whose own acceptance is near 0 while the population's is not sits where the shared
     step size does not fit the target's local scale: the neck of a funnel).
+
+    With a ``mesh`` (``flowsamp.parallel.chain_mesh``) the per-particle work (densities,
+    gradients, transitions) is split over its devices on the particle axis; the random numbers,
+    the preconditioner and the mean acceptance that adapts the step stay population-wide, so
+    the moves are those of the single-device run.
     """
     n, d = x.shape
     dtype = x.dtype
@@ -90,7 +98,7 @@ def move(
     if cfg.kernel == "rwmh":
         chol = None if inv_mass is None else (
             jnp.sqrt(inv_mass) if inv_mass.ndim == 1 else jnp.linalg.cholesky(inv_mass))
-        lp_v = jax.vmap(log_density)
+        lp_v = shard_chains(jax.vmap(log_density), mesh)
         lp0 = lp_v(x)
 
         def step(carry, r):
@@ -107,18 +115,18 @@ def move(
         return x, log_step_size, acc, jnp.mean(rates, axis=0)
 
     if cfg.kernel == "mala":
-        states = jax.vmap(lambda p: mala_init(p, log_density))(x)
+        states = shard_chains(jax.vmap(lambda p: mala_init(p, log_density)), mesh)(x)
 
         def one(state, eps, xi, lu):
             return mala_transition(state, log_density, eps, xi, lu, inv_mass)
     else:
-        states = jax.vmap(lambda p: hmc_init(p, log_density))(x)
+        states = shard_chains(jax.vmap(lambda p: hmc_init(p, log_density)), mesh)(x)
 
         def one(state, eps, xi, lu):
             return hmc_transition(state, log_density, eps, cfg.num_integration_steps,
                                   sample_momentum(xi, inv_mass), lu, inv_mass)
 
-    batched = jax.vmap(one, in_axes=(0, None, 0, 0))
+    batched = shard_chains(jax.vmap(one, in_axes=(0, None, 0, 0)), mesh, (CHAINS, REPLICATED, CHAINS, CHAINS))
 
     def step(carry, r):
         (states, log_eps), (xi, lu) = carry, r
