@@ -31,6 +31,7 @@ def _shift(log_w: Array) -> Array:
     return log_w - jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0.0))
 
 
+@jax.jit  # one program per shape (see pareto_k)
 def normalized_weights(log_w: Array) -> Array:
     r"""Self-normalised importance weights.
 
@@ -52,6 +53,7 @@ def normalized_weights(log_w: Array) -> Array:
     return jnp.exp(log_w - logsumexp(log_w))
 
 
+@jax.jit  # one program per shape (see pareto_k)
 def ess(log_w: Array) -> Array:
     r"""Importance-sampling effective sample size (Kish).
 

@@ -83,6 +83,20 @@ def test_pareto_k_recovers_generalized_pareto_shape(k):
     assert abs(k_hat - k) < 4 * (1 + k) / np.sqrt(m)
 
 
+def test_pareto_k_compiled_equals_op_by_op_on_extreme_weights():
+    """pareto_k is one jitted program; on log-weights spanning float32's whole range (Cauchy x 5:
+    the tail exceedances are the smallest normal float but one) the compiled profile likelihood
+    must not overflow where the op-by-op one does not (it did: k-hat NaN instead of 1.45)."""
+    rng = np.random.default_rng(8)
+    for scale in (5.0, 20.0):
+        lw = rng.standard_cauchy(2000) * scale
+        with jax.disable_jit():
+            eager = float(fs.estimators.pareto_k(lw))
+        compiled = float(fs.estimators.pareto_k(lw))
+        assert np.isfinite(eager) and eager > 0.7
+        assert abs(compiled - eager) < 1e-4 * max(1.0, abs(eager))
+
+
 def test_pareto_k_with_tied_weights():
     """Repeated states (a discrete target) tie weights with the tail threshold: the ties carry
     no tail information and are left out, so a Pareto tail of shape k under a block of tied
