@@ -194,3 +194,18 @@ def test_imprecise_mode_weights_are_stated():
     assert se.max() > 0.01 and any(p.startswith("imprecise mode weights") for p in v.problems), v.problems
     v = smc_verdict(thresholds=fs.estimators.Thresholds(max_mode_weight_se=float("inf"), min_ess=1.0), **kw)
     assert v.converged, v.problems
+
+
+def test_population_mass_of_copies_is_identity_whatever_the_rounding():
+    # a population resampled onto copies of one particle has no scale: variance 1, whether the
+    # sum gives exactly 0 or a few ulps (it depends on the summation order, e.g. the device
+    # layout); a genuine spread 1e-4 of the values' size is kept
+    from flowsamp.samplers._smc_moves import population_inverse_mass
+
+    row = jnp.array([0.1234567, -3.3, 1234.5])
+    copies = jnp.tile(row, (16, 1))
+    ulps = copies * (1 + jnp.finfo(copies.dtype).eps * jnp.arange(16.0)[:, None])  # rounding-level spread
+    for x in (copies, ulps):
+        np.testing.assert_array_equal(population_inverse_mass(x, "diag"), jnp.ones(3))
+    spread = copies * (1 + 1e-4 * jnp.linspace(-1.0, 1.0, 16)[:, None])
+    np.testing.assert_allclose(population_inverse_mass(spread, "diag"), jnp.var(spread, axis=0), rtol=1e-6)
