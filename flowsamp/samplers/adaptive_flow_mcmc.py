@@ -622,7 +622,6 @@ def _coverage(key: PRNGKey, cfg: AdaptiveFlowConfig, score_program: Callable, pa
         return {}, []
     c, s_loop, d = np.shape(traj[0])
     dt = x_host.dtype
-    score_block = score_program
 
     def blocks(x: np.ndarray, rows: int, fn: Callable) -> list:
         n = x.shape[0]
@@ -630,7 +629,7 @@ def _coverage(key: PRNGKey, cfg: AdaptiveFlowConfig, score_program: Callable, pa
         return [fn(pad[i : i + rows]) for i in range(0, pad.shape[0], rows)], n
 
     def score(x):
-        out, n = blocks(np.asarray(x), _SCORE_BLOCK, lambda b: jax.device_get(score_block(params, b)))
+        out, n = blocks(np.asarray(x), _SCORE_BLOCK, lambda b: jax.device_get(score_program(params, b)))
         lp = np.concatenate([o[0] for o in out])[:n].astype(np.float64)
         sc = np.concatenate([o[1] for o in out])[:n].astype(np.float64)
         return lp, np.where(np.isnan(sc), -np.inf, sc)  # log q = -inf at finite log p: s = +inf, uncovered

@@ -274,10 +274,10 @@ def craft(
         order of the sums over particles differs from the single-device run: under
         ``jax_enable_x64`` the result equals it to 1e-14 (measured 7e-15 on 4 CPU devices), in
         float32 to the last bits (measured 3e-6 after 2 training runs), which long training can
-        amplify. One exception: a population resampled onto copies of one particle (ESS = 1/N)
-        has a variance of 0 or of rounding size depending on the order of the sum, so its move
-        preconditioner, and the run from there on, differs. Checkpoints do not record the
-        devices: a run may resume on another device count.
+        amplify. (A population resampled onto copies of one particle, ESS = 1/N, has a variance
+        of 0 or of rounding size depending on the order of the sum; the move preconditioner
+        treats both as no spread, so this does not split the runs.) Checkpoints do not record
+        the devices: a run may resume on another device count.
 
     Returns
     -------

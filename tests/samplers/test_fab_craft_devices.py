@@ -136,8 +136,8 @@ def test_fab_batch_not_divisible_over_devices(fab):
 def test_craft_over_4_devices_equals_one_device_x64(craft):
     """Particles, weights, ln Z of every run, flows, optimiser states, step sizes, ESS, acceptance, loss,
     particle-IMH states: measured max |diff| 7e-15 (only the order of the sums over particles differs; float32
-    3e-6). 64 particles: with 16 the population collapsed onto copies of one particle (ESS = 1/N), whose
-    variance is 0 or of rounding size by the order of the sum, so the move preconditioner differed."""
+    3e-6). 64 particles, so that the population does not collapse onto copies of one particle (ESS = 1/N) and
+    the comparison covers the ordinary path (the collapsed case is population_inverse_mass's test in test_smc)."""
     assert craft["dtype"] == "float64" and np.isfinite(craft["lz"]), craft
     assert craft["min_ess"] > 2 / 64, craft  # no collapse (measured 0.10)
     assert craft["many"] < 1e-10, craft
