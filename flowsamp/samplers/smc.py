@@ -52,11 +52,12 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from flowsamp._progress import ProgressBar
-from flowsamp.base import as_key, check_finite_positions
+from flowsamp.base import Flow, as_key, check_finite_positions
 from flowsamp.estimators.verdict import Thresholds, warn_if_not_converged
 from flowsamp.estimators.weights import ess as kish_ess, normalized_weights
 from flowsamp.samplers._smc_base import ParametricBase, PlainLogProb
 from flowsamp.samplers._smc_evidence import island_log_evidence
+from flowsamp.samplers._smc_flow_moves import FlowPreconditioner, flow_preconditioned_move
 from flowsamp.samplers._smc_moves import KERNELS, MASSES, MoveConfig, adaptive_move, initial_step_size
 from flowsamp.samplers._smc_resampling import RESAMPLING, resample_indices
 from flowsamp.samplers._smc_verdict import _STUCK, smc_verdict
@@ -215,7 +216,7 @@ def _distinct_fraction(v: Array) -> Array:
 
 def _build_step(log_prob: LogProbFn, log_base_fn: Callable[[Any, Array], Array], path: PathFn, target_ess: float,
                 resample_threshold: float, resampling: str, cfg: MoveConfig, max_blocks: int,
-                max_correlation: float):
+                max_correlation: float, latent: FlowPreconditioner | None = None):
     lt_v = jax.vmap(log_prob)
 
     def step(key: PRNGKey, state: SMCState, base_params: Any) -> tuple[SMCState, SMCInfo]:
@@ -241,8 +242,12 @@ def _build_step(log_prob: LogProbFn, log_base_fn: Callable[[Any, Array], Array],
             return path(new_beta, log_base_one(y), log_prob(y))
 
         before = path(new_beta, state.log_base[idx], state.log_target[idx])
-        x, log_eps, sw = adaptive_move(k_move, x, log_W, log_density, state.log_step_size, cfg, max_blocks,
-                                       max_correlation)
+        if latent is None:
+            x, log_eps, sw = adaptive_move(k_move, x, log_W, log_density, state.log_step_size, cfg, max_blocks,
+                                           max_correlation)
+        else:
+            x, log_eps, sw = flow_preconditioned_move(k_move, x, log_W, log_density, state.log_step_size, cfg,
+                                                      max_blocks, max_correlation, latent)
         lb, lt = lb_v(x), lt_v(x)
         drift = _drift(log_W, before, path(new_beta, lb, lt))
         w = normalized_weights(log_W)
@@ -288,7 +293,7 @@ def _fn_key(f: Callable) -> Any:
 
 
 def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg, max_blocks,
-              max_correlation, devices):
+              max_correlation, devices, latent=None):
     """Jitted ``init(x, log_eps, base_params)`` and ``step(keys, state, base_params)`` over
     islands, cached on their inputs (when hashable) so that repeated runs on the same densities
     compile once; ``log_base_fn(base_params, x)`` takes the base's parameters as data
@@ -301,7 +306,7 @@ def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resam
         _PROGRAMS.clear()
     _PROGRAMS["x64"] = x64
     spec = (_fn_key(log_prob), _fn_key(log_base_fn), path, target_ess, resample_threshold, resampling, cfg,
-            max_blocks, max_correlation, devices)
+            max_blocks, max_correlation, devices, latent)
     try:
         hit = _PROGRAMS.get(spec)
     except TypeError:  # an unhashable density
@@ -309,7 +314,7 @@ def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resam
     if hit is not None:
         return hit[:2]
     island_step = _build_step(log_prob, log_base_fn, path, target_ess, resample_threshold, resampling, cfg,
-                              max_blocks, max_correlation)
+                              max_blocks, max_correlation, latent)
 
     step = jax.vmap(island_step, in_axes=(0, 0, None))
     if devices is not None:
@@ -336,11 +341,15 @@ def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resam
 
 
 def _checkpoint_meta(what, key, num_particles, num_islands, d, dtype, cfg, max_blocks, max_corr, target_ess,
-                     resample_threshold, resampling, eps0, max_steps) -> dict:
-    return {"sampler": what, "key": [int(v) for v in np.asarray(jax.random.key_data(key)).ravel()],
+                     resample_threshold, resampling, eps0, max_steps, latent=None) -> dict:
+    meta = {"sampler": what, "key": [int(v) for v in np.asarray(jax.random.key_data(key)).ravel()],
             "num_particles": int(num_particles), "num_islands": int(num_islands), "dim": int(d),
             "dtype": str(jnp.dtype(dtype)), "moves": [str(v) for v in cfg] + [int(max_blocks), float(max_corr)],
             "tempering": [float(target_ess), float(resample_threshold), str(resampling), float(eps0), int(max_steps)]}
+    if latent is not None:  # the flow by its kind and size (its functions have no stable text)
+        meta["precondition_flow"] = [type(latent.flow).__name__, int(latent.flow.dim), int(latent.num_fit_steps),
+                                     float(latent.learning_rate)]
+    return meta
 
 
 def _save_checkpoint(path, meta, state: SMCState, log_Z_isl: np.ndarray, infos: list) -> None:
@@ -391,6 +400,21 @@ def _base_fns(base: Any, base_log_Z: float | None) -> tuple[Callable, Any, Calla
     return PlainLogProb(base.log_prob, _fn_key(base.log_prob)), (), sample, float(base_log_Z)
 
 
+def _latent_config(flow: Any, d: int, num_fit_steps: Any, learning_rate: Any) -> FlowPreconditioner | None:
+    """The :class:`FlowPreconditioner` of ``smc``'s flow options, or a named error."""
+    if flow is None:
+        return None
+    if not isinstance(flow, Flow):
+        raise TypeError(f"precondition_flow must be a flowsamp Flow (fs.flows.*), got {type(flow).__name__}")
+    if flow.dim != d:
+        raise ValueError(f"precondition_flow has dim {flow.dim}, the particles have dim {d}")
+    if isinstance(num_fit_steps, bool) or not isinstance(num_fit_steps, int) or num_fit_steps < 1:
+        raise ValueError(f"flow_fit_steps must be a positive int, got {num_fit_steps!r}")
+    if not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"flow_learning_rate must be positive and finite, got {learning_rate!r}")
+    return FlowPreconditioner(flow, num_fit_steps, float(learning_rate))
+
+
 def _check_options(num_particles, num_islands, target_ess, resample_threshold, resampling, kernel, mass,
                    num_mcmc_steps, max_steps, max_mcmc_steps, max_move_correlation):
     if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 2:
@@ -439,6 +463,9 @@ def smc(
     step_size: float | None = None,
     num_islands: int = 8,
     max_steps: int = 500,
+    precondition_flow: Any = None,
+    flow_fit_steps: int = 200,
+    flow_learning_rate: float = 1e-2,
     initial_particles: Array | None = None,
     base_log_Z: float | None = None,
     mode_of: Callable[[Array], Array] | None = None,
@@ -496,6 +523,13 @@ def smc(
         agreement checks of the verdict.
     max_steps
         Budget of tempering steps.
+    precondition_flow, flow_fit_steps, flow_learning_rate
+        A ``fs.flows`` flow (``None``: moves in :math:`x`): at every step each island fits it to
+        its standardised weighted particles (``flow_fit_steps`` full-batch Adam steps of forward
+        KL at ``flow_learning_rate``, from the identity) and moves them in its latent space,
+        where a funnel's or a banana's change of scale is undone (pocoMC's flow-preconditioned
+        SMC; :mod:`flowsamp.samplers._smc_flow_moves`). Costs the fit at every step; exact for
+        any fit.
     initial_particles
         ``(N, d)`` exact draws from the base instead of ``base.sample``.
     base_log_Z
@@ -555,6 +589,7 @@ def smc(
     n, d = num_particles // num_islands, x0.shape[1]
     dtype = x0.dtype
     cfg = MoveConfig(kernel, num_mcmc_steps, num_integration_steps, mass)
+    latent = _latent_config(precondition_flow, d, flow_fit_steps, flow_learning_rate)
     eps0 = initial_step_size(kernel, d) if step_size is None else float(step_size)
     if not (np.isfinite(eps0) and eps0 > 0):
         raise ValueError(f"step_size must be positive and finite, got {step_size!r}")
@@ -570,7 +605,8 @@ def smc(
                              "islands") from None
         devices = tuple(devices.devices.flat)
     init, step = _programs(log_prob, log_base_fn, path, float(target_ess), float(resample_threshold), resampling,
-                           cfg, max_blocks, float(max_move_correlation), None if devices is None else tuple(devices))
+                           cfg, max_blocks, float(max_move_correlation), None if devices is None else tuple(devices),
+                           latent)
     base_params = jax.tree.map(lambda a: jnp.asarray(a, dtype), base_params)
     state = init(x0.reshape(num_islands, n, d), jnp.full((num_islands,), math.log(eps0), dtype), base_params)
     if not bool(jnp.all(jnp.isfinite(state.log_base))):
@@ -586,7 +622,8 @@ def smc(
     start = 0
     if checkpoint_path is not None:
         meta = _checkpoint_meta(_what, key, num_particles, num_islands, d, dtype, cfg, max_blocks,
-                                max_move_correlation, target_ess, resample_threshold, resampling, eps0, max_steps)
+                                max_move_correlation, target_ess, resample_threshold, resampling, eps0, max_steps,
+                                latent)
         if resume and os.path.exists(checkpoint_path):
             state, log_Z_isl, infos, start = _load_checkpoint(checkpoint_path, meta, state)
     bar = ProgressBar(progress, 1.0, _what, "β", float(np.min(np.asarray(state.beta))) if infos else 0.0)
