@@ -24,7 +24,9 @@ Each step (Del Moral, Doucet & Jasra 2006, arXiv:cond-mat/0212648; Feynman-Kac p
    RWMH by its covariance; step size adapted from the population acceptance) until the particles
    have decorrelated from their pre-move positions (largest coordinate correlation below
    ``max_move_correlation``, or no longer falling), at most ``max_mcmc_steps`` transitions
-   (:func:`flowsamp.samplers._smc_moves.adaptive_move`; pocoMC's rule).
+   (:func:`flowsamp.samplers._smc_moves.adaptive_move`; pocoMC's rule); with
+   ``precondition_flow=`` the moves run in the latent space of a flow fitted to the particles
+   (:mod:`flowsamp.samplers._smc_flow_moves`).
 
 With :math:`\hat Z_T = \prod_t \sum_i W_i^{(t)} \tilde w_i^{(t)}`, :math:`E[\hat Z] = Z_p / Z_q`.
 AIS (Neal 2001, arXiv:physics/9803008) is the same recursion without resampling.
@@ -525,11 +527,14 @@ def smc(
         Budget of tempering steps.
     precondition_flow, flow_fit_steps, flow_learning_rate
         A ``fs.flows`` flow (``None``: moves in :math:`x`): at every step each island fits it to
-        its standardised weighted particles (``flow_fit_steps`` full-batch Adam steps of forward
-        KL at ``flow_learning_rate``, from the identity) and moves them in its latent space,
-        where a funnel's or a banana's change of scale is undone (pocoMC's flow-preconditioned
-        SMC; :mod:`flowsamp.samplers._smc_flow_moves`). Costs the fit at every step; exact for
-        any fit.
+        its standardised weighted particles (up to ``flow_fit_steps`` full-batch Adam steps of
+        forward KL at ``flow_learning_rate``, from the identity, early-stopped on held-out
+        particles) and moves them in its latent space, where a change of scale the flow has
+        learned is undone (pocoMC's flow-preconditioned SMC; each half of an island is moved by
+        the flow fitted to the other half: :mod:`flowsamp.samplers._smc_flow_moves`). Costs the
+        fits at every step. It cannot create mass where no particle is: on funnel-10 (2048
+        particles, a 2-layer spline) ln Z was -0.68, -0.70, -0.44 over 3 runs against -0.80 on
+        average without it, every run flagged by the verdict.
     initial_particles
         ``(N, d)`` exact draws from the base instead of ``base.sample``.
     base_log_Z
