@@ -24,6 +24,13 @@ The HMC SEs are over chains (each chain's mean one draw).
 L = 8 left the population out of equilibrium (``<|M|>/V`` z -12, flagged), with HMC it agreed
 (z -1.8 on ``<|M|>/V`` and on chi2, converged, 9 s).
 
+At CRAFT's L = 14 (``results/phi4_craft_L14.json``: ``--L 14 --particles 1024 --craft-iterations
+200 --hmc-chains 32 --hmc-steps 8000``, 2 CPU cores): HMC ``<|M|>/V`` 0.4405 +- 0.0014, chi2
+39.46 +- 0.17 (min bulk ESS 112, 207 sign changes); SMC 0.4480 +- 0.0029 (z +2.3), 40.51 +- 0.45
+(z +2.2), ESS/N 0.69, ln Z 101.43 +- 0.28, converged, 41 s; CRAFT 0.4191 +- 0.0031 (z -6.3), 36.31
++- 0.43 (z -6.8), particle-IMH acceptance 0.556, **flagged** (its first transport, N(0, I) to
+beta = 0.1, has ESS/N 0.009 and Pareto k 1.12; the evaluation runs' ln Z spread 1.37), 732 s.
+
 Usage::
 
     .venv/bin/python benchmarks/phi4_craft.py [--L 8] [--particles 512] [--craft-iterations 100]
