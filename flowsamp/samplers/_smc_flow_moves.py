@@ -8,7 +8,8 @@ reweighting and resampling, each island
    and fits the flow :math:`z = F_\theta(u)`, :math:`u \sim \mathcal N(0, I)`, to each half's
    weighted :math:`z` by forward KL (``fs.train.forward_kl`` with the weights, up to
    ``num_fit_steps`` full-batch steps of ``fs.train.fit_steps`` with Adam from the flow's
-   identity initialisation, early-stopped on the other half's likelihood: :func:`fit_to_particles`;
+   identity initialisation, on the first 3/4 of the half, early-stopped on the likelihood of its
+   last 1/4: :func:`fit_to_particles`;
    nothing is carried from step to step, so the state and the checkpoints are those of plain SMC);
 3. moves each half by the flow fitted to the *other* half: :math:`u = F_\theta^{-1}(z)`, then the
    usual adaptive sweep (:func:`flowsamp.samplers._smc_moves.adaptive_move`: MALA/HMC/RWMH, step
@@ -46,7 +47,7 @@ import optax
 
 from flowsamp.base import Flow
 from flowsamp.estimators.weights import normalized_weights
-from flowsamp.samplers._smc_moves import MoveConfig, SweepInfo, adaptive_move
+from flowsamp.samplers._smc_moves import MoveConfig, SweepInfo, adaptive_move, scale_free_variance
 from flowsamp.train.fit import fit_steps
 from flowsamp.train.losses import forward_kl
 from flowsamp.types import Array, PRNGKey
@@ -147,16 +148,18 @@ def flow_preconditioned_move(
     k_fit, k_a, k_b = jax.random.split(key, 3)
     w = normalized_weights(log_w)
     mean = jnp.sum(w[:, None] * x, axis=0)
-    var = jnp.sum(w[:, None] * (x - mean) ** 2, axis=0)
-    floor = (64 * jnp.finfo(x.dtype).eps * jnp.max(jnp.abs(x), axis=0)) ** 2
-    sd = jnp.sqrt(jnp.where(jnp.isfinite(var) & (var > floor), var, 1.0))
+    sd = jnp.sqrt(scale_free_variance(x, jnp.sum(w[:, None] * (x - mean) ** 2, axis=0)))
     z = (x - mean) / sd
-    first = jnp.arange(n) < h
-    # weights of each half over the whole array (0 outside it): one vmapped fit for both halves
-    halves = jnp.stack([jnp.where(first, w, 0.0), jnp.where(first, 0.0, w)])
-    halves = halves / jnp.maximum(jnp.sum(halves, axis=1, keepdims=True), jnp.finfo(w.dtype).tiny)
+    # each half's flow is fitted to the first 3/4 of that half and early-stopped on its last 1/4,
+    # so the particles a flow moves (the other half) enter neither its fit nor its stopping
+    # (validating on them made the chosen parameters depend on them); one vmapped fit for both
+    i = jnp.arange(n)
+    cut_a, cut_b = (3 * h) // 4, h + (3 * (n - h)) // 4
+    masks = jnp.stack([i < cut_a, (i >= cut_a) & (i < h), (i >= h) & (i < cut_b), i >= cut_b])
+    part = jnp.where(masks, w, 0.0)
+    part = part / jnp.maximum(jnp.sum(part, axis=1, keepdims=True), jnp.finfo(w.dtype).tiny)
     params, _ = jax.vmap(lambda k, wf, wv: fit_to_particles(k, z, wf, wv, pre))(
-        jax.random.split(k_fit), halves, halves[::-1])
+        jax.random.split(k_fit), part[0::2], part[1::2])
     p_first, p_second = (jax.tree.map(lambda a, i=i: a[i], params) for i in (0, 1))
     args = (log_density, log_step_size, cfg, max_blocks, max_correlation, pre.flow)
     xa, eps_a, ia = _latent_sweep(k_a, x[:h], log_w[:h], *args, p_second, mean, sd)

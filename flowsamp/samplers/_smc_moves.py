@@ -53,6 +53,14 @@ def initial_step_size(kernel: str, dim: int) -> float:
     return {"mala": 0.5 * dim ** (-1 / 3), "hmc": dim ** (-0.25), "rwmh": 2.38 / dim**0.5}[kernel]
 
 
+def scale_free_variance(x: Array, var: Array) -> Array:
+    """``var`` (d,) of the population ``x`` (N, d), with 1 where it is not finite or at rounding
+    level, :math:`\sigma_j^2 \le (64\,\epsilon \max_i |x_{ij}|)^2` (see
+    :func:`population_inverse_mass`)."""
+    floor = (64 * jnp.finfo(x.dtype).eps * jnp.max(jnp.abs(x), axis=0)) ** 2
+    return jnp.where(jnp.isfinite(var) & (var > floor), var, 1.0)
+
+
 def population_inverse_mass(x: Array, mass: str) -> Array | None:
     """The particles' diagonal variance ``(d,)``, covariance ``(d, d)`` or ``None`` (identity).
 
@@ -66,9 +74,7 @@ def population_inverse_mass(x: Array, mass: str) -> Array | None:
     if mass == "identity":
         return None
     if mass == "diag":
-        var = jnp.var(x, axis=0)
-        floor = (64 * jnp.finfo(x.dtype).eps * jnp.max(jnp.abs(x), axis=0)) ** 2
-        return jnp.where(jnp.isfinite(var) & (var > floor), var, 1.0)
+        return scale_free_variance(x, jnp.var(x, axis=0))
     cov = jnp.cov(x, rowvar=False).reshape(d, d)
     jitter = 1e-6 * jnp.mean(jnp.diag(cov)) + jnp.finfo(x.dtype).tiny
     return cov + jitter * jnp.eye(d, dtype=x.dtype)
