@@ -101,7 +101,9 @@ class SMCInfo(NamedTuple):
     coordinate before and after it, ``decorrelated`` whether the sweep met its criterion before
     its cap (:func:`flowsamp.samplers._smc_moves.adaptive_move`), ``stuck_all`` the weighted fraction
     of particles whose own acceptance over the sweep was below ``STUCK_ACCEPTANCE`` and ``stuck``
-    the part of it above the weighted median of :math:`\log\pi_{\beta'}` (:func:`_stuck_fractions`)."""
+    the part of it above the weighted median of :math:`\log\pi_{\beta'}` (:func:`_stuck_fractions`),
+    ``spread_change`` the mean change of the coordinates' log-variance over the sweep
+    (:func:`_spread_change`)."""
 
     beta: Array
     log_increment: Array
@@ -117,6 +119,7 @@ class SMCInfo(NamedTuple):
     decorrelated: Array
     stuck: Array
     stuck_all: Array
+    spread_change: Array
 
 
 #: a particle accepting less than this on average over a sweep counts as stuck
@@ -194,6 +197,32 @@ def _drift(log_W: Array, before: Array, after: Array) -> Array:
     return (jnp.sum(w * a) - mb) / jnp.maximum(se, jnp.finfo(se.dtype).tiny)
 
 
+def _spread_change(log_W: Array, before: Array, after: Array) -> Array:
+    r"""Mean change of the coordinates' log-variance over a move sweep,
+    :math:`\frac1d\sum_j (\ln v_j^\text{after} - \ln v_j^\text{before})` (:math:`v_j` the weighted
+    variance of coordinate :math:`j`; coordinates without spread, copies of one particle, left out).
+
+    A sweep of a :math:`\pi`-invariant kernel leaves a :math:`\pi`-distributed population's
+    spread unchanged; a population that is narrower than :math:`\pi` along a direction its
+    moves explore slowly (the long axis of a rotated, ill-conditioned target under a diagonal
+    mass, or a base narrower than the target) widens at every sweep, while its mean
+    log-density, dominated by the well-mixed directions, hardly moves (:func:`_drift`). The
+    verdict tests it over the islands (``flowsamp.samplers._smc_verdict``)."""
+    w = normalized_weights(log_W)[:, None]
+
+    def log_var(x):
+        x = jnp.where(jnp.all(jnp.isfinite(x), axis=1, keepdims=True), x, 0.0)
+        m = jnp.sum(w * x, 0)
+        v = jnp.sum(w * (x - m) ** 2, 0)
+        used = v > (64 * jnp.finfo(x.dtype).eps * jnp.max(jnp.abs(x), axis=0)) ** 2
+        return jnp.log(jnp.where(used, v, 1.0)), used
+
+    lb, used_b = log_var(before)
+    la, used_a = log_var(after)
+    used = used_b & used_a
+    return jnp.sum(jnp.where(used, la - lb, 0.0)) / jnp.maximum(jnp.sum(used), 1)
+
+
 def _stuck_fractions(w: Array, particle_acceptance: Array, log_density: Array) -> tuple[Array, Array]:
     r"""``(stuck, stuck_all)``: the weighted fraction of particles whose own acceptance over the
     sweep was below ``STUCK_ACCEPTANCE`` and lie above the weighted median of
@@ -244,6 +273,7 @@ def _build_step(log_prob: LogProbFn, log_base_fn: Callable[[Any, Array], Array],
             return path(new_beta, log_base_one(y), log_prob(y))
 
         before = path(new_beta, state.log_base[idx], state.log_target[idx])
+        x_before = x
         if latent is None:
             x, log_eps, sw = adaptive_move(k_move, x, log_W, log_density, state.log_step_size, cfg, max_blocks,
                                            max_correlation)
@@ -252,6 +282,7 @@ def _build_step(log_prob: LogProbFn, log_base_fn: Callable[[Any, Array], Array],
                                                       max_blocks, max_correlation, latent)
         lb, lt = lb_v(x), lt_v(x)
         drift = _drift(log_W, before, path(new_beta, lb, lt))
+        spread_change = _spread_change(log_W, x_before, x)
         w = normalized_weights(log_W)
         stuck, stuck_all = _stuck_fractions(w, sw.particle_acceptance, path(new_beta, lb, lt))
         new = SMCState(x, lb, lt, log_W, new_beta, log_eps)
@@ -263,7 +294,8 @@ def _build_step(log_prob: LogProbFn, log_base_fn: Callable[[Any, Array], Array],
                        jnp.where(done, nan, _distinct_fraction(lt)),
                        jnp.where(done, nan, jnp.exp(log_eps)), jnp.where(done, nan, drift),
                        jnp.where(done, 0, sw.num_moves), jnp.where(done, nan, jnp.max(sw.correlation)),
-                       sw.decorrelated | done, jnp.where(done, nan, stuck), jnp.where(done, nan, stuck_all))
+                       sw.decorrelated | done, jnp.where(done, nan, stuck), jnp.where(done, nan, stuck_all),
+                       jnp.where(done, nan, spread_change))
         return new, info
 
     return step
@@ -670,7 +702,7 @@ def smc(
     evals = n * int(num_islands + np.sum(2 * num_steps + rec.num_moves.sum(axis=1) * evals_per_move))
     verdict = smc_verdict(
         betas=rec.beta, ess=rec.ess, acceptance=rec.acceptance, distinct=rec.distinct, drift=rec.drift,
-        num_steps=num_steps, num_moves=rec.num_moves, move_correlation=rec.move_correlation,
+        spread_change=rec.spread_change, num_steps=num_steps, num_moves=rec.num_moves, move_correlation=rec.move_correlation,
         decorrelated=rec.decorrelated, max_mcmc_steps=max_mcmc_steps, num_mcmc_steps=num_mcmc_steps,
         # the stuck-particle check reads the gradient kernels' acceptance, which stays near the
         # population's wherever the step fits the local scale; a random walk's per-particle

@@ -196,6 +196,51 @@ def test_imprecise_mode_weights_are_stated():
     assert v.converged, v.problems
 
 
+def test_spread_change_of_a_sweep():
+    """``_spread_change``: a population widened by a factor c in every variance changes by ln c
+    exactly (weighted or not); two independent exact draws of N(0, I) differ by noise only,
+    within 4 SE (var of the difference of two log-variances from n draws ~ 4/n, over d coordinates
+    averaged: 4/(n d)); copies of one particle (no spread) count for nothing."""
+    smc_mod = sys.modules["flowsamp.samplers.smc"]
+    rng = np.random.default_rng(3)
+    n, d = 4096, 5
+    x = jnp.asarray(rng.normal(size=(n, d)) * np.arange(1, d + 1), jnp.float32)
+    log_w = jnp.asarray(rng.normal(size=n) * 0.3, jnp.float32)
+    assert abs(float(smc_mod._spread_change(log_w, x, x * np.sqrt(1.1))) - np.log(1.1)) < 1e-5
+    uniform = jnp.full((n,), -np.log(n), jnp.float32)
+    y = jnp.asarray(rng.normal(size=(n, d)) * np.arange(1, d + 1), jnp.float32)
+    assert abs(float(smc_mod._spread_change(uniform, x, y))) < 4 * np.sqrt(4 / (n * d))
+    copies = x.at[:, 0].set(1.5)
+    wide = copies.at[:, 1:].multiply(2.0)
+    assert abs(float(smc_mod._spread_change(uniform, copies, wide)) - np.log(4.0)) < 1e-5
+
+
+def test_verdict_flags_a_population_still_widening():
+    """The spread check of the verdict: a last sweep that widened every island's population by 5 %
+    (above MAX_SPREAD_CHANGE, consistent: t >> 4) is a problem sentence; the same mean change
+    with an islands' spread that makes it inconsistent (t < 4), a consistent change below the
+    effect size, or fewer than MIN_ISLANDS_SPREAD_TEST islands, is not."""
+    verdict = sys.modules["flowsamp.samplers._smc_verdict"]
+    rng = np.random.default_rng(1)
+    m, n = 8, 256
+    one = np.ones((m, 1))
+    kw = dict(betas=one, ess=one, acceptance=0.5 * one, distinct=one, drift=0 * one, num_steps=np.ones(m, int),
+              island_log_Z=np.zeros(m), particles=rng.normal(size=(m, n, 2)), log_w=np.full((m, n), -np.log(n)),
+              num_resampling=np.zeros(m, int), max_steps=10, mode_of=None, num_modes=None, thresholds=None)
+    consistent = (0.05 + 0.005 * rng.standard_normal(m))[:, None]
+    v = verdict.smc_verdict(spread_change=consistent, **kw)
+    assert not v.converged and any("widened the population" in p for p in v.problems), v.problems
+    assert v.diagnostics["final_spread_change_t"] > 4
+    noisy = consistent + np.array([0.4, -0.4, 0.3, -0.3, 0.2, -0.2, 0.1, -0.1])[:, None]
+    assert verdict.smc_verdict(spread_change=noisy, **kw).converged
+    small = consistent * (0.5 * verdict.MAX_SPREAD_CHANGE / 0.05)
+    assert verdict.smc_verdict(spread_change=small, **kw).converged
+    few = {**kw, **{k: kw[k][:3] for k in ("betas", "ess", "acceptance", "distinct", "drift", "num_steps",
+                                           "island_log_Z", "particles", "log_w", "num_resampling")}}
+    assert 3 < verdict.MIN_ISLANDS_SPREAD_TEST
+    assert verdict.smc_verdict(spread_change=consistent[:3], **few).converged
+
+
 def test_population_mass_of_copies_is_identity_whatever_the_rounding():
     # a population resampled onto copies of one particle has no scale: variance 1, whether the
     # sum gives exactly 0 or a few ulps (it depends on the summation order, e.g. the device
