@@ -1,0 +1,142 @@
+"""``fs.samplers.smc`` at its defaults on targets generated here, none used by the tests: silent failures.
+
+Each target has an exact ln Z (Gaussians by their determinant, Student's t by its normaliser, a
+Haario banana, volume-preserving, by that of its Gaussian, Gaussian mixtures by their weights) and
+is built from a seeded generator, so a held-out check can be repeated. Per run it records ln Z, its
+reported SE, z = error / SE, ``converged`` and the first problem sentence; per target the counts of
+
+* ``silent``: |z| > 4 and ``converged`` (a confident wrong answer),
+* ``wrong_flagged``: |z| > 4 and flagged, ``right_flagged``: |z| <= 4 and flagged (false alarms
+  by this measure; a run with a shared bias can be within 4 SE and still wrong).
+
+The base is ``fs.targets.gaussian(0, base_var * I)`` (``--base-var``, default 25: narrower than the
+long axes of the rotated ill-conditioned Gaussian, wider than everything else).
+
+Run: ``python benchmarks/smc_generated_targets.py [--repeats 3] [--particles 1024] [--targets a,b]``;
+writes ``benchmarks/results/smc_generated_targets.json`` (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _targets():
+    import jax.numpy as jnp
+    from jax.scipy.special import logsumexp
+    from scipy.special import gammaln
+
+    def rotated_gaussian(d, cond, shift, seed):
+        rng = np.random.default_rng(seed)
+        q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+        ev = np.logspace(0, np.log10(cond), d)
+        cov = (q * ev) @ q.T
+        prec = jnp.asarray(np.linalg.inv(cov), jnp.float32)
+        mu = jnp.asarray(shift * rng.normal(size=d) / np.sqrt(d), jnp.float32)
+        lz = 0.5 * np.linalg.slogdet(cov)[1] + 0.5 * d * np.log(2 * np.pi) + 1.7
+        return (lambda x: -0.5 * (x - mu) @ prec @ (x - mu) + 1.7), d, lz
+
+    def student(d, nu):
+        c = gammaln((nu + d) / 2) - gammaln(nu / 2) - d / 2 * np.log(nu * np.pi)
+        return (lambda x: -(nu + d) / 2 * jnp.log1p(x @ x / nu)), d, -float(c)
+
+    def banana(d, b):
+        def lp(x):
+            y2 = x[1] + b * (x[0] ** 2 - 100.0)
+            return -0.5 * (x[0] ** 2 / 100.0 + y2**2 + jnp.sum(x[2:] ** 2))
+        return lp, d, 0.5 * d * np.log(2 * np.pi) + np.log(10.0)
+
+    def mixture(d, k, sep, seed):
+        rng = np.random.default_rng(seed)
+        mus = jnp.asarray(rng.normal(size=(k, d)) * sep / np.sqrt(2), jnp.float32)
+        lw = jnp.asarray(np.log(rng.dirichlet(np.ones(k) * 2)), jnp.float32)
+        s = jnp.asarray(rng.uniform(0.5, 1.5, size=k), jnp.float32)
+
+        def lp(x):
+            return logsumexp(lw - 0.5 * jnp.sum((x - mus) ** 2, -1) / s**2 - d * jnp.log(s)) + 3.0
+        return lp, d, 0.5 * d * np.log(2 * np.pi) + 3.0
+
+    return {
+        "gauss20_rotated_cond1e3": lambda: rotated_gaussian(20, 1e3, 5.0, 1),
+        "gauss5_shifted": lambda: rotated_gaussian(5, 10.0, 20.0, 2),
+        "gauss50_rotated_cond30": lambda: rotated_gaussian(50, 30.0, 3.0, 5),
+        "student5_nu3": lambda: student(5, 3.0),
+        "banana3_b0.03": lambda: banana(3, 0.03),
+        "mixture4_d5_narrow": lambda: mixture(5, 4, 8.0, 3),
+        "mixture3_d2_sep12": lambda: mixture(2, 3, 12.0, 4),
+    }
+
+
+def worker(name, repeats, n, base_var):
+    import jax
+    import jax.numpy as jnp
+
+    import flowsamp as fs
+
+    lp, d, lz = _targets()[name]()
+    base = fs.targets.gaussian(jnp.zeros(d), base_var * jnp.eye(d))
+    runs = []
+    for s in range(repeats):
+        t0 = time.perf_counter()
+        out = fs.samplers.smc(jax.random.key(s), lp, base, n, warn=False)
+        err = float(out.log_Z) - lz
+        runs.append({"seed": s, "log_Z": float(out.log_Z), "log_Z_se": float(out.log_Z_se), "error": err,
+                     "z": err / float(out.log_Z_se), "converged": bool(out.converged),
+                     "problem": out.problems[0] if out.problems else "", "wall_s": time.perf_counter() - t0,
+                     "final_spread_change": out.diagnostics.get("final_spread_change"),
+                     "final_spread_change_t": out.diagnostics.get("final_spread_change_t")})
+    z = np.array([r["z"] for r in runs])
+    conv = np.array([r["converged"] for r in runs])
+    return {"target": name, "exact_log_Z": lz, "repeats": repeats, "particles": n, "base_var": base_var,
+            "mean_error": float(np.mean([r["error"] for r in runs])),
+            "silent": int(np.sum((np.abs(z) > 4) & conv)), "wrong_flagged": int(np.sum((np.abs(z) > 4) & ~conv)),
+            "right_flagged": int(np.sum((np.abs(z) <= 4) & ~conv)), "runs": runs}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--targets", default=",".join(_targets()))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--particles", type=int, default=1024)
+    ap.add_argument("--base-var", type=float, default=25.0)
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "smc_generated_targets.json"))
+    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        name, repeats, n, bv = a.worker
+        print("ROW " + json.dumps(worker(name, int(repeats), int(n), float(bv)), default=float), flush=True)
+        return
+    rows = []
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+    print(f"{'target':26s} {'mean err':>9s} {'silent':>6s} {'wrong+flag':>10s} {'right+flag':>10s}   z per run")
+    for name in a.targets.split(","):
+        # one process per target: compiled programs and memory do not accumulate
+        p = subprocess.run([sys.executable, __file__, "--worker", name, str(a.repeats), str(a.particles), str(a.base_var)],
+                           capture_output=True, text=True)
+        got = [json.loads(line[4:]) for line in p.stdout.splitlines() if line.startswith("ROW ")]
+        if not got:
+            print(f"{name}: worker failed\n{p.stderr[-2000:]}")
+            continue
+        r = got[0]
+        rows.append(r)
+        zs = " ".join(f"{x['z']:+.1f}{'' if x['converged'] else '*'}" for x in r["runs"])
+        print(f"{name:26s} {r['mean_error']:+9.3f} {r['silent']:6d} {r['wrong_flagged']:10d} {r['right_flagged']:10d}   {zs}",
+              flush=True)
+    print("(* = flagged: converged False)")
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump({"meta": {"git": git, "repeats": a.repeats, "particles": a.particles, "base_var": a.base_var},
+                   "results": rows}, f, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    main()
