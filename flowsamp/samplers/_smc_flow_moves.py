@@ -118,8 +118,9 @@ def _latent_sweep(key, x, log_w, log_density, log_step_size, cfg, max_blocks, ma
     # a particle the flow cannot invert keeps its position (its latent moves are discarded)
     u = jnp.where(ok[:, None], u, 0.0)
     log_w = log_w - jax.scipy.special.logsumexp(log_w)
+    # the flow (fitted to the other half) is this half's preconditioner: no second split in latent space
     u, log_step_size, info = adaptive_move(key, u, log_w, log_latent, log_step_size, cfg, max_blocks,
-                                           max_correlation)
+                                           max_correlation, cross_fit=False)
     y = jax.vmap(lambda v: to_x(v)[0])(u)
     keep = ok & jnp.all(jnp.isfinite(y), axis=1)
     return jnp.where(keep[:, None], y, x), log_step_size, info

@@ -241,6 +241,43 @@ def test_verdict_flags_a_population_still_widening():
     assert verdict.smc_verdict(spread_change=consistent[:3], **few).converged
 
 
+def test_cross_fitted_dense_moves_keep_exact_draws_exact():
+    """Exactness of the population-preconditioned move (``_smc_moves.move``): 64 independent
+    populations of 32 exact draws of a rotated 10-D Gaussian (variances 1-100), 200 random-walk
+    transitions with the population covariance. Cross-fitted (each half moved with the other
+    half's covariance), the whitened second moment stays 1 within 4 SE (SE from the spread over
+    the independent populations); with one covariance from all the particles, each particle's
+    own position enters its proposal and the population collapses (measured 0.80-0.88 per
+    coordinate), which the same bound rejects."""
+    moves = sys.modules["flowsamp.samplers._smc_moves"]
+    d, n, reps = 10, 32, 64
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    cov = (q * np.logspace(0, 2, d)) @ q.T
+    chol = np.linalg.cholesky(cov)
+    prec = jnp.asarray(np.linalg.inv(cov), jnp.float32)
+    x0 = jnp.asarray(rng.normal(size=(reps, n, d)) @ chol.T, jnp.float32)
+    cfg = moves.MoveConfig("rwmh", 10, 10, "dense")
+    log_eps0 = jnp.log(jnp.asarray(moves.initial_step_size("rwmh", d), jnp.float32))
+
+    def whitened_second_moment(cross_fit):
+        def run(key, x):
+            def block(carry, k):
+                x, log_eps, _, _ = moves.move(k, carry[0], lambda y: -0.5 * y @ prec @ y, carry[1], cfg,
+                                              cross_fit=cross_fit)
+                return (x, log_eps), None
+            return jax.lax.scan(block, (x, log_eps0), jax.random.split(key, 20))[0][0]
+        y = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(1), reps), x0)
+        z = np.asarray(y, np.float64) @ np.linalg.inv(chol).T
+        per_population = np.mean(z**2, axis=(1, 2))
+        return per_population.mean(), per_population.std(ddof=1) / np.sqrt(reps)
+
+    m, se = whitened_second_moment(True)
+    assert abs(m - 1.0) < 4 * se, (m, se)
+    m_all, se_all = whitened_second_moment(False)
+    assert m_all < 1.0 - 4 * se_all, (m_all, se_all)
+
+
 def test_population_mass_of_copies_is_identity_whatever_the_rounding():
     # a population resampled onto copies of one particle has no scale: variance 1, whether the
     # sum gives exactly 0 or a few ulps (it depends on the summation order, e.g. the device
