@@ -57,8 +57,14 @@ def scale_free_variance(x: Array, var: Array) -> Array:
     """``var`` (d,) of the population ``x`` (N, d), with 1 where it is not finite or at rounding
     level, :math:`\sigma_j^2 \le (64\,\epsilon \max_i |x_{ij}|)^2` (see
     :func:`population_inverse_mass`)."""
+    return jnp.where(has_spread(x, var), var, 1.0)
+
+
+def has_spread(x: Array, var: Array) -> Array:
+    """``(d,)``: whether coordinate ``j`` of ``x`` (N, d) with variance ``var[j]`` has a spread above
+    rounding level, :math:`\sigma_j^2 > (64\,\epsilon \max_i |x_{ij}|)^2`, and a finite one."""
     floor = (64 * jnp.finfo(x.dtype).eps * jnp.max(jnp.abs(x), axis=0)) ** 2
-    return jnp.where(jnp.isfinite(var) & (var > floor), var, 1.0)
+    return jnp.isfinite(var) & (var > floor)
 
 
 def population_inverse_mass(x: Array, mass: str) -> Array | None:

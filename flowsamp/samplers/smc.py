@@ -60,7 +60,7 @@ from flowsamp.estimators.weights import ess as kish_ess, normalized_weights
 from flowsamp.samplers._smc_base import ParametricBase, PlainLogProb
 from flowsamp.samplers._smc_evidence import island_log_evidence
 from flowsamp.samplers._smc_flow_moves import FlowPreconditioner, flow_preconditioned_move
-from flowsamp.samplers._smc_moves import KERNELS, MASSES, MoveConfig, adaptive_move, initial_step_size
+from flowsamp.samplers._smc_moves import KERNELS, MASSES, MoveConfig, adaptive_move, has_spread, initial_step_size
 from flowsamp.samplers._smc_resampling import RESAMPLING, resample_indices
 from flowsamp.samplers._smc_verdict import _STUCK, smc_verdict
 from flowsamp.types import Array, LogProbFn, PRNGKey
@@ -214,7 +214,7 @@ def _spread_change(log_W: Array, before: Array, after: Array) -> Array:
         x = jnp.where(jnp.all(jnp.isfinite(x), axis=1, keepdims=True), x, 0.0)
         m = jnp.sum(w * x, 0)
         v = jnp.sum(w * (x - m) ** 2, 0)
-        used = v > (64 * jnp.finfo(x.dtype).eps * jnp.max(jnp.abs(x), axis=0)) ** 2
+        used = has_spread(x, v)
         return jnp.log(jnp.where(used, v, 1.0)), used
 
     lb, used_b = log_var(before)
@@ -702,7 +702,8 @@ def smc(
     evals = n * int(num_islands + np.sum(2 * num_steps + rec.num_moves.sum(axis=1) * evals_per_move))
     verdict = smc_verdict(
         betas=rec.beta, ess=rec.ess, acceptance=rec.acceptance, distinct=rec.distinct, drift=rec.drift,
-        spread_change=rec.spread_change, num_steps=num_steps, num_moves=rec.num_moves, move_correlation=rec.move_correlation,
+        spread_change=rec.spread_change, num_steps=num_steps, num_moves=rec.num_moves,
+        move_correlation=rec.move_correlation,
         decorrelated=rec.decorrelated, max_mcmc_steps=max_mcmc_steps, num_mcmc_steps=num_mcmc_steps,
         # the stuck-particle check reads the gradient kernels' acceptance, which stays near the
         # population's wherever the step fits the local scale; a random walk's per-particle
