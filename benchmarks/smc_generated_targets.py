@@ -12,7 +12,8 @@ reported SE, z = error / SE, ``converged`` and the first problem sentence; per t
 The base is ``fs.targets.gaussian(0, base_var * I)`` (``--base-var``, default 25: narrower than the
 long axes of the rotated ill-conditioned Gaussian, wider than everything else).
 
-Run: ``python benchmarks/smc_generated_targets.py [--repeats 3] [--particles 1024] [--targets a,b]``;
+Run: ``python benchmarks/smc_generated_targets.py [--repeats 3] [--particles 1024] [--targets a,b]
+[--kernel rwmh]``;
 writes ``benchmarks/results/smc_generated_targets.json`` (or ``--out``).
 """
 
@@ -76,7 +77,7 @@ def _targets():
     }
 
 
-def worker(name, repeats, n, base_var):
+def worker(name, repeats, n, base_var, kernel="mala"):
     import jax
     import jax.numpy as jnp
 
@@ -87,7 +88,7 @@ def worker(name, repeats, n, base_var):
     runs = []
     for s in range(repeats):
         t0 = time.perf_counter()
-        out = fs.samplers.smc(jax.random.key(s), lp, base, n, warn=False)
+        out = fs.samplers.smc(jax.random.key(s), lp, base, n, kernel=kernel, warn=False)
         err = float(out.log_Z) - lz
         runs.append({"seed": s, "log_Z": float(out.log_Z), "log_Z_se": float(out.log_Z_se), "error": err,
                      "z": err / float(out.log_Z_se), "converged": bool(out.converged),
@@ -96,7 +97,7 @@ def worker(name, repeats, n, base_var):
                      "final_spread_change_t": out.diagnostics.get("final_spread_change_t")})
     z = np.array([r["z"] for r in runs])
     conv = np.array([r["converged"] for r in runs])
-    return {"target": name, "exact_log_Z": lz, "repeats": repeats, "particles": n, "base_var": base_var,
+    return {"target": name, "exact_log_Z": lz, "repeats": repeats, "particles": n, "base_var": base_var, "kernel": kernel,
             "mean_error": float(np.mean([r["error"] for r in runs])),
             "silent": int(np.sum((np.abs(z) > 4) & conv)), "wrong_flagged": int(np.sum((np.abs(z) > 4) & ~conv)),
             "right_flagged": int(np.sum((np.abs(z) <= 4) & ~conv)), "runs": runs}
@@ -109,18 +110,20 @@ def main():
     ap.add_argument("--particles", type=int, default=1024)
     ap.add_argument("--base-var", type=float, default=25.0)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "smc_generated_targets.json"))
-    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--kernel", default="mala", help="move kernel (mala, hmc, rwmh), every other option at its default")
+    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        name, repeats, n, bv = a.worker
-        print("ROW " + json.dumps(worker(name, int(repeats), int(n), float(bv)), default=float), flush=True)
+        name, repeats, n, bv, kernel = a.worker
+        print("ROW " + json.dumps(worker(name, int(repeats), int(n), float(bv), kernel), default=float), flush=True)
         return
     rows = []
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
     print(f"{'target':26s} {'mean err':>9s} {'silent':>6s} {'wrong+flag':>10s} {'right+flag':>10s}   z per run")
     for name in a.targets.split(","):
         # one process per target: compiled programs and memory do not accumulate
-        p = subprocess.run([sys.executable, __file__, "--worker", name, str(a.repeats), str(a.particles), str(a.base_var)],
+        p = subprocess.run([sys.executable, __file__, "--worker", name, str(a.repeats), str(a.particles), str(a.base_var),
+                            a.kernel],
                            capture_output=True, text=True)
         got = [json.loads(line[4:]) for line in p.stdout.splitlines() if line.startswith("ROW ")]
         if not got:
@@ -134,7 +137,8 @@ def main():
     print("(* = flagged: converged False)")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
-        json.dump({"meta": {"git": git, "repeats": a.repeats, "particles": a.particles, "base_var": a.base_var},
+        json.dump({"meta": {"git": git, "repeats": a.repeats, "particles": a.particles, "base_var": a.base_var,
+                            "kernel": a.kernel},
                    "results": rows}, f, indent=1, default=float)
 
 

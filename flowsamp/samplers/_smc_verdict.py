@@ -179,8 +179,8 @@ def smc_verdict(
                 f"the last move sweep {'widened' if mean_c > 0 else 'narrowed'} the population: its coordinates' "
                 f"variances changed by {100 * (np.exp(mean_c) - 1):+.1f}% on average, consistently over the "
                 f"islands (t = {t_spread:.1f}): it was not at equilibrium along some direction the moves explore "
-                "slowly; try mass='dense', kernel='hmc', more moves (max_mcmc_steps) or a base at least as wide "
-                "as the target")
+                "slowly; try mass='dense' (with 20 particles per dimension in an island), kernel='hmc', more moves "
+                "(max_mcmc_steps) or a base at least as wide as the target")
     if stuck is not None:
         stuck_t = np.nanmean(stuck, axis=0)  # over islands, per step
         t = int(np.nanargmax(stuck_t))

@@ -60,7 +60,16 @@ from flowsamp.estimators.weights import ess as kish_ess, normalized_weights
 from flowsamp.samplers._smc_base import ParametricBase, PlainLogProb
 from flowsamp.samplers._smc_evidence import island_log_evidence
 from flowsamp.samplers._smc_flow_moves import FlowPreconditioner, flow_preconditioned_move
-from flowsamp.samplers._smc_moves import KERNELS, MASSES, MoveConfig, adaptive_move, has_spread, initial_step_size
+from flowsamp.samplers._smc_moves import (
+    KERNELS,
+    MASSES,
+    MoveConfig,
+    adaptive_move,
+    cross_fit_split,
+    has_spread,
+    initial_step_size,
+    resolve_mass,
+)
 from flowsamp.samplers._smc_resampling import RESAMPLING, resample_indices
 from flowsamp.samplers._smc_verdict import _STUCK, smc_verdict
 from flowsamp.types import Array, LogProbFn, PRNGKey
@@ -466,7 +475,7 @@ def _check_options(num_particles, num_islands, target_ess, resample_threshold, r
         raise ValueError(f"resampling must be one of {sorted(RESAMPLING)}, got {resampling!r}")
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if mass not in MASSES:
+    if mass is not None and mass not in MASSES:
         raise ValueError(f"mass must be one of {MASSES}, got {mass!r}")
     if isinstance(num_mcmc_steps, bool) or not isinstance(num_mcmc_steps, int) or num_mcmc_steps < 1:
         raise ValueError(f"num_mcmc_steps must be a positive int, got {num_mcmc_steps!r}")
@@ -542,8 +551,10 @@ def smc(
         ``"systematic"`` or ``"residual"``.
     kernel, num_mcmc_steps, num_integration_steps, mass, step_size
         Move kernel (``"mala"``, ``"hmc"``, ``"rwmh"``), transitions per block, HMC leapfrog
-        steps, preconditioner from the population (``"diag"`` default; ``"dense"`` default for
-        RWMH; ``"identity"``) and starting step size (default
+        steps, preconditioner from the population (``"diag"``, ``"dense"`` or ``"identity"``;
+        default ``"diag"``, and ``"dense"`` for RWMH with at least 10 particles per dimension in
+        half an island: ``flowsamp.samplers._smc_moves.default_mass``; an explicit ``"dense"``
+        with fewer warns) and starting step size (default
         ``flowsamp.samplers._smc_moves.initial_step_size``), adapted towards
         ``TARGET_ACCEPTANCE[kernel]``.
     max_mcmc_steps, max_move_correlation
@@ -603,7 +614,6 @@ def smc(
     SMCOutput
     """
     t0 = time.perf_counter()
-    mass = ("dense" if kernel == "rwmh" else "diag") if mass is None else mass
     if max_mcmc_steps is None and isinstance(num_mcmc_steps, int):
         max_mcmc_steps = 10 * num_mcmc_steps
     _check_options(num_particles, num_islands, target_ess, resample_threshold, resampling, kernel, mass,
@@ -625,6 +635,9 @@ def smc(
     check_finite_positions(x0, "initial particle")
     n, d = num_particles // num_islands, x0.shape[1]
     dtype = x0.dtype
+    # particles estimating a preconditioner: the other half of the island (latent moves: all of it)
+    num_fit = n if precondition_flow is not None else (cross_fit_split(n) or n)
+    mass = resolve_mass(mass, kernel, num_fit, d)
     cfg = MoveConfig(kernel, num_mcmc_steps, num_integration_steps, mass)
     latent = _latent_config(precondition_flow, d, flow_fit_steps, flow_learning_rate)
     eps0 = initial_step_size(kernel, d) if step_size is None else float(step_size)

@@ -180,9 +180,10 @@ def run_tempered(key: PRNGKey, log_prob: LogProbFn, base, x: Array, *, target_es
     (anything :func:`~flowsamp.samplers.smc` takes, e.g. a
     :class:`~flowsamp.samplers._smc_base.ParametricBase`) to ``log_prob``, from the ``(N, d)``
     base draws ``x``: one island, resampling at every step, ``num_mcmc_steps`` RWMH moves with
-    the population covariance. ``callback(t, stats)`` gets the engine's per-island stats."""
+    the population covariance (its diagonal below 10 particles per dimension,
+    ``flowsamp.samplers._smc_moves.default_mass``). ``callback(t, stats)`` gets the engine's per-island stats."""
     out = smc(key, log_prob, base, int(x.shape[0]), initial_particles=x,
-              target_ess=target_ess, resample_threshold=1.0, kernel="rwmh", mass="dense",
+              target_ess=target_ess, resample_threshold=1.0, kernel="rwmh",
               num_mcmc_steps=num_mcmc_steps, max_mcmc_steps=num_mcmc_steps, step_size=initial_scale, num_islands=1,
               max_steps=max_steps,
               callback=callback, thresholds=thresholds, warn=warn, progress=progress, _what="tempered_smc")
