@@ -75,7 +75,7 @@ def resolve_mass(mass: str | None, kernel: str, num_fit: int, dim: int) -> str:
     if mass is None:
         return default_mass(kernel, num_fit, dim)
     if mass == "dense" and num_fit < DENSE_MIN_PARTICLES_PER_DIM * dim:
-        warnings.warn(f"mass='dense' from {num_fit} particles (half an island) in {dim} dimensions: the population "
+        warnings.warn(f"mass='dense' estimated from {num_fit} particles in {dim} dimensions: the population "
                       f"covariance is a poor preconditioner below {DENSE_MIN_PARTICLES_PER_DIM} particles per "
                       "dimension (use more particles per island, fewer islands, or mass='diag')", UserWarning,
                       stacklevel=3)
