@@ -157,6 +157,30 @@ def test_importance_verdict():
     assert allbad.problems == ["all 10 importance weights are non-finite"]
 
 
+def test_khat_threshold_depends_on_the_sample_size():
+    from flowsamp.estimators.verdict import khat_threshold
+
+    assert khat_threshold(100) == pytest.approx(0.5)
+    assert khat_threshold(1000) == pytest.approx(1 - 1 / 3)
+    assert khat_threshold(10**6) == 0.7 and khat_threshold(10**6, 0.6) == 0.6
+
+
+@pytest.mark.parametrize("shape, flagged", [(0.3, None), (0.6, "standard error"), (0.8, "too heavy-tailed")])
+def test_importance_verdict_reads_the_tail_shape(shape, flagged):
+    # weights at the exact quantiles of a Pareto law of tail shape k: w = u^-k, so k-hat ~ k with
+    # no sampling noise; k in (0.5, 0.7] means an infinite variance: the SE is not to be trusted
+    u = (np.arange(20000) + 0.5) / 20000
+    v = importance_verdict(-shape * np.log(u))
+    assert v.diagnostics["k_hat"] == pytest.approx(shape, abs=0.05)
+    if flagged is None:
+        assert v.converged, v.problems
+    else:
+        assert not v.converged and len(v.problems) == 1 and flagged in v.problems[0]
+    # 100 weights: the threshold is 1 - 1/log10(100) = 0.5 (Vehtari et al. 2024)
+    few = importance_verdict(-0.55 * np.log((np.arange(100) + 0.5) / 100))
+    assert any("> 0.50: the weights are too heavy-tailed" in p for p in few.problems), few.problems
+
+
 def test_verdict_reuses_given_rank_diagnostics_and_checks_their_shape():
     rng = np.random.default_rng(6)
     x = rng.normal(size=(4, 300, 3)) + np.array([0.0, 0.0, 0.5])[None, None] * np.arange(4)[:, None, None]

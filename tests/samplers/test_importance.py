@@ -1,5 +1,7 @@
 """importance_sampling: exact cases, log Z / moments / mode weights within 4 SE, batching."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -162,6 +164,26 @@ def test_verdict_of_good_and_heavy_tailed_proposals(wide):
     with pytest.warns(fs.NotConvergedWarning, match="k-hat"):
         narrow = importance_sampling(KEY, gaussian_sampler(0.5), None, log_p, 2000)
     assert not narrow.converged and narrow.diagnostics["k_hat"] > 0.7
+
+
+def test_light_tailed_proposal_on_a_heavy_tailed_target_is_right_or_flagged():
+    # N(0, 1.2^2 I) for a 5-D Student t_3 (a target no other test uses): the weights' variance is
+    # infinite, and ln Z comes out low by ~0.05 at SEs of ~0.01 (with only k-hat > 0.7 flagged,
+    # seeds 2 and 5 were confident misses: z -4.2 at k-hat 0.69, z -6.4 at 0.66)
+    from scipy.special import gammaln
+
+    d, nu = 5, 3.0
+    log_z = -float(gammaln((nu + d) / 2) - gammaln(nu / 2) - d / 2 * np.log(nu * np.pi))
+
+    def log_t(x):
+        return -(nu + d) / 2 * jnp.log1p(x @ x / nu)
+
+    for seed in range(6):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fs.NotConvergedWarning)
+            out = importance_sampling(jax.random.key(seed), gaussian_sampler(1.2, dim=d), None, log_t, 20000)
+        z = (float(out.log_Z) - log_z) / float(out.log_Z_se)
+        assert abs(z) <= 4 or not out.converged, (seed, z, out.diagnostics["k_hat"])
 
 
 def test_all_nonfinite_weights_raise_naming_the_problem():
