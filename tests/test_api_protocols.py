@@ -73,6 +73,7 @@ SPINS = np.ones((4, 4), np.int32)
 FACTORIES = {
     "rwmh": Case(lambda lp: fs.kernels.rwmh(lp, scale=0.5), std_normal, X0, "continuous"),
     "mala": Case(lambda lp: fs.kernels.mala(lp, step_size=0.3), std_normal, X0, "continuous"),
+    "automala": Case(lambda lp: fs.kernels.automala(lp, step_size=0.3), std_normal, X0, "continuous"),
     "hmc": Case(lambda lp: fs.kernels.hmc(lp, 0.2, 3), std_normal, X0, "continuous"),
     "flow_imh": Case(lambda lp: fs.kernels.flow_imh(lp, wide_gaussian_proposal()), std_normal, X0, "continuous"),
     "isir": Case(lambda lp: fs.kernels.isir(lp, wide_gaussian_proposal(), 4), std_normal, X0, "continuous"),

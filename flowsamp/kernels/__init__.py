@@ -22,6 +22,7 @@ from flowsamp.kernels.adaptation import (
     find_step_size,
     robbins_monro,
 )
+from flowsamp.kernels.automala import AutoMALAInfo, automala
 from flowsamp.kernels.autoregressive_imh import autoregressive_imh
 from flowsamp.kernels.delayed_acceptance import DelayedAcceptanceInfo, DelayedAcceptanceState, delayed_acceptance
 from flowsamp.kernels.flow_imh import FlowIMHInfo, FlowIMHState, flow_imh
@@ -40,6 +41,7 @@ from flowsamp.kernels.wolff import wolff
 __all__ = [
     "TARGET_ACCEPTANCE",
     "AdaptationResult",
+    "AutoMALAInfo",
     "FlowIMHInfo",
     "FlowIMHState",
     "GlobalLocalInfo",
@@ -61,6 +63,7 @@ __all__ = [
     "SpinState",
     "WindowAdaptation",
     "DelayedAcceptanceInfo",
+    "automala",
     "autoregressive_imh",
     "DelayedAcceptanceState",
     "delayed_acceptance",

@@ -23,7 +23,7 @@ from jax.scipy.linalg import solve_triangular
 
 from flowsamp.types import Array
 
-__all__ = ["as_inverse_mass", "is_dense", "matvec", "cholesky", "momentum", "noise_scale", "quadratic"]
+__all__ = ["as_inverse_mass", "is_dense", "matvec", "cholesky", "momentum", "noise_scale", "whiten", "quadratic"]
 
 
 def as_inverse_mass(inverse_mass: Any, dtype: Any) -> Array:
@@ -59,7 +59,12 @@ def noise_scale(noise: Array, chol: Array) -> Array:
     return chol @ noise if chol.ndim == 2 else chol * noise
 
 
+def whiten(v: Array, chol: Array) -> Array:
+    """:math:`L^{-1} v` (the inverse of :func:`noise_scale`)."""
+    return solve_triangular(chol, v, lower=True) if chol.ndim == 2 else v / chol
+
+
 def quadratic(v: Array, chol: Array) -> Array:
     """:math:`v^\\top M v = \\lVert L^{-1} v \\rVert^2`."""
-    w = solve_triangular(chol, v, lower=True) if chol.ndim == 2 else v / chol
+    w = whiten(v, chol)
     return jnp.sum(w * w)

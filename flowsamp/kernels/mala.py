@@ -34,7 +34,7 @@ from flowsamp.base import KernelAPI, SamplingAlgorithm, metropolis_test, select
 from flowsamp.kernels import _flat, _mass
 from flowsamp.types import Array, LogProbFn, PRNGKey
 
-__all__ = ["MALAState", "MALAInfo", "init", "transition", "build_kernel", "mala"]
+__all__ = ["MALAState", "MALAInfo", "init", "propose", "transition", "build_kernel", "mala"]
 
 
 class MALAState(NamedTuple):
@@ -67,6 +67,32 @@ def _log_q(to: Array, frm: Array, grad_frm: Array, step_size: Array, inv_mass: A
     """:math:`\\log q(to \\mid frm)` up to the constant shared by both directions."""
     diff = to - frm - step_size * _mass.matvec(inv_mass, grad_frm)
     return -_mass.quadratic(diff, chol) / (4.0 * step_size)
+
+
+def propose(
+    flat: Array,
+    log_prob: Array,
+    grad: Array,
+    flat_log_prob: Callable[[Array], Array],
+    step_size: Array,
+    noise: Array,
+    inv_mass: Array,
+    chol: Array,
+) -> tuple[Array, Array, Array, Array]:
+    r"""The Langevin proposal :math:`y` from the flat ``flat`` (with its cached ``log_prob`` and
+    ``grad``) given :math:`\xi` = ``noise``, and ``(y, log_prob(y), grad(y), log r)`` with the
+    Metropolis-Hastings log-ratio :math:`\log r` of the module docstring (``inv_mass`` as an
+    array, ``chol`` its :func:`flowsamp.kernels._mass.cholesky`)."""
+    drift = step_size * _mass.matvec(inv_mass, grad)
+    new_flat = flat + drift + jnp.sqrt(2.0 * step_size) * _mass.noise_scale(noise, chol)
+    new_log_prob, new_grad = jax.value_and_grad(flat_log_prob)(new_flat)
+    log_ratio = (
+        new_log_prob
+        - log_prob
+        + _log_q(flat, new_flat, new_grad, step_size, inv_mass, chol)
+        - _log_q(new_flat, flat, grad, step_size, inv_mass, chol)
+    )
+    return new_flat, new_log_prob, new_grad, log_ratio
 
 
 def transition(
@@ -105,19 +131,9 @@ def transition(
     step_size = _flat.as_param(step_size, flat.dtype)
     inv_mass = _mass.as_inverse_mass(inverse_mass, flat.dtype)
     chol = _mass.cholesky(inv_mass)
-    new_flat = (
-        flat
-        + step_size * _mass.matvec(inv_mass, state.grad)
-        + jnp.sqrt(2.0 * step_size) * _mass.noise_scale(noise, chol)
-    )
     flat_log_prob = _flat.flat_log_prob(log_prob_fn, unravel)
-    log_prob, grad = jax.value_and_grad(flat_log_prob)(new_flat)
-    log_ratio = (
-        log_prob
-        - state.log_prob
-        + _log_q(flat, new_flat, grad, step_size, inv_mass, chol)
-        - _log_q(new_flat, flat, state.grad, step_size, inv_mass, chol)
-    )
+    new_flat, log_prob, grad, log_ratio = propose(flat, state.log_prob, state.grad, flat_log_prob, step_size,
+                                                  noise, inv_mass, chol)
     is_accepted, rate, is_finite = metropolis_test(log_u, log_ratio)
     proposal = MALAState(unravel(new_flat), log_prob, grad)
     new_state = select(is_accepted, proposal, state)

@@ -235,6 +235,10 @@ def window_adaptation(
                 f"{getattr(constructor, '__name__', constructor)!r} does not"
             )
     name = getattr(constructor, "__name__", "")
+    if name == "automala":
+        raise ValueError("window_adaptation cannot tune automala's base step (its selection keeps the acceptance up "
+                         "however large the base step grows); warm up fs.kernels.mala and pass its params to "
+                         "fs.kernels.automala")
     if target_acceptance is None:
         if name not in TARGET_ACCEPTANCE:
             raise ValueError(f"no default target acceptance for {name!r}; pass target_acceptance=")

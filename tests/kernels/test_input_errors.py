@@ -19,8 +19,9 @@ def lp(x):
         (lambda v: fs.kernels.mala(lp, v), "step_size"),
         (lambda v: fs.kernels.hmc(lp, v, 3), "step_size"),
         (lambda v: fs.kernels.rwmh(lp, v), "scale"),
+        (lambda v: fs.kernels.automala(lp, v), "step_size"),
     ],
-    ids=["mala", "hmc", "rwmh"],
+    ids=["mala", "hmc", "rwmh", "automala"],
 )
 def test_bad_step_size_names_it(make, name, bad):
     with pytest.raises(ValueError, match=name):

@@ -1,4 +1,4 @@
-"""Invariance of rwmh, mala and hmc (identity, diagonal and dense inverse mass): start from exact samples, run 100 steps, compare moments.
+"""Invariance of rwmh, mala, automala and hmc (identity, diagonal and dense inverse mass): start from exact samples, run 100 steps, compare moments.
 
 2000 independent chains are replicates; every feature f in {x_i, x_i^2, x_0 x_1} must have
 its chain average within 4 standard errors (sample std / sqrt(n)) of its exact expectation.
@@ -61,6 +61,10 @@ KERNELS = {
         lp, step_size=1.0, num_integration_steps=5, inverse_mass=np.diag(COV10)
     ),
     ("hmc", "many_well4"): lambda lp: fs.kernels.hmc(lp, step_size=0.3, num_integration_steps=5),
+    # autoMALA from a base step 4-16x too large: the selection halves it (and the reverse check matters)
+    ("automala", "gauss2"): lambda lp: fs.kernels.automala(lp, step_size=1.5),
+    ("automala", "many_well4"): lambda lp: fs.kernels.automala(lp, step_size=0.5),
+    ("automala_dense", "gauss10"): lambda lp: fs.kernels.automala(lp, step_size=2.0, inverse_mass=COV10),
     # dense inverse mass = the target covariance (preconditioned MALA, HMC with a dense metric)
     ("mala_dense", "gauss10"): lambda lp: fs.kernels.mala(lp, step_size=0.5, inverse_mass=COV10),
     ("hmc_dense", "gauss10"): lambda lp: fs.kernels.hmc(
@@ -75,7 +79,8 @@ def features(x):
 
 
 # One case per kernel runs by default (together they cover the three targets); all nine with -m slow.
-DEFAULT = {("mala", "gauss2"), ("hmc", "gauss10"), ("rwmh", "many_well4"), ("mala_dense", "gauss10"), ("hmc_dense", "gauss10")}
+DEFAULT = {("mala", "gauss2"), ("hmc", "gauss10"), ("rwmh", "many_well4"), ("mala_dense", "gauss10"), ("hmc_dense", "gauss10"),
+           ("automala", "gauss2")}
 CASES = [
     pytest.param(*case, marks=() if case in DEFAULT else pytest.mark.slow) for case in KERNELS
 ]
