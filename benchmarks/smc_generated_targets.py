@@ -13,7 +13,7 @@ The base is ``fs.targets.gaussian(0, base_var * I)`` (``--base-var``, default 25
 long axes of the rotated ill-conditioned Gaussian, wider than everything else).
 
 Run: ``python benchmarks/smc_generated_targets.py [--repeats 3] [--particles 1024] [--targets a,b]
-[--kernel rwmh]``;
+[--kernel rwmh] [--target-ess 0.9]``;
 writes ``benchmarks/results/smc_generated_targets.json`` (or ``--out``).
 """
 
@@ -77,7 +77,7 @@ def _targets():
     }
 
 
-def worker(name, repeats, n, base_var, kernel="mala"):
+def worker(name, repeats, n, base_var, kernel="mala", target_ess="default"):
     import jax
     import jax.numpy as jnp
 
@@ -88,7 +88,8 @@ def worker(name, repeats, n, base_var, kernel="mala"):
     runs = []
     for s in range(repeats):
         t0 = time.perf_counter()
-        out = fs.samplers.smc(jax.random.key(s), lp, base, n, kernel=kernel, warn=False)
+        extra = {} if target_ess == "default" else {"target_ess": float(target_ess)}
+        out = fs.samplers.smc(jax.random.key(s), lp, base, n, kernel=kernel, warn=False, **extra)
         err = float(out.log_Z) - lz
         runs.append({"seed": s, "log_Z": float(out.log_Z), "log_Z_se": float(out.log_Z_se), "error": err,
                      "z": err / float(out.log_Z_se), "converged": bool(out.converged),
@@ -98,6 +99,7 @@ def worker(name, repeats, n, base_var, kernel="mala"):
     z = np.array([r["z"] for r in runs])
     conv = np.array([r["converged"] for r in runs])
     return {"target": name, "exact_log_Z": lz, "repeats": repeats, "particles": n, "base_var": base_var, "kernel": kernel,
+            "target_ess": target_ess,
             "mean_error": float(np.mean([r["error"] for r in runs])),
             "silent": int(np.sum((np.abs(z) > 4) & conv)), "wrong_flagged": int(np.sum((np.abs(z) > 4) & ~conv)),
             "right_flagged": int(np.sum((np.abs(z) <= 4) & ~conv)), "runs": runs}
@@ -111,11 +113,12 @@ def main():
     ap.add_argument("--base-var", type=float, default=25.0)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "smc_generated_targets.json"))
     ap.add_argument("--kernel", default="mala", help="move kernel (mala, hmc, rwmh), every other option at its default")
-    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--target-ess", default="default", help="conditional-ESS target of the tempering (default: smc's)")
+    ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        name, repeats, n, bv, kernel = a.worker
-        print("ROW " + json.dumps(worker(name, int(repeats), int(n), float(bv), kernel), default=float), flush=True)
+        name, repeats, n, bv, kernel, tess = a.worker
+        print("ROW " + json.dumps(worker(name, int(repeats), int(n), float(bv), kernel, tess), default=float), flush=True)
         return
     rows = []
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
@@ -123,7 +126,7 @@ def main():
     for name in a.targets.split(","):
         # one process per target: compiled programs and memory do not accumulate
         p = subprocess.run([sys.executable, __file__, "--worker", name, str(a.repeats), str(a.particles), str(a.base_var),
-                            a.kernel],
+                            a.kernel, a.target_ess],
                            capture_output=True, text=True)
         got = [json.loads(line[4:]) for line in p.stdout.splitlines() if line.startswith("ROW ")]
         if not got:
@@ -138,7 +141,7 @@ def main():
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump({"meta": {"git": git, "repeats": a.repeats, "particles": a.particles, "base_var": a.base_var,
-                            "kernel": a.kernel},
+                            "kernel": a.kernel, "target_ess": a.target_ess},
                    "results": rows}, f, indent=1, default=float)
 
 

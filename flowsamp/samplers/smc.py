@@ -37,6 +37,9 @@ SMC samplers of :math:`N/M` particles each (vmapped; each adapts its own schedul
 from the spread of the islands' :math:`\ln\hat Z_m` under the log-normal CLT of particle
 estimates of :math:`Z` (Bérard, Del Moral & Doucet 2014), with :math:`M - 1` degrees of
 freedom (``diagnostics["log_Z_dof"]``): :func:`flowsamp.samplers._smc_evidence.island_log_evidence`.
+The islands' variance there is floored by the mean of each island's own estimate from its
+genealogy (Lee & Whiteley 2018; ``diagnostics["island_log_Z_within_var"]``), so that islands
+agreeing by chance do not report a tiny SE around a wrong value.
 The islands' agreement is also the verdict's strongest check
 (``flowsamp.samplers._smc_verdict``).
 """
@@ -58,7 +61,7 @@ from flowsamp.base import Flow, as_key, check_finite_positions
 from flowsamp.estimators.verdict import Thresholds, warn_if_not_converged
 from flowsamp.estimators.weights import ess as kish_ess, normalized_weights
 from flowsamp.samplers._smc_base import ParametricBase, PlainLogProb
-from flowsamp.samplers._smc_evidence import island_log_evidence
+from flowsamp.samplers._smc_evidence import genealogy_log_variance, island_log_evidence
 from flowsamp.samplers._smc_flow_moves import FlowPreconditioner, flow_preconditioned_move
 from flowsamp.samplers._smc_moves import (
     KERNELS,
@@ -89,8 +92,9 @@ def geometric_path(beta: Array, log_base: Array, log_target: Array) -> Array:
 
 class SMCState(NamedTuple):
     """One island: particles ``x`` (n, d), cached ``log_base`` and ``log_target`` (n,),
-    normalised ``log_weights`` (n,), inverse temperature ``beta`` and the move kernel's
-    ``log_step_size``."""
+    normalised ``log_weights`` (n,), inverse temperature ``beta``, the move kernel's
+    ``log_step_size`` and each particle's ``eve`` (n,): the index of its ancestor among the initial
+    particles (Lee & Whiteley 2018; :func:`flowsamp.samplers._smc_evidence.genealogy_log_variance`)."""
 
     x: Array
     log_base: Array
@@ -98,6 +102,7 @@ class SMCState(NamedTuple):
     log_weights: Array
     beta: Array
     log_step_size: Array
+    eve: Array
 
 
 class SMCInfo(NamedTuple):
@@ -294,7 +299,7 @@ def _build_step(log_prob: LogProbFn, log_base_fn: Callable[[Any, Array], Array],
         spread_change = _spread_change(log_W, x_before, x)
         w = normalized_weights(log_W)
         stuck, stuck_all = _stuck_fractions(w, sw.particle_acceptance, path(new_beta, lb, lt))
-        new = SMCState(x, lb, lt, log_W, new_beta, log_eps)
+        new = SMCState(x, lb, lt, log_W, new_beta, log_eps, state.eve[idx])
         done = state.beta >= 1.0
         new = jax.tree.map(lambda a, b: jnp.where(done, a, b), state, new)
         nan = jnp.asarray(jnp.nan, x.dtype)
@@ -372,7 +377,8 @@ def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resam
         flat = x.reshape(m * n, -1)
         lb = jax.vmap(lambda y: log_base_fn(base_params, y))(flat).reshape(m, n)
         lt = jax.vmap(log_prob)(flat).reshape(m, n)
-        return SMCState(x, lb, lt, jnp.full((m, n), -math.log(n), x.dtype), jnp.zeros((m,), x.dtype), log_eps)
+        eve = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (m, n))
+        return SMCState(x, lb, lt, jnp.full((m, n), -math.log(n), x.dtype), jnp.zeros((m,), x.dtype), log_eps, eve)
 
     out = (jax.jit(init), jax.jit(step))
     if spec is not None:
@@ -708,7 +714,9 @@ def smc(
     xs = jnp.asarray(np.take_along_axis(np.asarray(state.x), perm[:, :, None], axis=1))
     lws = jnp.asarray(np.take_along_axis(np.asarray(state.log_weights), perm, axis=1))
     lz = log_Z_isl + log_Z_base
-    log_Z, log_Z_se = island_log_evidence(lz)
+    # each island's own variance estimate, from its genealogy: a floor under the islands' spread
+    within_var = genealogy_log_variance(np.asarray(state.log_weights), np.asarray(state.eve), num_res + 1)
+    log_Z, log_Z_se = island_log_evidence(lz, within_var)
     lw_all = np.asarray(lws, np.float64) + (lz - np.logaddexp.reduce(lz))[:, None]
     evals_per_move = {"mala": 1, "hmc": num_integration_steps, "rwmh": 1}[kernel]
     # per island: its steps' reweighting (2 per particle) and moves, summed over islands
@@ -725,6 +733,7 @@ def smc(
         island_log_Z=lz, particles=np.asarray(xs), log_w=np.asarray(lws), num_resampling=num_res,
         max_steps=max_steps, mode_of=mode_of, num_modes=num_modes, thresholds=thresholds)
     verdict.diagnostics["log_Z_dof"] = num_islands - 1
+    verdict.diagnostics["island_log_Z_within_var"] = within_var
     if warn:
         warn_if_not_converged(verdict, _what)
     return SMCOutput(

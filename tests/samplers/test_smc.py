@@ -65,6 +65,18 @@ def test_ais_verdict_reads_its_pooled_importance_weights(run, run_ais):
         assert abs(z) <= 4 or not out.converged, (seed, z, out.diagnostics["weights_ess"])
 
 
+def test_log_Z_se_has_the_genealogy_floor(run, run_ais):
+    """The SE is the islands' log-normal SE with the islands' variance floored by the mean of
+    their own genealogy estimates (``flowsamp.samplers._smc_evidence``; figures there)."""
+    from flowsamp.samplers._smc_evidence import island_log_evidence
+
+    for out in (run, run_ais):
+        within = out.diagnostics["island_log_Z_within_var"]
+        assert within.shape == (8,) and np.all(within >= 0) and np.all(np.isfinite(within))
+        assert np.isclose(out.log_Z_se, island_log_evidence(out.island_log_Z, within)[1])
+        assert out.log_Z_se >= island_log_evidence(out.island_log_Z)[1]
+
+
 def test_weighted_moments(run):
     x, w = np.asarray(run.particles), np.exp(np.asarray(run.log_weights))
     m = w @ x
