@@ -1,4 +1,4 @@
-"""``fs.samplers.smc`` at its defaults on targets generated here, none used by the tests: silent failures.
+"""``fs.samplers.smc`` (or ``ais``) at its defaults on targets generated here, none used by the tests: silent failures.
 
 Each target has an exact ln Z (Gaussians by their determinant, Student's t by its normaliser, a
 Haario banana, volume-preserving, by that of its Gaussian, Gaussian mixtures by their weights) and
@@ -13,7 +13,7 @@ The base is ``fs.targets.gaussian(0, base_var * I)`` (``--base-var``, default 25
 long axes of the rotated ill-conditioned Gaussian, wider than everything else).
 
 Run: ``python benchmarks/smc_generated_targets.py [--repeats 3] [--particles 1024] [--targets a,b]
-[--kernel rwmh] [--target-ess 0.9]``;
+[--kernel rwmh] [--target-ess 0.9] [--sampler ais]``;
 writes ``benchmarks/results/smc_generated_targets.json`` (or ``--out``).
 """
 
@@ -77,7 +77,7 @@ def _targets():
     }
 
 
-def worker(name, repeats, n, base_var, kernel="mala", target_ess="default"):
+def worker(name, repeats, n, base_var, kernel="mala", target_ess="default", sampler="smc"):
     import jax
     import jax.numpy as jnp
 
@@ -89,7 +89,8 @@ def worker(name, repeats, n, base_var, kernel="mala", target_ess="default"):
     for s in range(repeats):
         t0 = time.perf_counter()
         extra = {} if target_ess == "default" else {"target_ess": float(target_ess)}
-        out = fs.samplers.smc(jax.random.key(s), lp, base, n, kernel=kernel, warn=False, **extra)
+        run = fs.samplers.smc if sampler == "smc" else fs.samplers.ais
+        out = run(jax.random.key(s), lp, base, n, kernel=kernel, warn=False, **extra)
         err = float(out.log_Z) - lz
         runs.append({"seed": s, "log_Z": float(out.log_Z), "log_Z_se": float(out.log_Z_se), "error": err,
                      "z": err / float(out.log_Z_se), "converged": bool(out.converged),
@@ -99,7 +100,7 @@ def worker(name, repeats, n, base_var, kernel="mala", target_ess="default"):
     z = np.array([r["z"] for r in runs])
     conv = np.array([r["converged"] for r in runs])
     return {"target": name, "exact_log_Z": lz, "repeats": repeats, "particles": n, "base_var": base_var, "kernel": kernel,
-            "target_ess": target_ess,
+            "target_ess": target_ess, "sampler": sampler,
             "mean_error": float(np.mean([r["error"] for r in runs])),
             "silent": int(np.sum((np.abs(z) > 4) & conv)), "wrong_flagged": int(np.sum((np.abs(z) > 4) & ~conv)),
             "right_flagged": int(np.sum((np.abs(z) <= 4) & ~conv)), "runs": runs}
@@ -114,11 +115,13 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results", "smc_generated_targets.json"))
     ap.add_argument("--kernel", default="mala", help="move kernel (mala, hmc, rwmh), every other option at its default")
     ap.add_argument("--target-ess", default="default", help="conditional-ESS target of the tempering (default: smc's)")
-    ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    ap.add_argument("--sampler", default="smc", choices=("smc", "ais"), help="fs.samplers.smc or fs.samplers.ais")
+    ap.add_argument("--worker", nargs=7, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        name, repeats, n, bv, kernel, tess = a.worker
-        print("ROW " + json.dumps(worker(name, int(repeats), int(n), float(bv), kernel, tess), default=float), flush=True)
+        name, repeats, n, bv, kernel, tess, sampler = a.worker
+        print("ROW " + json.dumps(worker(name, int(repeats), int(n), float(bv), kernel, tess, sampler), default=float),
+              flush=True)
         return
     rows = []
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
@@ -126,7 +129,7 @@ def main():
     for name in a.targets.split(","):
         # one process per target: compiled programs and memory do not accumulate
         p = subprocess.run([sys.executable, __file__, "--worker", name, str(a.repeats), str(a.particles), str(a.base_var),
-                            a.kernel, a.target_ess],
+                            a.kernel, a.target_ess, a.sampler],
                            capture_output=True, text=True)
         got = [json.loads(line[4:]) for line in p.stdout.splitlines() if line.startswith("ROW ")]
         if not got:
@@ -141,7 +144,7 @@ def main():
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump({"meta": {"git": git, "repeats": a.repeats, "particles": a.particles, "base_var": a.base_var,
-                            "kernel": a.kernel, "target_ess": a.target_ess},
+                            "kernel": a.kernel, "target_ess": a.target_ess, "sampler": a.sampler},
                    "results": rows}, f, indent=1, default=float)
 
 
