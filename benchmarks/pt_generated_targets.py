@@ -28,6 +28,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+from _worker_rows import worker_row  # noqa: E402
+
 #: name -> (dim, components, separation, generator seed)
 MIXTURES = {"mix4_d5_sep8": (5, 4, 8.0, 3), "mix3_d2_sep12": (2, 3, 12.0, 4), "mix5_d8_sep10": (8, 5, 10.0, 11),
             "mix2_d16_sep8": (16, 2, 8.0, 12)}
@@ -106,14 +108,9 @@ def main():
     print(f"{'target':26s} {'silent':>6s}   per run: max|dw| (mixtures) / ln Z z, * = flagged, rungs")
     for group in a.groups.split(","):
         for name in (MIXTURES if group == "mixtures" else UNIMODAL):
-            # one process per target: compiled programs and memory do not accumulate
-            p = subprocess.run([sys.executable, __file__, "--worker", group, name, str(a.repeats)],
-                               capture_output=True, text=True)
-            got = [json.loads(line[4:]) for line in p.stdout.splitlines() if line.startswith("ROW ")]
-            if not got:
-                print(f"{name}: worker failed\n{p.stderr[-2000:]}")
+            r = worker_row(__file__, [group, name, str(a.repeats)], name)
+            if r is None:
                 continue
-            r = got[0]
             rows.append(r)
             cells = " ".join((f"dw {x['max_weight_error']:.3f} " if "max_weight_error" in x else "")
                              + f"z {x['z']:+.1f}{'' if x['converged'] else '*'} ({x['num_temperatures']})"

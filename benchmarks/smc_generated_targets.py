@@ -29,6 +29,9 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from _worker_rows import worker_row  # noqa: E402
 
 
 def _targets():
@@ -127,15 +130,10 @@ def main():
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
     print(f"{'target':26s} {'mean err':>9s} {'silent':>6s} {'wrong+flag':>10s} {'right+flag':>10s}   z per run")
     for name in a.targets.split(","):
-        # one process per target: compiled programs and memory do not accumulate
-        p = subprocess.run([sys.executable, __file__, "--worker", name, str(a.repeats), str(a.particles), str(a.base_var),
-                            a.kernel, a.target_ess, a.sampler],
-                           capture_output=True, text=True)
-        got = [json.loads(line[4:]) for line in p.stdout.splitlines() if line.startswith("ROW ")]
-        if not got:
-            print(f"{name}: worker failed\n{p.stderr[-2000:]}")
+        r = worker_row(__file__, [name, str(a.repeats), str(a.particles), str(a.base_var), a.kernel, a.target_ess,
+                                  a.sampler], name)
+        if r is None:
             continue
-        r = got[0]
         rows.append(r)
         zs = " ".join(f"{x['z']:+.1f}{'' if x['converged'] else '*'}" for x in r["runs"])
         print(f"{name:26s} {r['mean_error']:+9.3f} {r['silent']:6d} {r['wrong_flagged']:10d} {r['right_flagged']:10d}   {zs}",
