@@ -168,8 +168,8 @@ def transition(
     j_back, _ = select_exponent(y, lp_y, g_y, flat_log_prob, step_size, back, log_a, log_b, inv_mass, chol,
                                 max_exponent)
     reversible = j_back == j
-    is_accepted, rate, is_finite = metropolis_test(log_u, jnp.where(reversible, log_ratio, -jnp.inf))
-    is_finite = jnp.isfinite(log_ratio)
+    is_accepted, rate, _ = metropolis_test(log_u, jnp.where(reversible, log_ratio, -jnp.inf))
+    is_finite = jnp.isfinite(log_ratio)  # of the proposal itself, not of the masked ratio
     proposal = MALAState(unravel(y), lp_y, g_y)
     new_state = select(is_accepted, proposal, state)
     return new_state, AutoMALAInfo(is_accepted, rate, is_finite, j, reversible)

@@ -127,7 +127,7 @@ def genealogy_log_variance(log_weights: np.ndarray, eve: np.ndarray, num_samplin
     ``log_weights`` and ``eve`` are ``(M, n)``, ``num_sampling`` ``(M,)``; returns ``(M,)``."""
     lw = np.asarray(log_weights, np.float64)
     m, n = lw.shape
-    w = np.exp(lw - logsumexp(lw, axis=1, keepdims=True))
+    w = np.exp(lw - logsumexp(lw, axis=1, keepdims=True))  # normalised per island, on the host
     out = np.empty(m)
     for i in range(m):
         mass = np.bincount(np.asarray(eve[i], np.int64), weights=w[i], minlength=n)

@@ -150,8 +150,8 @@ def _reference(reference: Any, x0: np.ndarray):
     """(log_prob, sample, log_Z_ref, scale) of the reference."""
     if reference is None:
         if x0.shape[0] < 2:
-            raise ValueError("parallel_tempering: the default reference is fitted to the initial positions; "
-                             "pass at least 2 chains or a `reference`")
+            raise ValueError("parallel_tempering: the default reference is centred on the initial positions' "
+                             "spread; pass at least 2 chains or a `reference`")
         sd = default_base_scale(x0)
         ref = _diag_gaussian(np.asarray(x0.mean(axis=0), np.float64).tobytes(), np.asarray(sd, np.float64).tobytes())
         return ref.log_prob, ref.sample, 0.0, float(sd.min())
@@ -326,8 +326,8 @@ def parallel_tempering(
         Re-space the ladder after every warm-up round to equalise the swap rates.
     reference
         The normalised :math:`r` at :math:`\beta = 0`: ``None`` (diagonal Gaussian with the mean of
-        ``initial_positions`` and sd ``5 max(1, sd)`` of theirs, module docstring), an object with ``log_prob`` and ``sample(key, n)`` (a
-        flowsamp target: its ``log_Z`` is added) or a :class:`flowsamp.base.Proposal` (a flow).
+        ``initial_positions`` and sd ``5 max(1, sd)`` of theirs, module docstring), an object with
+        ``log_prob`` and ``sample(key, n)`` (a flowsamp target: its ``log_Z`` is added) or a :class:`flowsamp.base.Proposal` (a flow).
     kernel, kernel_kwargs
         Local move: a :mod:`flowsamp.kernels` constructor called as
         ``kernel(log_pi, step, **kernel_kwargs)`` (default ``fs.kernels.mala``; e.g.
