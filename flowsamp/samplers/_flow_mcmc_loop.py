@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowsamp._compile import jit_light
 from flowsamp.base import Flow, select
 from flowsamp.kernels.adaptation import TARGET_ACCEPTANCE, RobbinsMonroState, robbins_monro
 from flowsamp.kernels.flow_imh import FlowIMHState, imh_test
@@ -176,7 +177,7 @@ def build_local(cfg: Any, log_prob: LogProbFn) -> Callable:
         stats = (jnp.mean(rate), jnp.sum(bad), jnp.sum(div), jnp.exp(ad.log_step_size))
         return chains, ad, tx, tlp, fresh, stats
 
-    return jax.jit(local_phase)
+    return jit_light(local_phase)
 
 
 def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow, local: Callable | None = None, *,
@@ -250,8 +251,8 @@ def build_programs(cfg: Any, log_prob: LogProbFn, flow: Flow, local: Callable | 
         return lp, lp - flow_of(fdata).log_prob(params, x)
 
     local_j = build_local(cfg, log_prob) if local is None else local
-    raw = LoopPrograms(local_j, None, None, None, loop_keys, jax.jit(train), jax.jit(global_phase),
-                       score_program=jax.jit(score))
+    raw = LoopPrograms(local_j, None, None, None, loop_keys, jax.jit(train), jit_light(global_phase),
+                       score_program=jit_light(score))
     return bind_programs(raw, flow_data)
 
 

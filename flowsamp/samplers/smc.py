@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from flowsamp._compile import jit_light
 from flowsamp._progress import ProgressBar
 from flowsamp.base import Flow, as_key, check_finite_positions
 from flowsamp.estimators.verdict import Thresholds, warn_if_not_converged
@@ -380,7 +381,11 @@ def _programs(log_prob, log_base_fn, path, target_ess, resample_threshold, resam
         eve = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (m, n))
         return SMCState(x, lb, lt, jnp.full((m, n), -math.log(n), x.dtype), jnp.zeros((m,), x.dtype), log_eps, eve)
 
-    out = (jax.jit(init), jax.jit(step))
+    # -O1 (jit_light): the step's compile is on the critical path of a run (first call 0.5-2.7 s
+    # sooner, flowsamp._compile). Not under x64, where islands sharded over devices must equal
+    # the single-device run to 1e-9: at -O1 one island of 8 came out 0.2 nat apart (a last-bit
+    # difference that flipped one decision), at -O2 all agree.
+    out = (jax.jit(init), (jax.jit if x64 else jit_light)(step))
     if spec is not None:
         # the densities are kept alive with the programs, so the ids in _fn_key cannot be reused
         if len(_PROGRAMS) >= 17:
