@@ -9,11 +9,12 @@ Two user paths, each as the README shows it:
 Chains start from ``N(0, I)`` (16 chains for NUTS, 64 for the flow sampler). The mixtures pass
 ``mode_of`` (largest responsibility) and ``num_modes``, as a user of ``fs.targets.mixture_benchmark``
 would: without them all NUTS chains can sit in one mode, and no between-chain diagnostic can see
-the others (``mixture2_d3_sep3`` then came out z ~ 700 and "converged" in 3 of 3 runs). Every target has exact
-first and second moments per coordinate. For each coordinate ``j`` and ``f = x_j`` and ``x_j^2``
-the z-score is (sample mean of f - exact) / MCSE, MCSE = sd(f) / sqrt(bulk ESS of f) over all
-chains (numpyro's estimator); second moments are skipped where the fourth moment is infinite
-(Student's t with nu <= 4). Per run: max |z|, ``converged``, the first problem; per target:
+the others (``mixture2_d3_sep3`` then came out z ~ 700 and "converged" in 3 of 3 runs). Every
+target has exact first and second moments per coordinate (``_generated_targets``). For each
+coordinate ``j`` and ``f = x_j`` and ``x_j^2`` the z-score is (sample mean of f - exact) / MCSE,
+MCSE = sd(f) / sqrt(bulk ESS of f) over all chains (numpyro's estimator); second moments are
+skipped where x^2 has no finite fourth moment (Student's t with nu <= 8). Per run: max |z|,
+``converged``, the first problem; per target:
 
 * ``silent``: max |z| > 4 + a Bonferroni allowance (the 1e-3 two-sided quantile over the 2 d tests)
   and ``converged`` (a confident wrong answer);
@@ -49,70 +50,21 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import _generated_targets as gen  # noqa: E402
 from _worker_rows import worker_row  # noqa: E402
 
 
 def _targets():
-    """name -> () -> (log_prob, d, mean (d,), second moment (d,) or None, (mode_of, number of modes) or None)."""
-    import jax.numpy as jnp
-    from jax.scipy.special import logsumexp
-
-    def rotated_gaussian(d, cond, shift, seed):
-        rng = np.random.default_rng(seed)
-        q, _ = np.linalg.qr(rng.normal(size=(d, d)))
-        cov = (q * np.logspace(0, np.log10(cond), d)) @ q.T
-        prec = jnp.asarray(np.linalg.inv(cov), jnp.float32)
-        mu = shift * rng.normal(size=d) / np.sqrt(d)
-        m = jnp.asarray(mu, jnp.float32)
-        return (lambda x: -0.5 * (x - m) @ prec @ (x - m)), d, mu, np.diag(cov) + mu**2, None
-
-    def scaled_gaussian(d, lo, hi, seed):  # axis-aligned, sds from lo to hi (a diagonal mass fits it)
-        sd = np.exp(np.random.default_rng(seed).uniform(np.log(lo), np.log(hi), d))
-        s = jnp.asarray(sd, jnp.float32)
-        return (lambda x: -0.5 * jnp.sum((x / s) ** 2)), d, np.zeros(d), sd**2, None
-
-    def student(d, nu):
-        return (lambda x: -(nu + d) / 2 * jnp.log1p(x @ x / nu)), d, np.zeros(d), None, None
-
-    def banana(d, b):
-        def lp(x):
-            y2 = x[1] + b * (x[0] ** 2 - 100.0)
-            return -0.5 * (x[0] ** 2 / 100.0 + y2**2 + jnp.sum(x[2:] ** 2))
-        m2 = np.ones(d)
-        m2[0], m2[1] = 100.0, 1.0 + 2.0 * b**2 * 100.0**2
-        return lp, d, np.zeros(d), m2, None
-
-    def funnel(d, scale):  # v ~ N(0, scale^2), x_i | v ~ N(0, e^v)
-        def lp(x):
-            v = x[0]
-            return -0.5 * v**2 / scale**2 - 0.5 * jnp.sum(x[1:] ** 2) * jnp.exp(-v) - 0.5 * (d - 1) * v
-        m2 = np.full(d, np.exp(scale**2 / 2))
-        m2[0] = scale**2
-        return lp, d, np.zeros(d), m2, None
-
-    def mixture(d, k, sep, seed):
-        rng = np.random.default_rng(seed)
-        mus = rng.normal(size=(k, d)) * sep / np.sqrt(2)
-        w = rng.dirichlet(np.ones(k) * 2)
-        s = rng.uniform(0.5, 1.5, size=k)
-        mu_j, lw, s_j = jnp.asarray(mus, jnp.float32), jnp.asarray(np.log(w), jnp.float32), jnp.asarray(s, jnp.float32)
-
-        def lp(x):
-            return logsumexp(lw - 0.5 * jnp.sum((x - mu_j) ** 2, -1) / s_j**2 - d * jnp.log(s_j))
-        def mode_of(x):  # the component of largest responsibility, as a user of mixture_benchmark has
-            x = jnp.asarray(x)
-            return jnp.argmax(lw - 0.5 * jnp.sum((x[..., None, :] - mu_j) ** 2, -1) / s_j**2 - d * jnp.log(s_j), -1)
-        return lp, d, w @ mus, w @ (s[:, None] ** 2 + mus**2), (mode_of, k)
-
+    """name -> () -> :class:`_generated_targets.Generated` (exact moments; ``mode_of`` for mixtures)."""
     return {
-        "gauss10_rotated_cond100": lambda: rotated_gaussian(10, 100.0, 3.0, 11),
-        "gauss40_scaled_0.1_30": lambda: scaled_gaussian(40, 0.1, 30.0, 12),
-        "gauss3_shifted": lambda: rotated_gaussian(3, 5.0, 15.0, 13),
-        "student4_nu5": lambda: student(4, 5.0),
-        "banana2_b0.05": lambda: banana(2, 0.05),
-        "funnel5_scale2": lambda: funnel(5, 2.0),
-        "mixture2_d3_sep3": lambda: mixture(3, 2, 3.0, 14),
-        "mixture3_d2_sep10": lambda: mixture(2, 3, 10.0, 15),
+        "gauss10_rotated_cond100": lambda: gen.rotated_gaussian(10, 100.0, 3.0, 11),
+        "gauss40_scaled_0.1_30": lambda: gen.scaled_gaussian(40, 0.1, 30.0, 12),
+        "gauss3_shifted": lambda: gen.rotated_gaussian(3, 5.0, 15.0, 13),
+        "student4_nu5": lambda: gen.student(4, 5.0),
+        "banana2_b0.05": lambda: gen.banana(2, 0.05),
+        "funnel5_scale2": lambda: gen.funnel(5, 2.0),
+        "mixture2_d3_sep3": lambda: gen.mixture(3, 2, 3.0, 14),
+        "mixture3_d2_sep10": lambda: gen.mixture(2, 3, 10.0, 15),
     }
 
 
@@ -139,8 +91,9 @@ def worker(name, repeats, sampler):
 
     import flowsamp as fs
 
-    lp, d, mean, m2, mode_of = _targets()[name]()
-    modes = {} if mode_of is None else {"mode_of": mode_of[0], "num_modes": mode_of[1]}
+    t = _targets()[name]()
+    lp, d, mean, m2 = t.log_prob, t.dim, t.mean, t.m2
+    modes = {} if t.mode_of is None else {"mode_of": t.mode_of, "num_modes": len(t.weights)}
     runs = []
     for s in range(repeats):
         k0, k1, k2 = jax.random.split(jax.random.key(100 + s), 3)

@@ -28,30 +28,13 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import _generated_targets as gen  # noqa: E402
 from _worker_rows import worker_row  # noqa: E402
 
 #: name -> (dim, components, separation, generator seed)
 MIXTURES = {"mix4_d5_sep8": (5, 4, 8.0, 3), "mix3_d2_sep12": (2, 3, 12.0, 4), "mix5_d8_sep10": (8, 5, 10.0, 11),
             "mix2_d16_sep8": (16, 2, 8.0, 12)}
 UNIMODAL = ("gauss5_shifted", "banana3_b0.03", "gauss20_rotated_cond1e3", "student5_nu3", "gauss50_rotated_cond30")
-
-
-def mixture(d, k, sep, seed):
-    """``(log_prob, mode_of, weights, log_Z, means)`` of a generated Gaussian mixture."""
-    import jax.numpy as jnp
-    from jax.scipy.special import logsumexp
-
-    rng = np.random.default_rng(seed)
-    mus = rng.normal(size=(k, d)) * sep / np.sqrt(2)
-    w = rng.dirichlet(np.ones(k) * 2)
-    s = rng.uniform(0.5, 1.5, size=k)
-    m_, lw_, s_ = jnp.asarray(mus, jnp.float32), jnp.asarray(np.log(w), jnp.float32), jnp.asarray(s, jnp.float32)
-
-    def comp(x):
-        return lw_ - 0.5 * jnp.sum((x - m_) ** 2, -1) / s_**2 - d * jnp.log(s_)
-
-    return (lambda x: logsumexp(comp(x)) + 3.0), (lambda x: jnp.argmax(comp(x))), w, \
-        0.5 * d * np.log(2 * np.pi) + 3.0, mus
 
 
 def worker(group, name, repeats):
@@ -65,13 +48,14 @@ def worker(group, name, repeats):
         rng = np.random.default_rng(seed)
         if group == "mixtures":
             d, k, sep, gs = MIXTURES[name]
-            lp, mode_of, w, lz, mus = mixture(d, k, sep, gs)
+            g = gen.mixture(d, k, sep, gs, offset=3.0)
+            lp, mode_of, w, lz, mus = g.log_prob, g.mode_of, g.weights, g.log_Z, g.means
             x0 = jnp.asarray(mus[0] + 0.1 * rng.normal(size=(16, d)), jnp.float32)
             kw = dict(mode_of=mode_of, num_modes=k)
         else:
-            import smc_generated_targets as gen
+            import smc_generated_targets
 
-            lp, d, lz = gen._targets()[name]()
+            lp, d, lz = smc_generated_targets._targets()[name]()
             x0 = jnp.asarray(rng.normal(size=(16, d)), jnp.float32)
             kw = {}
         t0 = time.perf_counter()

@@ -31,52 +31,26 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import _generated_targets as gen  # noqa: E402
 from _worker_rows import worker_row  # noqa: E402
 
 
 def _targets():
-    import jax.numpy as jnp
-    from jax.scipy.special import logsumexp
-    from scipy.special import gammaln
-
-    def rotated_gaussian(d, cond, shift, seed):
-        rng = np.random.default_rng(seed)
-        q, _ = np.linalg.qr(rng.normal(size=(d, d)))
-        ev = np.logspace(0, np.log10(cond), d)
-        cov = (q * ev) @ q.T
-        prec = jnp.asarray(np.linalg.inv(cov), jnp.float32)
-        mu = jnp.asarray(shift * rng.normal(size=d) / np.sqrt(d), jnp.float32)
-        lz = 0.5 * np.linalg.slogdet(cov)[1] + 0.5 * d * np.log(2 * np.pi) + 1.7
-        return (lambda x: -0.5 * (x - mu) @ prec @ (x - mu) + 1.7), d, lz
-
-    def student(d, nu):
-        c = gammaln((nu + d) / 2) - gammaln(nu / 2) - d / 2 * np.log(nu * np.pi)
-        return (lambda x: -(nu + d) / 2 * jnp.log1p(x @ x / nu)), d, -float(c)
-
-    def banana(d, b):
-        def lp(x):
-            y2 = x[1] + b * (x[0] ** 2 - 100.0)
-            return -0.5 * (x[0] ** 2 / 100.0 + y2**2 + jnp.sum(x[2:] ** 2))
-        return lp, d, 0.5 * d * np.log(2 * np.pi) + np.log(10.0)
-
-    def mixture(d, k, sep, seed):
-        rng = np.random.default_rng(seed)
-        mus = jnp.asarray(rng.normal(size=(k, d)) * sep / np.sqrt(2), jnp.float32)
-        lw = jnp.asarray(np.log(rng.dirichlet(np.ones(k) * 2)), jnp.float32)
-        s = jnp.asarray(rng.uniform(0.5, 1.5, size=k), jnp.float32)
-
-        def lp(x):
-            return logsumexp(lw - 0.5 * jnp.sum((x - mus) ** 2, -1) / s**2 - d * jnp.log(s)) + 3.0
-        return lp, d, 0.5 * d * np.log(2 * np.pi) + 3.0
+    """name -> () -> (log_prob, d, ln Z) (``_generated_targets``; the offsets make ln Z non-zero)."""
+    def lz_only(g):
+        def make():
+            t = g()
+            return t.log_prob, t.dim, t.log_Z
+        return make
 
     return {
-        "gauss20_rotated_cond1e3": lambda: rotated_gaussian(20, 1e3, 5.0, 1),
-        "gauss5_shifted": lambda: rotated_gaussian(5, 10.0, 20.0, 2),
-        "gauss50_rotated_cond30": lambda: rotated_gaussian(50, 30.0, 3.0, 5),
-        "student5_nu3": lambda: student(5, 3.0),
-        "banana3_b0.03": lambda: banana(3, 0.03),
-        "mixture4_d5_narrow": lambda: mixture(5, 4, 8.0, 3),
-        "mixture3_d2_sep12": lambda: mixture(2, 3, 12.0, 4),
+        "gauss20_rotated_cond1e3": lz_only(lambda: gen.rotated_gaussian(20, 1e3, 5.0, 1, offset=1.7)),
+        "gauss5_shifted": lz_only(lambda: gen.rotated_gaussian(5, 10.0, 20.0, 2, offset=1.7)),
+        "gauss50_rotated_cond30": lz_only(lambda: gen.rotated_gaussian(50, 30.0, 3.0, 5, offset=1.7)),
+        "student5_nu3": lz_only(lambda: gen.student(5, 3.0)),
+        "banana3_b0.03": lz_only(lambda: gen.banana(3, 0.03)),
+        "mixture4_d5_narrow": lz_only(lambda: gen.mixture(5, 4, 8.0, 3, offset=3.0)),
+        "mixture3_d2_sep12": lz_only(lambda: gen.mixture(2, 3, 12.0, 4, offset=3.0)),
     }
 
 
